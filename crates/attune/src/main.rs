@@ -1,0 +1,84 @@
+//! The `attune` binary: parses the command line, loads configuration, sets up tracing,
+//! and hands over to [`startup`] (services) or the client commands.
+//!
+//! - `attune up`: every service in one process (on a private PostgreSQL when no URL is set).
+//! - `attune serve api,executor,...`: any subset of services.
+//! - `attune worker`: shorthand for `attune serve worker`.
+//! - `attune migrate`: apply the database migrations and exit.
+
+mod services;
+mod startup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::services::Service;
+
+#[derive(Parser)]
+#[command(
+    name = "attune",
+    version,
+    about = "Event-driven automation on PostgreSQL"
+)]
+struct Cli {
+    /// YAML configuration file (also ATTUNE_CONFIG). The environment overrides it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process.
+    Up,
+    /// Run a subset of services, e.g. `attune serve api,notifier`.
+    Serve {
+        /// Comma-separated: api, executor, worker, sensor, notifier, bridge.
+        #[arg(value_delimiter = ',', required = true)]
+        services: Vec<Service>,
+    },
+    /// Run a worker (same as `attune serve worker`).
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match attune_core::Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("attune: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up => startup::run_services(config, Service::ALL.to_vec()).await,
+            Command::Serve { services } => startup::run_services(config, services).await,
+            Command::Worker => startup::run_services(config, vec![Service::Worker]).await,
+            Command::Migrate => startup::migrate_only(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("attune: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

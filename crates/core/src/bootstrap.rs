@@ -1,0 +1,248 @@
+//! First-start work shared by every entry point: the process's keys, the system packs,
+//! and the first tenant and admin.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rand::RngCore;
+use sqlx::PgPool;
+
+use crate::pack::{install, loader, PackError};
+use crate::Config;
+
+/// Secrets the process signs and encrypts with. Never stored in the database.
+#[derive(Clone)]
+pub struct Keys {
+    pub jwt_secret: Vec<u8>,
+    pub encryption_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys { .. }")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error("system pack {dir}: {source}")]
+    SystemPack { dir: PathBuf, source: PackError },
+    #[error(
+        "the core pack was not found (looked in {0}); set packs.core_dir in the config file to the packs/core directory"
+    )]
+    NoCorePack(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
+    move |source| BootstrapError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Keys {
+    /// The configured keys, or ones generated once and kept in `<data_dir>/secrets/` (mode 0600).
+    pub fn load_or_generate(config: &Config) -> Result<Keys, BootstrapError> {
+        let dir = config.data_dir.join("secrets");
+        let jwt_secret = match &config.auth.jwt_secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => read_or_create(&dir.join("jwt_secret"), || random_b64(48))?.into_bytes(),
+        };
+        let key_b64 = match &config.datastore.encryption_key {
+            Some(k) => k.trim().to_string(),
+            None => read_or_create(&dir.join("encryption_key"), || random_b64(32))?,
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key_b64.trim())
+            .unwrap_or_default();
+        let encryption_key: [u8; 32] = bytes.try_into().map_err(|_| BootstrapError::Io {
+            path: dir.join("encryption_key"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not the base64 encoding of 32 bytes",
+            ),
+        })?;
+        Ok(Keys {
+            jwt_secret,
+            encryption_key,
+        })
+    }
+}
+
+fn random_b64(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads a secret file, or writes `make()` to it (mode 0600) if it does not exist yet.
+fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String, BootstrapError> {
+    if let Ok(s) = fs::read_to_string(path) {
+        return Ok(s.trim().to_string());
+    }
+    let dir = path.parent().expect("secret files live in a directory");
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    let value = make();
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match &mut f {
+        Ok(f) => f.write_all(value.as_bytes()).map_err(io_err(path))?,
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Ok(fs::read_to_string(path)
+                .map_err(io_err(path))?
+                .trim()
+                .to_string());
+        }
+        Err(_) => return Err(f.map(|_| ()).map_err(io_err(path)).unwrap_err()),
+    }
+    Ok(value)
+}
+
+/// The core pack's directory: `packs.core_dir`, else beside the binary
+/// (`<exe>/../share/attune/packs/core`), else the source tree it was built from.
+pub fn core_pack_dir(config: &Config) -> Result<PathBuf, BootstrapError> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = &config.packs.core_dir {
+        candidates.push(dir.clone());
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(bin) = exe.parent() {
+            candidates.push(bin.join("../share/attune/packs/core"));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packs/core"));
+    candidates
+        .iter()
+        .find(|d| d.join("pack.yaml").is_file())
+        .cloned()
+        .ok_or_else(|| {
+            BootstrapError::NoCorePack(
+                candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
+}
+
+/// Loads the core pack and every pack under `packs.dirs` as system packs (tenant NULL).
+/// Unchanged packs are skipped; several processes starting at once take turns.
+pub async fn load_system_packs(
+    pool: &PgPool,
+    config: &Config,
+) -> Result<Vec<String>, BootstrapError> {
+    let mut dirs = vec![core_pack_dir(config)?];
+    for parent in &config.packs.dirs {
+        let entries = fs::read_dir(parent).map_err(io_err(parent))?;
+        let mut packs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        packs.sort();
+        dirs.extend(packs);
+    }
+    let mut loaded = Vec::new();
+    for dir in dirs {
+        let def = loader::load(&dir).map_err(|source| BootstrapError::SystemPack {
+            dir: dir.clone(),
+            source,
+        })?;
+        let mut tx = pool.begin().await?;
+        // Serialise concurrent starts: the second one then sees an unchanged hash.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.system_packs'))")
+            .execute(&mut *tx)
+            .await?;
+        let installed = install::install(&mut tx, None, &def, false)
+            .await
+            .map_err(|source| BootstrapError::SystemPack {
+                dir: dir.clone(),
+                source,
+            })?;
+        tx.commit().await?;
+        if installed.changed {
+            tracing::info!(pack = %def.meta.pack_ref, dir = %dir.display(), "system pack loaded");
+        }
+        loaded.push(def.meta.pack_ref.to_string());
+    }
+    Ok(loaded)
+}
+
+/// The first admin, made on a first start.
+#[derive(Debug)]
+pub struct FirstAdmin {
+    pub login: String,
+    /// Set when the password was generated (to be shown once).
+    pub generated_password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+/// When no user exists: creates tenant `default` and user `admin` with the configured
+/// password, or a generated one saved to `<data_dir>/admin_password` (mode 0600).
+pub async fn ensure_first_admin(
+    pool: &PgPool,
+    config: &Config,
+) -> Result<Option<FirstAdmin>, BootstrapError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.first_admin'))")
+        .execute(&mut *tx)
+        .await?;
+    let any_user: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.identity)")
+        .fetch_one(&mut *tx)
+        .await?;
+    if any_user {
+        return Ok(None);
+    }
+    let (password, generated) = match &config.auth.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (random_b64(18).replace(['+', '/'], "x"), true),
+    };
+    let tenant_id: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.tenant (name) VALUES ('default') ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role) VALUES ($1, 'admin', 'Administrator', $2, 'admin')")
+        .bind(tenant_id)
+        .bind(crate::crypto::hash_password(&password))
+        .execute(&mut *tx)
+        .await?;
+    let password_file = if generated {
+        let path = config.data_dir.join("admin_password");
+        fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+        let _ = fs::remove_file(&path);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(password.as_bytes()).map_err(io_err(&path))?;
+        Some(path)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok(Some(FirstAdmin {
+        login: "admin".into(),
+        generated_password: generated.then_some(password),
+        password_file,
+    }))
+}

@@ -1,0 +1,529 @@
+//! Typed settings. Every setting has a default, a YAML key (file from `--config` or
+//! `ATTUNE_CONFIG`) and an environment variable; the environment wins.
+//!
+//! The environment names are the external contract of API.md, so they are mapped to
+//! YAML keys by an explicit table rather than by a naming rule.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use figment::providers::{Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Environment variable -> YAML key. `DATABASE_URL` is the lower-priority fallback of
+/// `ATTUNE_DATABASE_URL` and is handled separately.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("ATTUNE_DATABASE_URL", "database.url"),
+    ("ATTUNE_DATA_DIR", "data_dir"),
+    ("ATTUNE_API_HOST", "api.host"),
+    ("ATTUNE_API_PORT", "api.port"),
+    ("ATTUNE_PUBLIC_URL", "api.public_url"),
+    ("ATTUNE_RATE_LIMIT_PER_SECOND", "api.rate_limit_per_second"),
+    ("ATTUNE_JWT_SECRET", "auth.jwt_secret"),
+    (
+        "ATTUNE_ACCESS_TOKEN_TTL_SECONDS",
+        "auth.access_token_ttl_seconds",
+    ),
+    ("ATTUNE_ADMIN_PASSWORD", "auth.admin_password"),
+    ("ATTUNE_ALLOW_REGISTRATION", "auth.allow_registration"),
+    ("ATTUNE_ENCRYPTION_KEY", "datastore.encryption_key"),
+    ("ATTUNE_WORKER_CONCURRENCY", "worker.concurrency"),
+    ("ATTUNE_WORKER_MAX_OUTPUT_BYTES", "worker.max_output_bytes"),
+    (
+        "ATTUNE_DEFAULT_TIMEOUT_SECONDS",
+        "worker.default_timeout_seconds",
+    ),
+    ("ATTUNE_AMQP_URL", "bridge.amqp_url"),
+    ("ATTUNE_AMQP_INBOUND", "bridge.amqp_inbound"),
+    ("ATTUNE_PACKS_DIR", "packs.dirs"),
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    /// Private cluster, pack environments, generated secrets.
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    pub auth: AuthConfig,
+    pub datastore: DatastoreConfig,
+    pub worker: WorkerConfig,
+    pub bridge: BridgeConfig,
+    pub packs: PacksConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL to use; `None` runs the private local cluster under `data_dir`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub host: String,
+    pub port: u16,
+    /// Base of `webhook_url` and `context.api_url`; default `http://{host}:{port}`.
+    pub public_url: Option<String>,
+    /// Per-user requests per second; 0 = off.
+    pub rate_limit_per_second: u32,
+    pub max_body_bytes: usize,
+    pub request_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 signing secret; generated and kept in the data dir when unset.
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl_seconds: u64,
+    pub refresh_token_ttl_seconds: u64,
+    pub admin_password: Option<String>,
+    pub allow_registration: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatastoreConfig {
+    /// Base64 of 32 bytes; generated and kept in the data dir when unset.
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Executions one worker runs at once; default CPUs x 4.
+    pub concurrency: usize,
+    pub max_output_bytes: usize,
+    pub default_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    pub amqp_url: Option<String>,
+    pub amqp_inbound: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacksConfig {
+    /// Directories whose sub-directories are packs, loaded as system packs at start.
+    /// The environment form is `:`-separated.
+    #[serde(deserialize_with = "path_list")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the core pack lives; found next to the binary or in the source tree when unset.
+    pub core_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Config {
+            database: DatabaseConfig {
+                url: None,
+                max_connections: 20,
+            },
+            data_dir: PathBuf::from("./.attune"),
+            api: ApiConfig {
+                host: "127.0.0.1".into(),
+                port: 8080,
+                public_url: None,
+                rate_limit_per_second: 0,
+                max_body_bytes: 1024 * 1024,
+                request_timeout_seconds: 30,
+            },
+            auth: AuthConfig {
+                jwt_secret: None,
+                access_token_ttl_seconds: 3600,
+                refresh_token_ttl_seconds: 30 * 24 * 3600,
+                admin_password: None,
+                allow_registration: true,
+            },
+            datastore: DatastoreConfig {
+                encryption_key: None,
+            },
+            worker: WorkerConfig {
+                concurrency: cpus * 4,
+                max_output_bytes: 1024 * 1024,
+                default_timeout_seconds: 600,
+            },
+            bridge: BridgeConfig {
+                amqp_url: None,
+                amqp_inbound: true,
+            },
+            packs: PacksConfig {
+                dirs: Vec::new(),
+                core_dir: None,
+            },
+        }
+    }
+}
+
+/// A configuration that cannot be used. The message names the key, the value and what
+/// was expected, so start-up can stop with it as it is.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults < YAML file (`file`, else `ATTUNE_CONFIG`) < process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &vars)
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| lookup("ATTUNE_CONFIG").map(PathBuf::from));
+
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Yaml::file(file));
+        }
+        // The variables are layered as one provider built from the explicit table (not
+        // figment's Env provider, which would read the whole process environment).
+        let mut overrides = serde_json::Map::new();
+        let mut set = |key: &str, value: &str| {
+            insert_dotted(&mut overrides, key, parse_env_value(value));
+        };
+        if let Some(url) = lookup("DATABASE_URL") {
+            set("database.url", &url);
+        }
+        for (name, key) in ENV_KEYS {
+            if let Some(value) = lookup(name) {
+                set(key, &value);
+            }
+        }
+        figment = figment.merge(Serialized::defaults(serde_json::Value::Object(overrides)));
+
+        let config: Config = figment
+            .extract()
+            .map_err(|e| describe(&e, file.as_deref(), &lookup))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &dyn std::fmt::Display, expected: &str| {
+            Err(ConfigError(format!(
+                "{key} ({}) = \"{value}\": expected {expected}",
+                env_name(key)
+            )))
+        };
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency", &0, "a whole number of at least 1");
+        }
+        if self.worker.default_timeout_seconds == 0 {
+            return bad(
+                "worker.default_timeout_seconds",
+                &0,
+                "a number of seconds of at least 1",
+            );
+        }
+        if self.auth.access_token_ttl_seconds == 0 {
+            return bad(
+                "auth.access_token_ttl_seconds",
+                &0,
+                "a number of seconds of at least 1",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return bad(
+                "database.max_connections",
+                &0,
+                "a whole number of at least 1",
+            );
+        }
+        if let Some(key) = &self.datastore.encryption_key {
+            let ok = base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .is_ok_and(|bytes| bytes.len() == 32);
+            if !ok {
+                return Err(ConfigError(format!(
+                    "datastore.encryption_key (ATTUNE_ENCRYPTION_KEY) = \"<{} characters>\": expected the base64 encoding of 32 bytes",
+                    key.len()
+                )));
+            }
+        }
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return bad("database.url", url, "a postgres:// or postgresql:// URL");
+            }
+        }
+        if let Some(url) = &self.bridge.amqp_url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return bad("bridge.amqp_url", url, "an amqp:// or amqps:// URL");
+            }
+        }
+        if let Some(url) = &self.api.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("api.public_url", url, "an http:// or https:// URL");
+            }
+        }
+        Ok(())
+    }
+
+    /// Base URL clients reach the API at (`webhook_url`, `context.api_url`).
+    pub fn public_url(&self) -> String {
+        match &self.api.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}:{}", self.api.host, self.api.port),
+        }
+    }
+}
+
+/// The environment variable that sets a YAML key, for error messages.
+fn env_name(key: &str) -> String {
+    ENV_KEYS.iter().find(|(_, k)| *k == key).map_or_else(
+        || "no environment variable".to_string(),
+        |(name, _)| (*name).to_string(),
+    )
+}
+
+/// Environment values are typed like YAML scalars: `8080` is a number, `true` a bool,
+/// anything else a string. A value that does not fit its key is reported by `extract`.
+fn parse_env_value(raw: &str) -> serde_json::Value {
+    match serde_yaml::from_str::<serde_json::Value>(raw) {
+        Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v,
+        _ => serde_json::Value::String(raw.to_string()),
+    }
+}
+
+fn insert_dotted(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    value: serde_json::Value,
+) {
+    match key.split_once('.') {
+        None => {
+            map.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = map
+                .entry(head.to_string())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let serde_json::Value::Object(inner) = entry {
+                insert_dotted(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn describe(
+    error: &figment::Error,
+    file: Option<&Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> ConfigError {
+    let key = error.path.join(".");
+    let source = if key.is_empty() {
+        String::new()
+    } else {
+        match ENV_KEYS.iter().find(|(_, k)| *k == key) {
+            Some((name, _)) if lookup(name).is_some() => {
+                format!(" (from environment variable {name})")
+            }
+            _ => match file {
+                Some(f) => format!(" (from {} or the environment)", f.display()),
+                None => format!(" ({})", env_name(&key)),
+            },
+        }
+    };
+    let what = error.kind.to_string();
+    if key.is_empty() {
+        ConfigError(format!(
+            "{what}{}",
+            file.map(|f| format!(" in {}", f.display()))
+                .unwrap_or_default()
+        ))
+    } else {
+        ConfigError(format!("{key}{source}: {what}"))
+    }
+}
+
+fn path_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Joined(String),
+        List(Vec<PathBuf>),
+    }
+    Ok(match Form::deserialize(deserializer)? {
+        Form::Joined(s) => s
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        Form::List(list) => list,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.api.port, 8080);
+        assert_eq!(c.api.host, "127.0.0.1");
+        assert_eq!(c.auth.access_token_ttl_seconds, 3600);
+        assert_eq!(c.worker.max_output_bytes, 1_048_576);
+        assert_eq!(c.worker.default_timeout_seconds, 600);
+        assert!(c.auth.allow_registration);
+        assert!(c.bridge.amqp_inbound);
+        assert_eq!(c.data_dir, PathBuf::from("./.attune"));
+        assert!(c.database.url.is_none());
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("attune.yaml");
+        std::fs::write(
+            &file,
+            "api:\n  port: 9000\n  host: 0.0.0.0\nworker:\n  concurrency: 3\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&file), &env(&[("ATTUNE_API_PORT", "9100")])).unwrap();
+        assert_eq!(c.api.port, 9100, "environment wins over the file");
+        assert_eq!(c.api.host, "0.0.0.0", "file wins over the default");
+        assert_eq!(c.worker.concurrency, 3);
+
+        let via_env =
+            Config::load_from(None, &env(&[("ATTUNE_CONFIG", file.to_str().unwrap())])).unwrap();
+        assert_eq!(via_env.api.port, 9000, "ATTUNE_CONFIG names the file");
+    }
+
+    #[test]
+    fn every_contract_variable_is_read() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://low/x"),
+                ("ATTUNE_DATABASE_URL", "postgres://high/y"),
+                ("ATTUNE_DATA_DIR", "/tmp/d"),
+                ("ATTUNE_JWT_SECRET", "s3cret"),
+                ("ATTUNE_ACCESS_TOKEN_TTL_SECONDS", "60"),
+                (
+                    "ATTUNE_ENCRYPTION_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                ("ATTUNE_ADMIN_PASSWORD", "pw"),
+                ("ATTUNE_ALLOW_REGISTRATION", "false"),
+                ("ATTUNE_RATE_LIMIT_PER_SECOND", "10"),
+                ("ATTUNE_WORKER_CONCURRENCY", "7"),
+                ("ATTUNE_WORKER_MAX_OUTPUT_BYTES", "100"),
+                ("ATTUNE_DEFAULT_TIMEOUT_SECONDS", "5"),
+                ("ATTUNE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
+                ("ATTUNE_AMQP_INBOUND", "false"),
+                ("ATTUNE_PACKS_DIR", "/a:/b"),
+                ("ATTUNE_PUBLIC_URL", "https://attune.example/"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.url.as_deref(), Some("postgres://high/y"));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(c.auth.jwt_secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.auth.access_token_ttl_seconds, 60);
+        assert_eq!(c.auth.admin_password.as_deref(), Some("pw"));
+        assert!(!c.auth.allow_registration);
+        assert_eq!(c.api.rate_limit_per_second, 10);
+        assert_eq!(c.worker.concurrency, 7);
+        assert_eq!(c.worker.max_output_bytes, 100);
+        assert_eq!(c.worker.default_timeout_seconds, 5);
+        assert!(c.bridge.amqp_url.is_some());
+        assert!(!c.bridge.amqp_inbound);
+        assert_eq!(c.packs.dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(c.public_url(), "https://attune.example");
+
+        let fallback =
+            Config::load_from(None, &env(&[("DATABASE_URL", "postgres://low/x")])).unwrap();
+        assert_eq!(fallback.database.url.as_deref(), Some("postgres://low/x"));
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_expectation() {
+        let err = Config::load_from(None, &env(&[("ATTUNE_API_PORT", "eighty")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.port"), "{err}");
+        assert!(err.contains("eighty"), "{err}");
+        assert!(err.contains("u16"), "{err}");
+
+        let err = Config::load_from(None, &env(&[("ATTUNE_API_PORT", "70000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api.port") && err.contains("70000"), "{err}");
+
+        let err = Config::load_from(None, &env(&[("ATTUNE_WORKER_CONCURRENCY", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("worker.concurrency") && err.contains("ATTUNE_WORKER_CONCURRENCY"),
+            "{err}"
+        );
+
+        let err = Config::load_from(None, &env(&[("ATTUNE_ENCRYPTION_KEY", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ATTUNE_ENCRYPTION_KEY") && err.contains("32 bytes"),
+            "{err}"
+        );
+
+        let err = Config::load_from(None, &env(&[("ATTUNE_DATABASE_URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("database.url") && err.contains("mysql://x"),
+            "{err}"
+        );
+
+        let err = Config::load_from(None, &env(&[("ATTUNE_ALLOW_REGISTRATION", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.allow_registration") && err.contains("maybe"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_file_is_reported_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("attune.yaml");
+        std::fs::write(&file, "api:\n  prot: 9000\n").unwrap();
+        let err = Config::load_from(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+
+        let missing = dir.path().join("nope.yaml");
+        let err = Config::load_from(Some(&missing), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nope.yaml") && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Parse-don't-validate types: once a value is one of these, the engine never checks it again.
+
+pub mod params;
+pub mod refs;
+pub mod runner;
+pub mod templates;
+pub mod trigger_type;
+
+pub use params::ParamSchema;
+pub use refs::{PackRef, Ref};
+pub use runner::RunnerType;
+pub use trigger_type::TriggerType;

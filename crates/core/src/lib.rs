@@ -1,0 +1,25 @@
+//! Attune core: what every service shares.
+//!
+//! # Layout
+//! - [`config`]: typed settings, layered defaults < YAML file < environment.
+//! - [`db`]: the connection pool and the embedded migrations (schema `attune`).
+//! - [`local_pg`]: the private PostgreSQL cluster used when no database URL is configured.
+//! - [`domain`]: parse-don't-validate types (refs, runner types, parameter schemas, templates).
+//! - [`pack`]: the pack directory loader ([`pack::loader`]) and its all-or-nothing installer
+//!   ([`pack::install`]).
+//! - [`service`]: the shared service context and the `run(ctx, shutdown)` shape.
+//! - [`bootstrap`]: first-start work (system packs, the default tenant and admin).
+//!
+//! Every service crate depends on this one; no service crate depends on another.
+
+pub mod bootstrap;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod local_pg;
+pub mod pack;
+pub mod service;
+
+pub use config::Config;
+pub use service::{Context, Shutdown};

@@ -1,0 +1,592 @@
+//! Definition bodies, as written in pack YAML files and sent to the REST API, and their
+//! validation into checked definitions. Validation happens here once; the engine only
+//! ever sees checked values.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::templates::{check_criteria, check_value};
+use crate::domain::{PackRef, ParamSchema, Ref, RunnerType, TriggerType};
+
+/// A field that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err<T>(field: &str, message: impl Into<String>) -> Result<T, SpecError> {
+    Err(SpecError {
+        field: field.to_string(),
+        message: message.into(),
+    })
+}
+
+/// `pack.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackSpec {
+    #[serde(rename = "ref", alias = "name")]
+    pub pack_ref: String,
+    pub label: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    /// Informational: whether a pack is a system pack is decided by who loads it.
+    #[serde(default)]
+    pub system: bool,
+    pub author: Option<String>,
+    pub email: Option<String>,
+    pub keywords: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackMeta {
+    pub pack_ref: PackRef,
+    pub label: Option<String>,
+    pub version: String,
+    pub description: Option<String>,
+}
+
+impl PackSpec {
+    pub fn check(self) -> Result<PackMeta, SpecError> {
+        let pack_ref = PackRef::parse(&self.pack_ref).or_else(|e| err("ref", e.to_string()))?;
+        let version = self.version.unwrap_or_else(|| "0.0.0".into());
+        if version.trim().is_empty() || version.len() > 64 {
+            return err(
+                "version",
+                "must be a non-empty version string such as 1.0.0",
+            );
+        }
+        Ok(PackMeta {
+            pack_ref,
+            label: self.label,
+            version,
+            description: self.description,
+        })
+    }
+}
+
+/// Resolves a definition's name: `ref` (`pack.name`, which must be this pack), else `name`,
+/// else the file stem.
+fn resolve_ref(
+    pack: &PackRef,
+    given_ref: Option<&str>,
+    name: Option<&str>,
+    fallback: Option<&str>,
+) -> Result<Ref, SpecError> {
+    if let Some(r) = given_ref {
+        let parsed = Ref::parse(r).or_else(|e| err("ref", e.to_string()))?;
+        if parsed.pack() != pack.as_str() {
+            return err(
+                "ref",
+                format!(
+                    "{r:?} names pack {:?}, but this is pack {:?}",
+                    parsed.pack(),
+                    pack.as_str()
+                ),
+            );
+        }
+        return Ok(parsed);
+    }
+    let Some(name) = name.or(fallback) else {
+        return err("ref", "missing: give ref (pack.name) or name");
+    };
+    Ref::new(pack, name).or_else(|e| err("name", e.to_string()))
+}
+
+fn check_relative_path(field: &str, path: &str) -> Result<(), SpecError> {
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        return err(
+            field,
+            format!("{path:?} must be a relative path inside the pack, without '..'"),
+        );
+    }
+    Ok(())
+}
+
+/// The retry block of an action or workflow task.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    #[serde(default = "RetryPolicy::default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub delay_seconds: f64,
+    #[serde(default = "RetryPolicy::default_multiplier")]
+    pub backoff_multiplier: f64,
+    pub max_delay_seconds: Option<f64>,
+}
+
+impl RetryPolicy {
+    fn default_attempts() -> u32 {
+        3
+    }
+    fn default_multiplier() -> f64 {
+        1.0
+    }
+
+    pub fn parse(value: &Value) -> Result<RetryPolicy, SpecError> {
+        let policy: RetryPolicy =
+            serde_json::from_value(value.clone()).or_else(|e| err("retry", e.to_string()))?;
+        if policy.max_attempts == 0 {
+            return err("retry.max_attempts", "must be at least 1");
+        }
+        if !(policy.delay_seconds >= 0.0 && policy.backoff_multiplier >= 1.0) {
+            return err(
+                "retry",
+                "delay_seconds must be >= 0 and backoff_multiplier >= 1",
+            );
+        }
+        Ok(policy)
+    }
+}
+
+/// An action body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    #[serde(rename = "ref")]
+    pub action_ref: Option<String>,
+    pub name: Option<String>,
+    pub pack: Option<String>,
+    pub description: Option<String>,
+    pub runner_type: Option<String>,
+    pub entry_point: Option<String>,
+    pub command: Option<String>,
+    pub code: Option<String>,
+    pub parameters: Option<Value>,
+    pub output_schema: Option<Value>,
+    pub timeout_seconds: Option<i64>,
+    pub retry: Option<Value>,
+    pub concurrency: Option<i64>,
+    pub secrets: Option<Vec<String>>,
+    /// Inline definition, or (in pack files) the name of `workflows/NAME.yaml`.
+    pub workflow: Option<Value>,
+    pub http: Option<Value>,
+    pub container: Option<Value>,
+    pub with_items: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionDef {
+    pub action_ref: Ref,
+    pub description: Option<String>,
+    pub runner_type: RunnerType,
+    pub entry_point: Option<String>,
+    pub command: Option<String>,
+    pub code: Option<String>,
+    pub parameters: Value,
+    pub params: ParamSchema,
+    pub output_schema: Option<Value>,
+    pub timeout_seconds: Option<i32>,
+    pub retry: Option<RetryPolicy>,
+    pub concurrency: Option<i32>,
+    pub secrets: Vec<String>,
+    pub workflow: Option<Value>,
+    pub http: Option<Value>,
+    pub container: Option<Value>,
+    pub with_items: Option<String>,
+    pub enabled: bool,
+}
+
+impl ActionSpec {
+    /// `fallback_name` is the file stem for pack files. An inline `workflow` must already
+    /// be resolved to a mapping (the loader reads `workflows/NAME.yaml`).
+    pub fn check(
+        self,
+        pack: &PackRef,
+        fallback_name: Option<&str>,
+    ) -> Result<ActionDef, SpecError> {
+        if let Some(p) = &self.pack {
+            if p != pack.as_str() {
+                return err(
+                    "pack",
+                    format!("{p:?} does not match the pack {:?}", pack.as_str()),
+                );
+            }
+        }
+        let action_ref = resolve_ref(
+            pack,
+            self.action_ref.as_deref(),
+            self.name.as_deref(),
+            fallback_name,
+        )?;
+        let Some(runner) = self.runner_type.as_deref() else {
+            return err("runner_type", "missing: say how the action runs (builtin, shell, python, node, http, container, workflow, inquiry)");
+        };
+        let runner_type = RunnerType::parse(runner).or_else(|e| err("runner_type", e))?;
+        if let Some(ep) = &self.entry_point {
+            check_relative_path("entry_point", ep)?;
+        }
+        let has_body = self.entry_point.is_some() || self.command.is_some() || self.code.is_some();
+        match runner_type {
+            RunnerType::Shell if self.command.is_none() && self.entry_point.is_none() => {
+                return err("command", "a shell action needs command or entry_point");
+            }
+            RunnerType::Python | RunnerType::Node if self.code.is_none() && self.entry_point.is_none() => {
+                return err("entry_point", format!("a {runner_type} action needs entry_point or code"));
+            }
+            RunnerType::Http => match &self.http {
+                Some(h) if h.get("url").and_then(Value::as_str).is_some() => {}
+                _ => return err("http", "an http action needs http.url"),
+            },
+            RunnerType::Container => match &self.container {
+                Some(c) if c.get("image").and_then(Value::as_str).is_some() => {}
+                _ => return err("container", "a container action needs container.image"),
+            },
+            RunnerType::Workflow => match &self.workflow {
+                Some(w) => check_workflow(w)?,
+                None => return err("workflow", "a workflow action needs workflow (an inline definition or a workflows/ file name)"),
+            },
+            RunnerType::Inquiry if has_body => {
+                return err("runner_type", "an inquiry action takes no entry_point, command or code");
+            }
+            _ => {}
+        }
+        let parameters = self.parameters.unwrap_or(Value::Object(Default::default()));
+        let params = ParamSchema::parse(&parameters).or_else(|e| err("parameters", e))?;
+        if let Some(schema) = &self.output_schema {
+            if let Err(e) = jsonschema::validator_for(schema) {
+                return err("output_schema", format!("not a valid JSON Schema: {e}"));
+            }
+        }
+        let timeout_seconds = match self.timeout_seconds {
+            None => None,
+            Some(t) if (1..=i32::MAX as i64).contains(&t) => Some(t as i32),
+            Some(t) => {
+                return err(
+                    "timeout_seconds",
+                    format!("must be a positive number of seconds, got {t}"),
+                )
+            }
+        };
+        let concurrency = match self.concurrency {
+            None => None,
+            Some(c) if (1..=i32::MAX as i64).contains(&c) => Some(c as i32),
+            Some(c) => return err("concurrency", format!("must be at least 1, got {c}")),
+        };
+        let retry = self.retry.as_ref().map(RetryPolicy::parse).transpose()?;
+        let secrets = self.secrets.unwrap_or_default();
+        if let Some(bad) = secrets.iter().find(|k| k.is_empty()) {
+            return err(
+                "secrets",
+                format!("datastore key {bad:?} must not be empty"),
+            );
+        }
+        if let Some(items) = &self.with_items {
+            check_value("with_items", &Value::String(items.clone()))
+                .or_else(|e| err("with_items", e))?;
+        }
+        if let Some(h) = &self.http {
+            check_value("http", h).or_else(|e| err("http", e))?;
+        }
+        Ok(ActionDef {
+            action_ref,
+            description: self.description,
+            runner_type,
+            entry_point: self.entry_point,
+            command: self.command,
+            code: self.code,
+            parameters,
+            params,
+            output_schema: self.output_schema,
+            timeout_seconds,
+            retry,
+            concurrency,
+            secrets,
+            workflow: self.workflow,
+            http: self.http,
+            container: self.container,
+            with_items: self.with_items,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// The shape checks a workflow definition needs before it is stored: a task list with
+/// unique names, each naming an action. The workflow engine owns the rest.
+pub fn check_workflow(workflow: &Value) -> Result<(), SpecError> {
+    let Some(tasks) = workflow.get("tasks").and_then(Value::as_array) else {
+        return err("workflow.tasks", "a workflow needs a list of tasks");
+    };
+    let mut names = std::collections::HashSet::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let Some(name) = task.get("name").and_then(Value::as_str) else {
+            return err(&format!("workflow.tasks[{i}].name"), "missing");
+        };
+        if !names.insert(name) {
+            return err(
+                &format!("workflow.tasks[{i}].name"),
+                format!("duplicate task name {name:?}"),
+            );
+        }
+        match task.get("action").and_then(Value::as_str) {
+            Some(a) => {
+                Ref::parse(a)
+                    .or_else(|e| err(&format!("workflow.tasks[{i}].action"), e.to_string()))?;
+            }
+            None => {
+                return err(
+                    &format!("workflow.tasks[{i}].action"),
+                    "missing: name the action ref to run",
+                )
+            }
+        }
+        if let Some(input) = task.get("input") {
+            check_value(&format!("workflow.tasks[{i}].input"), input)
+                .or_else(|e| err(&format!("workflow.tasks[{i}].input"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// A trigger body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    #[serde(rename = "ref")]
+    pub trigger_ref: Option<String>,
+    pub name: Option<String>,
+    pub pack: Option<String>,
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub trigger_type: Option<String>,
+    pub parameters: Option<Value>,
+    pub payload_schema: Option<Value>,
+    pub webhook_secret: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerDef {
+    pub trigger_ref: Ref,
+    pub description: Option<String>,
+    pub trigger_type: TriggerType,
+    pub parameters: Value,
+    pub payload_schema: Option<Value>,
+    pub webhook_secret: Option<String>,
+    pub enabled: bool,
+}
+
+impl TriggerSpec {
+    pub fn check(
+        self,
+        pack: &PackRef,
+        fallback_name: Option<&str>,
+    ) -> Result<TriggerDef, SpecError> {
+        if let Some(p) = &self.pack {
+            if p != pack.as_str() {
+                return err(
+                    "pack",
+                    format!("{p:?} does not match the pack {:?}", pack.as_str()),
+                );
+            }
+        }
+        let trigger_ref = resolve_ref(
+            pack,
+            self.trigger_ref.as_deref(),
+            self.name.as_deref(),
+            fallback_name,
+        )?;
+        let Some(t) = self.trigger_type.as_deref() else {
+            return err(
+                "type",
+                "missing: webhook, timer.interval, timer.cron, timer.date or custom",
+            );
+        };
+        let trigger_type = TriggerType::parse(t).or_else(|e| err("type", e))?;
+        let parameters = self.parameters.unwrap_or(Value::Object(Default::default()));
+        if !parameters.is_object() {
+            return err("parameters", "must be a mapping");
+        }
+        trigger_type
+            .check_parameters(&parameters)
+            .or_else(|e| err("parameters", e))?;
+        if let Some(schema) = &self.payload_schema {
+            if let Err(e) = jsonschema::validator_for(schema) {
+                return err("payload_schema", format!("not a valid JSON Schema: {e}"));
+            }
+        }
+        if self.webhook_secret.is_some() && trigger_type != TriggerType::Webhook {
+            return err(
+                "webhook_secret",
+                "only webhook triggers take a webhook_secret",
+            );
+        }
+        if self.webhook_secret.as_deref().is_some_and(str::is_empty) {
+            return err("webhook_secret", "must not be empty");
+        }
+        Ok(TriggerDef {
+            trigger_ref,
+            description: self.description,
+            trigger_type,
+            parameters,
+            payload_schema: self.payload_schema,
+            webhook_secret: self.webhook_secret,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// A custom sensor (pack files only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSpec {
+    #[serde(rename = "ref")]
+    pub sensor_ref: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub runner_type: Option<String>,
+    pub entry_point: Option<String>,
+    pub poll_interval: Option<i64>,
+    pub trigger: Option<String>,
+    pub config: Option<Value>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorDef {
+    pub sensor_ref: Ref,
+    pub description: Option<String>,
+    pub runner_type: RunnerType,
+    pub entry_point: String,
+    pub poll_interval: i32,
+    pub trigger: Ref,
+    pub config: Value,
+    pub enabled: bool,
+}
+
+impl SensorSpec {
+    pub fn check(
+        self,
+        pack: &PackRef,
+        fallback_name: Option<&str>,
+    ) -> Result<SensorDef, SpecError> {
+        let sensor_ref = resolve_ref(
+            pack,
+            self.sensor_ref.as_deref(),
+            self.name.as_deref(),
+            fallback_name,
+        )?;
+        let runner_type = RunnerType::parse(self.runner_type.as_deref().unwrap_or(""))
+            .or_else(|e| err("runner_type", e))?;
+        if !matches!(
+            runner_type,
+            RunnerType::Shell | RunnerType::Python | RunnerType::Node
+        ) {
+            return err(
+                "runner_type",
+                format!("a sensor runs as shell, python or node, not {runner_type}"),
+            );
+        }
+        let Some(entry_point) = self.entry_point else {
+            return err("entry_point", "missing: the sensor's program");
+        };
+        check_relative_path("entry_point", &entry_point)?;
+        let poll_interval = match self.poll_interval {
+            None => 60,
+            Some(p) if (1..=86_400).contains(&p) => p as i32,
+            Some(p) => {
+                return err(
+                    "poll_interval",
+                    format!("must be 1..86400 seconds, got {p}"),
+                )
+            }
+        };
+        let Some(trigger) = self.trigger else {
+            return err("trigger", "missing: the trigger ref this sensor fires");
+        };
+        let trigger = Ref::parse(&trigger).or_else(|e| err("trigger", e.to_string()))?;
+        Ok(SensorDef {
+            sensor_ref,
+            description: self.description,
+            runner_type,
+            entry_point,
+            poll_interval,
+            trigger,
+            config: self.config.unwrap_or(Value::Object(Default::default())),
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// A rule body.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    #[serde(rename = "ref")]
+    pub rule_ref: Option<String>,
+    pub name: Option<String>,
+    pub pack: Option<String>,
+    pub description: Option<String>,
+    pub trigger: Option<String>,
+    pub action: Option<String>,
+    pub criteria: Option<String>,
+    pub action_params: Option<Value>,
+    pub enabled: Option<bool>,
+    pub notify_on_trigger: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleDef {
+    pub rule_ref: Ref,
+    pub description: Option<String>,
+    pub trigger: Ref,
+    pub action: Ref,
+    pub criteria: Option<String>,
+    pub action_params: Value,
+    pub enabled: bool,
+    pub notify_on_trigger: bool,
+}
+
+impl RuleSpec {
+    pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<RuleDef, SpecError> {
+        if let Some(p) = &self.pack {
+            if p != pack.as_str() {
+                return err(
+                    "pack",
+                    format!("{p:?} does not match the pack {:?}", pack.as_str()),
+                );
+            }
+        }
+        let rule_ref = resolve_ref(
+            pack,
+            self.rule_ref.as_deref(),
+            self.name.as_deref(),
+            fallback_name,
+        )?;
+        let Some(trigger) = self.trigger else {
+            return err("trigger", "missing: the trigger ref this rule listens to");
+        };
+        let trigger = Ref::parse(&trigger).or_else(|e| err("trigger", e.to_string()))?;
+        let Some(action) = self.action else {
+            return err("action", "missing: the action ref this rule runs");
+        };
+        let action = Ref::parse(&action).or_else(|e| err("action", e.to_string()))?;
+        let criteria = self.criteria.filter(|c| !c.trim().is_empty());
+        if let Some(c) = &criteria {
+            check_criteria(c).or_else(|e| err("criteria", e))?;
+        }
+        let action_params = self
+            .action_params
+            .unwrap_or(Value::Object(Default::default()));
+        if !action_params.is_object() {
+            return err(
+                "action_params",
+                "must be a mapping of parameter names to values or templates",
+            );
+        }
+        check_value("action_params", &action_params).or_else(|e| err("action_params", e))?;
+        Ok(RuleDef {
+            rule_ref,
+            description: self.description,
+            trigger,
+            action,
+            criteria,
+            action_params,
+            enabled: self.enabled.unwrap_or(true),
+            notify_on_trigger: self.notify_on_trigger.unwrap_or(false),
+        })
+    }
+}
