@@ -1,1 +1,253 @@
+//! The end-to-end suite's harness.
+//!
+//! - [`TestDb`]: a fresh database per test, cloned from a migrated template
+//!   (`CREATE DATABASE … TEMPLATE …`), dropped when the test ends. The server is the one
+//!   named by `ATTUNE_TEST_DATABASE_URL`, else a private cluster under the system temp
+//!   dir that the first test of a run starts and later runs reuse (data never is: each
+//!   run migrates its own template).
+//! - [`TestApp`]: the API (and, as later issues add them, the other services) running
+//!   in-process on port 0 against a [`TestDb`], with a real HTTP client.
+//!
+//! Tests are named after the test plan's scenarios (`t1_4_webhook_payload_reaches_action`).
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use attune_core::bootstrap::Keys;
+use attune_core::local_pg::{Durability, LocalPostgres};
+use attune_core::{Config, Context, Shutdown};
+use rand::Rng;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+
+/// Databases of this harness older than this are dropped as leftovers of killed runs.
+const STALE_AFTER_SECS: u64 = 6 * 3600;
+
+struct Server {
+    /// Maintenance database of the server.
+    admin: PgConnectOptions,
+    template: String,
+    /// Keeps the private cluster's handle alive (it is left running for the next run).
+    _local: Option<LocalPostgres>,
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
+}
+
+/// Identifies one run of the suite: nextest runs each test in its own process and gives
+/// them one `NEXTEST_RUN_ID`; under `cargo test` one process is one run.
+fn run_key() -> String {
+    let raw = std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+    attune_core::local_pg::short_hash(Path::new(&raw))
+}
+
+/// Started once per process; the template once per run (an advisory lock serialises the
+/// processes of a run).
+async fn server() -> &'static Server {
+    SERVER
+        .get_or_init(|| async {
+            let (admin, local) = match std::env::var("ATTUNE_TEST_DATABASE_URL") {
+                Ok(url) => (url.parse::<PgConnectOptions>().expect("ATTUNE_TEST_DATABASE_URL is a postgres URL"), None),
+                Err(_) => {
+                    let root = std::env::temp_dir()
+                        .join(format!("attune-test-{}", attune_core::local_pg::short_hash(&workspace_root())));
+                    let local = tokio::task::spawn_blocking(move || LocalPostgres::start(&root, Durability::Ephemeral))
+                        .await
+                        .expect("cluster start does not panic")
+                        .unwrap_or_else(|e| panic!("cannot start the private test cluster: {e}"));
+                    (local.connect_options("postgres"), Some(local))
+                }
+            };
+            let template = ensure_template(&admin).await;
+            Server { admin, template, _local: local }
+        })
+        .await
+}
+
+async fn ensure_template(admin: &PgConnectOptions) -> String {
+    let key = run_key();
+    let mut conn = PgConnection::connect_with(admin).await.expect("connect to the test server");
+    sqlx::query("SELECT pg_advisory_lock(hashtext('attune-test-template'))").execute(&mut conn).await.unwrap();
+    let existing: Option<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+        .bind(format!("attune_tpl_%_{key}"))
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+    let template = match existing {
+        Some(name) => name,
+        None => {
+            drop_stale(&mut conn).await;
+            let name = format!("attune_tpl_{}_{key}", now_secs());
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+            let pool = attune_core::db::connect_with(admin.clone().database(&name), 2).await.unwrap();
+            attune_core::db::migrate(&pool).await.expect("migrations apply to the template");
+            pool.close().await;
+            name
+        }
+    };
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('attune-test-template'))").execute(&mut conn).await.unwrap();
+    conn.close().await.ok();
+    template
+}
+
+/// Drops this harness's databases left behind by runs that were killed.
+async fn drop_stale(conn: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname ~ '^attune_(t|tpl)_[0-9]+_'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let cutoff = now_secs().saturating_sub(STALE_AFTER_SECS);
+    for name in names {
+        let created: u64 = name.split('_').nth(2).and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+        if created < cutoff {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut *conn).await;
+        }
+    }
+}
+
+/// The repository root (for fixtures and the core pack).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_path_buf()
+}
+
+/// A test pack fixture directory, `tests/fixtures/packs/NAME`.
+pub fn fixture_pack(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/packs").join(name)
+}
+
+/// A fresh, migrated database of its own for one test. Dropped when this is dropped.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub name: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        init_tracing();
+        let server = server().await;
+        let suffix: String =
+            rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(10).map(char::from).collect();
+        let name = format!("attune_t_{}_{}", now_secs(), suffix.to_lowercase());
+        let mut conn = PgConnection::connect_with(&server.admin).await.expect("connect to the test server");
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {}", server.template))
+            .execute(&mut conn)
+            .await
+            .expect("clone the template database");
+        conn.close().await.ok();
+        let pool = attune_core::db::connect_with(server.admin.clone().database(&name), 10)
+            .await
+            .expect("connect to the test database");
+        TestDb { pool, name, admin: server.admin.clone() }
+    }
+
+    /// An empty database (no migrations), for testing the migrations themselves.
+    pub async fn empty() -> TestDb {
+        init_tracing();
+        let server = server().await;
+        let name = format!("attune_t_{}_empty{}", now_secs(), rand::thread_rng().gen::<u32>());
+        let mut conn = PgConnection::connect_with(&server.admin).await.expect("connect to the test server");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        conn.close().await.ok();
+        let pool = attune_core::db::connect_with(server.admin.clone().database(&name), 5).await.unwrap();
+        TestDb { pool, name, admin: server.admin.clone() }
+    }
+
+    /// Connection options of this database (for a second, independent pool).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.admin.clone().database(&self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // The test's runtime may be shutting down: drop on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect_with(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A configuration for tests: defaults, with a data dir of its own.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config { data_dir: data_dir.to_path_buf(), ..Config::default() };
+    config.api.port = 0;
+    config
+}
+
+pub fn test_keys() -> Keys {
+    let mut rng = rand::thread_rng();
+    let mut encryption_key = [0u8; 32];
+    rng.fill(&mut encryption_key);
+    Keys { jwt_secret: (0..32).map(|_| rng.gen()).collect(), encryption_key }
+}
+
+/// The API running in-process on a port of its own, against a fresh database.
+pub struct TestApp {
+    pub db: TestDb,
+    pub ctx: Context,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub http: reqwest::Client,
+    pub shutdown: Shutdown,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Fresh database, system packs loaded, API served on port 0.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new().await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.api.port = addr.port();
+        adjust(&mut config);
+        attune_core::bootstrap::load_system_packs(&db.pool, &config).await.expect("system packs load");
+        let ctx = Context::new(config, db.pool.clone(), test_keys());
+        let shutdown = Shutdown::new();
+        tokio::spawn(attune_api::serve(ctx.clone(), listener, shutdown.clone()));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        TestApp { db, ctx, url: format!("http://{addr}"), http, shutdown, _data_dir: data_dir }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+    });
+}

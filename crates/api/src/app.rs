@@ -17,10 +17,7 @@ pub fn router(ctx: Context) -> Router {
         .merge(routes::health::router())
         .fallback(routes::not_found)
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(TraceLayer::new_for_http())
         .with_state(ctx)
 }

@@ -35,10 +35,6 @@ impl IntoResponse for ApiError {
             // The detail goes to the log, never to the client.
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
-        (
-            status,
-            Json(json!({"error": {"code": code, "message": self.to_string()}})),
-        )
-            .into_response()
+        (status, Json(json!({"error": {"code": code, "message": self.to_string()}}))).into_response()
     }
 }

@@ -17,11 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::services::Service;
 
 #[derive(Parser)]
-#[command(
-    name = "attune",
-    version,
-    about = "Event-driven automation on PostgreSQL"
-)]
+#[command(name = "attune", version, about = "Event-driven automation on PostgreSQL")]
 struct Cli {
     /// YAML configuration file (also ATTUNE_CONFIG). The environment overrides it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -57,15 +53,13 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up => startup::run_services(config, Service::ALL.to_vec()).await,

@@ -16,14 +16,8 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 6] = [
-        Service::Api,
-        Service::Executor,
-        Service::Worker,
-        Service::Sensor,
-        Service::Notifier,
-        Service::Bridge,
-    ];
+    pub const ALL: [Service; 6] =
+        [Service::Api, Service::Executor, Service::Worker, Service::Sensor, Service::Notifier, Service::Bridge];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,11 +51,7 @@ pub async fn supervise(
     for &service in services {
         let ctx = ctx.clone();
         let token = shutdown.clone();
-        let listener = if service == Service::Api {
-            api_listener.take()
-        } else {
-            None
-        };
+        let listener = if service == Service::Api { api_listener.take() } else { None };
         set.spawn(async move {
             let result = match service {
                 Service::Api => match listener {
@@ -89,10 +79,7 @@ pub async fn supervise(
         };
         match result {
             Ok(()) if !shutdown.is_cancelled() => {
-                tracing::warn!(
-                    service = service.name(),
-                    "service returned before shutdown; stopping the others"
-                );
+                tracing::warn!(service = service.name(), "service returned before shutdown; stopping the others");
                 shutdown.cancel();
             }
             Ok(()) => tracing::info!(service = service.name(), "service stopped"),

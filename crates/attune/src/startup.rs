@@ -25,49 +25,33 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database.url {
         let pool = db::connect(url, config.database.max_connections)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to the database at database.url ({})",
-                    redact(url)
-                )
-            })?;
+            .with_context(|| format!("cannot connect to the database at database.url ({})", redact(url)))?;
         return Ok(Database { pool, local: None });
     }
     let root = config.data_dir.clone();
-    let local =
-        tokio::task::spawn_blocking(move || LocalPostgres::start(&root, Durability::Durable))
-            .await?
-            .context("cannot start the private PostgreSQL cluster")?;
+    let local = tokio::task::spawn_blocking(move || LocalPostgres::start(&root, Durability::Durable))
+        .await?
+        .context("cannot start the private PostgreSQL cluster")?;
     let local = Arc::new(local);
-    let admin = db::connect_with(local.connect_options("postgres"), 1)
-        .await
-        .context("cannot reach the private cluster")?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(LOCAL_DATABASE)
-            .fetch_one(&admin)
-            .await?;
+    let admin =
+        db::connect_with(local.connect_options("postgres"), 1).await.context("cannot reach the private cluster")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(LOCAL_DATABASE)
+        .fetch_one(&admin)
+        .await?;
     if !exists {
         // Two processes may race here; the loser sees duplicate_database and goes on.
-        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {LOCAL_DATABASE}"))
-            .execute(&admin)
-            .await
-        {
+        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {LOCAL_DATABASE}")).execute(&admin).await {
             if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04")) {
                 return Err(e.into());
             }
         }
     }
     admin.close().await;
-    let options: PgConnectOptions = local
-        .connect_options(LOCAL_DATABASE)
-        .application_name("attune");
+    let options: PgConnectOptions = local.connect_options(LOCAL_DATABASE).application_name("attune");
     let pool = db::connect_with(options, config.database.max_connections).await?;
     tracing::info!(url = %local.url(LOCAL_DATABASE), "using the private PostgreSQL cluster");
-    Ok(Database {
-        pool,
-        local: Some(local),
-    })
+    Ok(Database { pool, local: Some(local) })
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`
@@ -86,9 +70,7 @@ fn redact(url: &str) -> String {
 
 pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     let database = open_database(&config).await?;
-    let result = db::migrate(&database.pool)
-        .await
-        .context("migrations failed");
+    let result = db::migrate(&database.pool).await.context("migrations failed");
     database.pool.close().await;
     stop_local(database.local).await;
     result?;
@@ -124,16 +106,9 @@ async fn run_on(config: &Config, pool: &PgPool, services: &[Service]) -> anyhow:
         let addr = format!("{}:{}", config.api.host, config.api.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {addr} (api.host/api.port, ATTUNE_API_HOST/ATTUNE_API_PORT)"
-                )
-            })?;
+            .with_context(|| format!("cannot listen on {addr} (api.host/api.port, ATTUNE_API_HOST/ATTUNE_API_PORT)"))?;
         let local = listener.local_addr()?;
-        println!(
-            "Attune API listening on http://{local} (public URL {})",
-            config.public_url()
-        );
+        println!("Attune API listening on http://{local} (public URL {})", config.public_url());
         Some(listener)
     } else {
         None

@@ -29,10 +29,7 @@ impl std::fmt::Debug for Keys {
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Pack(#[from] PackError),
     #[error("system pack {dir}: {source}")]
@@ -46,10 +43,7 @@ pub enum BootstrapError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
-    move |source| BootstrapError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| BootstrapError::Io { path: path.to_path_buf(), source }
 }
 
 impl Keys {
@@ -64,20 +58,12 @@ impl Keys {
             Some(k) => k.trim().to_string(),
             None => read_or_create(&dir.join("encryption_key"), || random_b64(32))?,
         };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(key_b64.trim())
-            .unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(key_b64.trim()).unwrap_or_default();
         let encryption_key: [u8; 32] = bytes.try_into().map_err(|_| BootstrapError::Io {
             path: dir.join("encryption_key"),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "not the base64 encoding of 32 bytes",
-            ),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not the base64 encoding of 32 bytes"),
         })?;
-        Ok(Keys {
-            jwt_secret,
-            encryption_key,
-        })
+        Ok(Keys { jwt_secret, encryption_key })
     }
 }
 
@@ -96,19 +82,12 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String, 
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     let value = make();
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
     match &mut f {
         Ok(f) => f.write_all(value.as_bytes()).map_err(io_err(path))?,
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(fs::read_to_string(path)
-                .map_err(io_err(path))?
-                .trim()
-                .to_string());
+            return Ok(fs::read_to_string(path).map_err(io_err(path))?.trim().to_string());
         }
         Err(_) => return Err(f.map(|_| ()).map_err(io_err(path)).unwrap_err()),
     }
@@ -128,54 +107,30 @@ pub fn core_pack_dir(config: &Config) -> Result<PathBuf, BootstrapError> {
         }
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packs/core"));
-    candidates
-        .iter()
-        .find(|d| d.join("pack.yaml").is_file())
-        .cloned()
-        .ok_or_else(|| {
-            BootstrapError::NoCorePack(
-                candidates
-                    .iter()
-                    .map(|c| c.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        })
+    candidates.iter().find(|d| d.join("pack.yaml").is_file()).cloned().ok_or_else(|| {
+        BootstrapError::NoCorePack(candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", "))
+    })
 }
 
 /// Loads the core pack and every pack under `packs.dirs` as system packs (tenant NULL).
 /// Unchanged packs are skipped; several processes starting at once take turns.
-pub async fn load_system_packs(
-    pool: &PgPool,
-    config: &Config,
-) -> Result<Vec<String>, BootstrapError> {
+pub async fn load_system_packs(pool: &PgPool, config: &Config) -> Result<Vec<String>, BootstrapError> {
     let mut dirs = vec![core_pack_dir(config)?];
     for parent in &config.packs.dirs {
         let entries = fs::read_dir(parent).map_err(io_err(parent))?;
-        let mut packs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
+        let mut packs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
         packs.sort();
         dirs.extend(packs);
     }
     let mut loaded = Vec::new();
     for dir in dirs {
-        let def = loader::load(&dir).map_err(|source| BootstrapError::SystemPack {
-            dir: dir.clone(),
-            source,
-        })?;
+        let def = loader::load(&dir).map_err(|source| BootstrapError::SystemPack { dir: dir.clone(), source })?;
         let mut tx = pool.begin().await?;
         // Serialise concurrent starts: the second one then sees an unchanged hash.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.system_packs'))")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.system_packs'))").execute(&mut *tx).await?;
         let installed = install::install(&mut tx, None, &def, false)
             .await
-            .map_err(|source| BootstrapError::SystemPack {
-                dir: dir.clone(),
-                source,
-            })?;
+            .map_err(|source| BootstrapError::SystemPack { dir: dir.clone(), source })?;
         tx.commit().await?;
         if installed.changed {
             tracing::info!(pack = %def.meta.pack_ref, dir = %dir.display(), "system pack loaded");
@@ -196,17 +151,11 @@ pub struct FirstAdmin {
 
 /// When no user exists: creates tenant `default` and user `admin` with the configured
 /// password, or a generated one saved to `<data_dir>/admin_password` (mode 0600).
-pub async fn ensure_first_admin(
-    pool: &PgPool,
-    config: &Config,
-) -> Result<Option<FirstAdmin>, BootstrapError> {
+pub async fn ensure_first_admin(pool: &PgPool, config: &Config) -> Result<Option<FirstAdmin>, BootstrapError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.first_admin'))")
-        .execute(&mut *tx)
-        .await?;
-    let any_user: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.identity)")
-        .fetch_one(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.first_admin'))").execute(&mut *tx).await?;
+    let any_user: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.identity)").fetch_one(&mut *tx).await?;
     if any_user {
         return Ok(None);
     }
@@ -228,21 +177,13 @@ pub async fn ensure_first_admin(
         let path = config.data_dir.join("admin_password");
         fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
         let _ = fs::remove_file(&path);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut f =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_err(&path))?;
         f.write_all(password.as_bytes()).map_err(io_err(&path))?;
         Some(path)
     } else {
         None
     };
     tx.commit().await?;
-    Ok(Some(FirstAdmin {
-        login: "admin".into(),
-        generated_password: generated.then_some(password),
-        password_file,
-    }))
+    Ok(Some(FirstAdmin { login: "admin".into(), generated_password: generated.then_some(password), password_file }))
 }

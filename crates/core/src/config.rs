@@ -21,19 +21,13 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_PUBLIC_URL", "api.public_url"),
     ("ATTUNE_RATE_LIMIT_PER_SECOND", "api.rate_limit_per_second"),
     ("ATTUNE_JWT_SECRET", "auth.jwt_secret"),
-    (
-        "ATTUNE_ACCESS_TOKEN_TTL_SECONDS",
-        "auth.access_token_ttl_seconds",
-    ),
+    ("ATTUNE_ACCESS_TOKEN_TTL_SECONDS", "auth.access_token_ttl_seconds"),
     ("ATTUNE_ADMIN_PASSWORD", "auth.admin_password"),
     ("ATTUNE_ALLOW_REGISTRATION", "auth.allow_registration"),
     ("ATTUNE_ENCRYPTION_KEY", "datastore.encryption_key"),
     ("ATTUNE_WORKER_CONCURRENCY", "worker.concurrency"),
     ("ATTUNE_WORKER_MAX_OUTPUT_BYTES", "worker.max_output_bytes"),
-    (
-        "ATTUNE_DEFAULT_TIMEOUT_SECONDS",
-        "worker.default_timeout_seconds",
-    ),
+    ("ATTUNE_DEFAULT_TIMEOUT_SECONDS", "worker.default_timeout_seconds"),
     ("ATTUNE_AMQP_URL", "bridge.amqp_url"),
     ("ATTUNE_AMQP_INBOUND", "bridge.amqp_inbound"),
     ("ATTUNE_PACKS_DIR", "packs.dirs"),
@@ -123,10 +117,7 @@ impl Default for Config {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Config {
-            database: DatabaseConfig {
-                url: None,
-                max_connections: 20,
-            },
+            database: DatabaseConfig { url: None, max_connections: 20 },
             data_dir: PathBuf::from("./.attune"),
             api: ApiConfig {
                 host: "127.0.0.1".into(),
@@ -143,22 +134,10 @@ impl Default for Config {
                 admin_password: None,
                 allow_registration: true,
             },
-            datastore: DatastoreConfig {
-                encryption_key: None,
-            },
-            worker: WorkerConfig {
-                concurrency: cpus * 4,
-                max_output_bytes: 1024 * 1024,
-                default_timeout_seconds: 600,
-            },
-            bridge: BridgeConfig {
-                amqp_url: None,
-                amqp_inbound: true,
-            },
-            packs: PacksConfig {
-                dirs: Vec::new(),
-                core_dir: None,
-            },
+            datastore: DatastoreConfig { encryption_key: None },
+            worker: WorkerConfig { concurrency: cpus * 4, max_output_bytes: 1024 * 1024, default_timeout_seconds: 600 },
+            bridge: BridgeConfig { amqp_url: None, amqp_inbound: true },
+            packs: PacksConfig { dirs: Vec::new(), core_dir: None },
         }
     }
 }
@@ -179,17 +158,12 @@ impl Config {
     /// As [`Config::load`], with the environment given explicitly (tests).
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let file = file
-            .map(Path::to_path_buf)
-            .or_else(|| lookup("ATTUNE_CONFIG").map(PathBuf::from));
+        let file = file.map(Path::to_path_buf).or_else(|| lookup("ATTUNE_CONFIG").map(PathBuf::from));
 
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = &file {
             if !file.is_file() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    file.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
             }
             figment = figment.merge(Yaml::file(file));
         }
@@ -209,48 +183,29 @@ impl Config {
         }
         figment = figment.merge(Serialized::defaults(serde_json::Value::Object(overrides)));
 
-        let config: Config = figment
-            .extract()
-            .map_err(|e| describe(&e, file.as_deref(), &lookup))?;
+        let config: Config = figment.extract().map_err(|e| describe(&e, file.as_deref(), &lookup))?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, value: &dyn std::fmt::Display, expected: &str| {
-            Err(ConfigError(format!(
-                "{key} ({}) = \"{value}\": expected {expected}",
-                env_name(key)
-            )))
+            Err(ConfigError(format!("{key} ({}) = \"{value}\": expected {expected}", env_name(key))))
         };
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency", &0, "a whole number of at least 1");
         }
         if self.worker.default_timeout_seconds == 0 {
-            return bad(
-                "worker.default_timeout_seconds",
-                &0,
-                "a number of seconds of at least 1",
-            );
+            return bad("worker.default_timeout_seconds", &0, "a number of seconds of at least 1");
         }
         if self.auth.access_token_ttl_seconds == 0 {
-            return bad(
-                "auth.access_token_ttl_seconds",
-                &0,
-                "a number of seconds of at least 1",
-            );
+            return bad("auth.access_token_ttl_seconds", &0, "a number of seconds of at least 1");
         }
         if self.database.max_connections == 0 {
-            return bad(
-                "database.max_connections",
-                &0,
-                "a whole number of at least 1",
-            );
+            return bad("database.max_connections", &0, "a whole number of at least 1");
         }
         if let Some(key) = &self.datastore.encryption_key {
-            let ok = base64::engine::general_purpose::STANDARD
-                .decode(key.trim())
-                .is_ok_and(|bytes| bytes.len() == 32);
+            let ok = base64::engine::general_purpose::STANDARD.decode(key.trim()).is_ok_and(|bytes| bytes.len() == 32);
             if !ok {
                 return Err(ConfigError(format!(
                     "datastore.encryption_key (ATTUNE_ENCRYPTION_KEY) = \"<{} characters>\": expected the base64 encoding of 32 bytes",
@@ -287,10 +242,10 @@ impl Config {
 
 /// The environment variable that sets a YAML key, for error messages.
 fn env_name(key: &str) -> String {
-    ENV_KEYS.iter().find(|(_, k)| *k == key).map_or_else(
-        || "no environment variable".to_string(),
-        |(name, _)| (*name).to_string(),
-    )
+    ENV_KEYS
+        .iter()
+        .find(|(_, k)| *k == key)
+        .map_or_else(|| "no environment variable".to_string(), |(name, _)| (*name).to_string())
 }
 
 /// Environment values are typed like YAML scalars: `8080` is a number, `true` a bool,
@@ -302,19 +257,13 @@ fn parse_env_value(raw: &str) -> serde_json::Value {
     }
 }
 
-fn insert_dotted(
-    map: &mut serde_json::Map<String, serde_json::Value>,
-    key: &str,
-    value: serde_json::Value,
-) {
+fn insert_dotted(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
     match key.split_once('.') {
         None => {
             map.insert(key.to_string(), value);
         }
         Some((head, rest)) => {
-            let entry = map
-                .entry(head.to_string())
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let entry = map.entry(head.to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
             if let serde_json::Value::Object(inner) = entry {
                 insert_dotted(inner, rest, value);
             }
@@ -322,11 +271,7 @@ fn insert_dotted(
     }
 }
 
-fn describe(
-    error: &figment::Error,
-    file: Option<&Path>,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> ConfigError {
+fn describe(error: &figment::Error, file: Option<&Path>, lookup: &dyn Fn(&str) -> Option<String>) -> ConfigError {
     let key = error.path.join(".");
     let source = if key.is_empty() {
         String::new()
@@ -343,11 +288,7 @@ fn describe(
     };
     let what = error.kind.to_string();
     if key.is_empty() {
-        ConfigError(format!(
-            "{what}{}",
-            file.map(|f| format!(" in {}", f.display()))
-                .unwrap_or_default()
-        ))
+        ConfigError(format!("{what}{}", file.map(|f| format!(" in {}", f.display())).unwrap_or_default()))
     } else {
         ConfigError(format!("{key}{source}: {what}"))
     }
@@ -361,11 +302,7 @@ fn path_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>,
         List(Vec<PathBuf>),
     }
     Ok(match Form::deserialize(deserializer)? {
-        Form::Joined(s) => s
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect(),
+        Form::Joined(s) => s.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect(),
         Form::List(list) => list,
     })
 }
@@ -375,10 +312,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -400,18 +334,13 @@ mod tests {
     fn file_overrides_defaults_and_env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("attune.yaml");
-        std::fs::write(
-            &file,
-            "api:\n  port: 9000\n  host: 0.0.0.0\nworker:\n  concurrency: 3\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "api:\n  port: 9000\n  host: 0.0.0.0\nworker:\n  concurrency: 3\n").unwrap();
         let c = Config::load_from(Some(&file), &env(&[("ATTUNE_API_PORT", "9100")])).unwrap();
         assert_eq!(c.api.port, 9100, "environment wins over the file");
         assert_eq!(c.api.host, "0.0.0.0", "file wins over the default");
         assert_eq!(c.worker.concurrency, 3);
 
-        let via_env =
-            Config::load_from(None, &env(&[("ATTUNE_CONFIG", file.to_str().unwrap())])).unwrap();
+        let via_env = Config::load_from(None, &env(&[("ATTUNE_CONFIG", file.to_str().unwrap())])).unwrap();
         assert_eq!(via_env.api.port, 9000, "ATTUNE_CONFIG names the file");
     }
 
@@ -425,10 +354,7 @@ mod tests {
                 ("ATTUNE_DATA_DIR", "/tmp/d"),
                 ("ATTUNE_JWT_SECRET", "s3cret"),
                 ("ATTUNE_ACCESS_TOKEN_TTL_SECONDS", "60"),
-                (
-                    "ATTUNE_ENCRYPTION_KEY",
-                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-                ),
+                ("ATTUNE_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
                 ("ATTUNE_ADMIN_PASSWORD", "pw"),
                 ("ATTUNE_ALLOW_REGISTRATION", "false"),
                 ("ATTUNE_RATE_LIMIT_PER_SECOND", "10"),
@@ -457,56 +383,31 @@ mod tests {
         assert_eq!(c.packs.dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.public_url(), "https://attune.example");
 
-        let fallback =
-            Config::load_from(None, &env(&[("DATABASE_URL", "postgres://low/x")])).unwrap();
+        let fallback = Config::load_from(None, &env(&[("DATABASE_URL", "postgres://low/x")])).unwrap();
         assert_eq!(fallback.database.url.as_deref(), Some("postgres://low/x"));
     }
 
     #[test]
     fn bad_values_name_key_value_and_expectation() {
-        let err = Config::load_from(None, &env(&[("ATTUNE_API_PORT", "eighty")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load_from(None, &env(&[("ATTUNE_API_PORT", "eighty")])).unwrap_err().to_string();
         assert!(err.contains("api.port"), "{err}");
         assert!(err.contains("eighty"), "{err}");
         assert!(err.contains("u16"), "{err}");
 
-        let err = Config::load_from(None, &env(&[("ATTUNE_API_PORT", "70000")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load_from(None, &env(&[("ATTUNE_API_PORT", "70000")])).unwrap_err().to_string();
         assert!(err.contains("api.port") && err.contains("70000"), "{err}");
 
-        let err = Config::load_from(None, &env(&[("ATTUNE_WORKER_CONCURRENCY", "0")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("worker.concurrency") && err.contains("ATTUNE_WORKER_CONCURRENCY"),
-            "{err}"
-        );
+        let err = Config::load_from(None, &env(&[("ATTUNE_WORKER_CONCURRENCY", "0")])).unwrap_err().to_string();
+        assert!(err.contains("worker.concurrency") && err.contains("ATTUNE_WORKER_CONCURRENCY"), "{err}");
 
-        let err = Config::load_from(None, &env(&[("ATTUNE_ENCRYPTION_KEY", "short")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("ATTUNE_ENCRYPTION_KEY") && err.contains("32 bytes"),
-            "{err}"
-        );
+        let err = Config::load_from(None, &env(&[("ATTUNE_ENCRYPTION_KEY", "short")])).unwrap_err().to_string();
+        assert!(err.contains("ATTUNE_ENCRYPTION_KEY") && err.contains("32 bytes"), "{err}");
 
-        let err = Config::load_from(None, &env(&[("ATTUNE_DATABASE_URL", "mysql://x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("database.url") && err.contains("mysql://x"),
-            "{err}"
-        );
+        let err = Config::load_from(None, &env(&[("ATTUNE_DATABASE_URL", "mysql://x")])).unwrap_err().to_string();
+        assert!(err.contains("database.url") && err.contains("mysql://x"), "{err}");
 
-        let err = Config::load_from(None, &env(&[("ATTUNE_ALLOW_REGISTRATION", "maybe")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("auth.allow_registration") && err.contains("maybe"),
-            "{err}"
-        );
+        let err = Config::load_from(None, &env(&[("ATTUNE_ALLOW_REGISTRATION", "maybe")])).unwrap_err().to_string();
+        assert!(err.contains("auth.allow_registration") && err.contains("maybe"), "{err}");
     }
 
     #[test]
@@ -518,12 +419,7 @@ mod tests {
         assert!(err.contains("prot"), "{err}");
 
         let missing = dir.path().join("nope.yaml");
-        let err = Config::load_from(Some(&missing), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("nope.yaml") && err.contains("does not exist"),
-            "{err}"
-        );
+        let err = Config::load_from(Some(&missing), &[]).unwrap_err().to_string();
+        assert!(err.contains("nope.yaml") && err.contains("does not exist"), "{err}");
     }
 }

@@ -14,10 +14,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     connect_with(options.application_name("attune"), max_connections).await
 }
 
-pub async fn connect_with(
-    options: PgConnectOptions,
-    max_connections: u32,
-) -> Result<PgPool, sqlx::Error> {
+pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
@@ -33,13 +30,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 
 /// True once the database answers and every embedded migration is applied.
 pub async fn is_ready(pool: &PgPool) -> bool {
-    let expected = MIGRATOR
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .count() as i64;
+    let expected = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
     let applied: Result<i64, _> =
-        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await;
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(pool).await;
     matches!(applied, Ok(n) if n >= expected)
 }

@@ -40,17 +40,11 @@ pub enum LocalPgError {
     #[error("{what} failed: {detail}")]
     Command { what: String, detail: String },
     #[error("private cluster at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalPgError + '_ {
-    move |source| LocalPgError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| LocalPgError::Io { path: path.to_path_buf(), source }
 }
 
 /// How the cluster trades durability for speed.
@@ -87,12 +81,8 @@ impl LocalPostgres {
         fs::create_dir_all(root).map_err(io(root))?;
         let root = root.canonicalize().map_err(io(root))?;
         let lock_path = root.join("pg.lock");
-        let lock_file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
+        let lock_file =
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
         let mut lock = fd_lock::RwLock::new(lock_file);
         let _guard = lock.write().map_err(io(&lock_path))?;
 
@@ -127,18 +117,12 @@ impl LocalPostgres {
 
     /// Connection options for database `database` over the Unix socket.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(&self.socket_dir)
-            .username("postgres")
-            .database(database)
+        PgConnectOptions::new().socket(&self.socket_dir).username("postgres").database(database)
     }
 
     /// The same, as a URL (for printing and for child processes).
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@localhost/{database}?host={}",
-            self.socket_dir.display()
-        )
+        format!("postgres://postgres@localhost/{database}?host={}", self.socket_dir.display())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -146,12 +130,7 @@ impl LocalPostgres {
     }
 
     pub fn is_running(&self) -> bool {
-        self.tool("pg_ctl")
-            .arg("status")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .output()
-            .is_ok_and(|o| o.status.success())
+        self.tool("pg_ctl").arg("status").arg("-D").arg(&self.data_dir).output().is_ok_and(|o| o.status.success())
     }
 
     /// Stops the cluster (fast shutdown: open sessions are ended, committed data is kept).
@@ -161,10 +140,7 @@ impl LocalPostgres {
         }
         self.run(
             "pg_ctl stop",
-            self.tool("pg_ctl")
-                .args(["-w", "-t", "60", "-s", "-m", "fast", "-D"])
-                .arg(&self.data_dir)
-                .arg("stop"),
+            self.tool("pg_ctl").args(["-w", "-t", "60", "-s", "-m", "fast", "-D"]).arg(&self.data_dir).arg("stop"),
         )
     }
 
@@ -187,12 +163,8 @@ impl LocalPostgres {
 
     fn chown(&self, path: &Path) -> Result<(), LocalPgError> {
         if let Some(owner) = &self.owner {
-            nix::unistd::chown(path, Some(owner.uid), Some(owner.gid)).map_err(|e| {
-                LocalPgError::Io {
-                    path: path.to_path_buf(),
-                    source: e.into(),
-                }
-            })?;
+            nix::unistd::chown(path, Some(owner.uid), Some(owner.gid))
+                .map_err(|e| LocalPgError::Io { path: path.to_path_buf(), source: e.into() })?;
         }
         Ok(())
     }
@@ -234,10 +206,7 @@ impl LocalPostgres {
         let main_conf = self.data_dir.join("postgresql.conf");
         let current = fs::read_to_string(&main_conf).map_err(io(&main_conf))?;
         if !current.contains("include_if_exists = 'attune.conf'") {
-            let mut f = fs::OpenOptions::new()
-                .append(true)
-                .open(&main_conf)
-                .map_err(io(&main_conf))?;
+            let mut f = fs::OpenOptions::new().append(true).open(&main_conf).map_err(io(&main_conf))?;
             writeln!(f, "\ninclude_if_exists = 'attune.conf'").map_err(io(&main_conf))?;
         }
         Ok(())
@@ -251,13 +220,9 @@ impl LocalPostgres {
         let Ok(content) = fs::read_to_string(&pid_file) else {
             return Ok(());
         };
-        let pid = content
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<i32>().ok());
+        let pid = content.lines().next().and_then(|l| l.trim().parse::<i32>().ok());
         let alive_postgres = pid.is_some_and(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim().starts_with("postgres"))
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim().starts_with("postgres"))
         });
         if !alive_postgres {
             tracing::warn!(file = %pid_file.display(), "removing a stale postmaster.pid left by a killed server");
@@ -268,9 +233,7 @@ impl LocalPostgres {
 
     fn tool(&self, name: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(name));
-        cmd.current_dir(&self.cluster_dir)
-            .env("LC_ALL", "C")
-            .env_remove("PGDATA");
+        cmd.current_dir(&self.cluster_dir).env("LC_ALL", "C").env_remove("PGDATA");
         if let Some(owner) = self.owner.clone() {
             cmd.env("USER", &owner.name).env("HOME", &self.cluster_dir);
             // SAFETY: only async-signal-safe syscalls between fork and exec.
@@ -287,10 +250,8 @@ impl LocalPostgres {
     }
 
     fn run(&self, what: &str, cmd: &mut Command) -> Result<(), LocalPgError> {
-        let output: Output = cmd.output().map_err(|e| LocalPgError::Command {
-            what: what.to_string(),
-            detail: e.to_string(),
-        })?;
+        let output: Output =
+            cmd.output().map_err(|e| LocalPgError::Command { what: what.to_string(), detail: e.to_string() })?;
         if output.status.success() {
             return Ok(());
         }
@@ -299,38 +260,19 @@ impl LocalPostgres {
             detail = String::from_utf8_lossy(&output.stdout).trim().to_string();
         }
         let log_tail = fs::read_to_string(self.log_file())
-            .map(|log| {
-                log.lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            .map(|log| log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
             .unwrap_or_default();
         if !log_tail.is_empty() {
-            detail = format!(
-                "{detail}\nlast lines of {}:\n{log_tail}",
-                self.log_file().display()
-            );
+            detail = format!("{detail}\nlast lines of {}:\n{log_tail}", self.log_file().display());
         }
-        Err(LocalPgError::Command {
-            what: what.to_string(),
-            detail,
-        })
+        Err(LocalPgError::Command { what: what.to_string(), detail })
     }
 }
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres` of a supported version:
 /// PATH first, then the newest of `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
-    let has_all = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres"]
-            .iter()
-            .all(|t| dir.join(t).is_file())
-    };
+    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|t| dir.join(t).is_file());
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).filter(|d| has_all(d)).collect())
         .unwrap_or_default();
@@ -346,7 +288,7 @@ pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
                 .collect()
         })
         .unwrap_or_default();
-    system.sort_by(|a, b| b.0.cmp(&a.0));
+    system.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
     candidates.extend(system.into_iter().map(|(_, bin)| bin));
 
     let mut too_old = None;
@@ -357,19 +299,13 @@ pub fn find_bin_dir() -> Result<PathBuf, LocalPgError> {
         if major >= MIN_MAJOR {
             return Ok(dir);
         }
-        too_old.get_or_insert(LocalPgError::TooOld {
-            found: major.to_string(),
-            dir,
-        });
+        too_old.get_or_insert(LocalPgError::TooOld { found: major.to_string(), dir });
     }
     Err(too_old.unwrap_or(LocalPgError::NoBinaries))
 }
 
 fn server_major(dir: &Path) -> Option<u32> {
-    let out = Command::new(dir.join("postgres"))
-        .arg("--version")
-        .output()
-        .ok()?;
+    let out = Command::new(dir.join("postgres")).arg("--version").output().ok()?;
     // "postgres (PostgreSQL) 15.19 (Debian ...)"
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.split_whitespace().nth(2)?;
@@ -383,11 +319,7 @@ fn cluster_owner() -> Result<Option<Owner>, LocalPgError> {
     }
     for name in ["postgres", "nobody"] {
         if let Ok(Some(user)) = User::from_name(name) {
-            return Ok(Some(Owner {
-                uid: user.uid,
-                gid: user.gid,
-                name: name.to_string(),
-            }));
+            return Ok(Some(Owner { uid: user.uid, gid: user.gid, name: name.to_string() }));
         }
     }
     Err(LocalPgError::NoUnprivilegedUser)

@@ -23,10 +23,6 @@ pub struct Context {
 
 impl Context {
     pub fn new(config: Config, pool: PgPool, keys: Keys) -> Self {
-        Context {
-            config: Arc::new(config),
-            pool,
-            keys: Arc::new(keys),
-        }
+        Context { config: Arc::new(config), pool, keys: Arc::new(keys) }
     }
 }

@@ -10,9 +10,7 @@
 use attune_core::{Context, Shutdown};
 
 pub async fn run(_ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    tracing::info!(
-        "executor: no stages yet (rule engine and scheduler arrive with the event pipeline); idle"
-    );
+    tracing::info!("executor: no stages yet (rule engine and scheduler arrive with the event pipeline); idle");
     shutdown.cancelled().await;
     Ok(())
 }

@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 
 pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
 }
 
 async fn health() -> Json<Value> {
@@ -22,8 +20,6 @@ async fn ready(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
     if attune_core::db::is_ready(&ctx.pool).await {
         Ok(Json(json!({"status": "ready"})))
     } else {
-        Err(ApiError::Unavailable(
-            "the database is unreachable or not migrated yet".into(),
-        ))
+        Err(ApiError::Unavailable("the database is unreachable or not migrated yet".into()))
     }
 }

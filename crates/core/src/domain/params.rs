@@ -8,9 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-const JSON_TYPES: &[&str] = &[
-    "string", "integer", "number", "boolean", "array", "object", "null",
-];
+const JSON_TYPES: &[&str] = &["string", "integer", "number", "boolean", "array", "object", "null"];
 
 /// A parsed, valid parameter schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,10 +21,7 @@ pub struct ParamSchema {
 
 impl Default for ParamSchema {
     fn default() -> Self {
-        ParamSchema {
-            schema: json!({"type": "object", "properties": {}}),
-            secret: Vec::new(),
-        }
+        ParamSchema { schema: json!({"type": "object", "properties": {}}), secret: Vec::new() }
     }
 }
 
@@ -37,31 +32,19 @@ impl ParamSchema {
             if raw.is_null() {
                 return Ok(ParamSchema::default());
             }
-            return Err(format!(
-                "parameters must be a mapping of parameter names, got {}",
-                kind(raw)
-            ));
+            return Err(format!("parameters must be a mapping of parameter names, got {}", kind(raw)));
         };
         let is_full_schema = map.get("type").and_then(Value::as_str) == Some("object")
             && map.get("properties").is_some_and(Value::is_object);
-        let (schema, secret) = if is_full_schema {
-            Self::from_full(map)?
-        } else {
-            Self::from_flat(map)?
-        };
+        let (schema, secret) = if is_full_schema { Self::from_full(map)? } else { Self::from_flat(map)? };
         if let Err(e) = jsonschema::validator_for(&schema) {
-            return Err(format!(
-                "parameters are not a valid JSON Schema: {e} (at {})",
-                e.schema_path
-            ));
+            return Err(format!("parameters are not a valid JSON Schema: {e} (at {})", e.schema_path));
         }
         Ok(ParamSchema { schema, secret })
     }
 
     fn from_full(map: &Map<String, Value>) -> Result<(Value, Vec<String>), String> {
-        let props = map["properties"]
-            .as_object()
-            .expect("checked by the caller");
+        let props = map["properties"].as_object().expect("checked by the caller");
         let mut secret = Vec::new();
         for (name, prop) in props {
             check_property(name, prop)?;
@@ -83,10 +66,7 @@ impl ParamSchema {
                 None | Some(Value::Bool(false)) => {}
                 Some(Value::Bool(true)) => required.push(Value::String(name.clone())),
                 Some(other) => {
-                    return Err(format!(
-                        "parameter {name:?}: required must be true or false, got {}",
-                        kind(&other)
-                    ));
+                    return Err(format!("parameter {name:?}: required must be true or false, got {}", kind(&other)));
                 }
             }
             if prop.get("secret").and_then(Value::as_bool) == Some(true) {
@@ -106,9 +86,7 @@ impl ParamSchema {
         if let Some(props) = self.schema.get("properties").and_then(Value::as_object) {
             for (name, prop) in props {
                 if let Some(default) = prop.get("default") {
-                    params
-                        .entry(name.clone())
-                        .or_insert_with(|| default.clone());
+                    params.entry(name.clone()).or_insert_with(|| default.clone());
                 }
             }
         }
@@ -118,10 +96,9 @@ impl ParamSchema {
     /// "missing required parameter: url", "parameter count: \"x\" is not of type integer".
     pub fn validate(&self, params: &Value) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        if let (Some(required), Some(given)) = (
-            self.schema.get("required").and_then(Value::as_array),
-            params.as_object(),
-        ) {
+        if let (Some(required), Some(given)) =
+            (self.schema.get("required").and_then(Value::as_array), params.as_object())
+        {
             for name in required.iter().filter_map(Value::as_str) {
                 if !given.contains_key(name) {
                     errors.push(format!("missing required parameter: {name}"));
@@ -136,10 +113,7 @@ impl ParamSchema {
             let path = error.instance_path.to_string();
             if path.is_empty() {
                 // Missing required properties are already reported by name above.
-                if matches!(
-                    error.kind,
-                    jsonschema::error::ValidationErrorKind::Required { .. }
-                ) {
+                if matches!(error.kind, jsonschema::error::ValidationErrorKind::Required { .. }) {
                     continue;
                 }
                 errors.push(format!("parameters: {error}"));
@@ -171,39 +145,24 @@ impl ParamSchema {
 
 fn check_property(name: &str, prop: &Value) -> Result<(), String> {
     let Some(obj) = prop.as_object() else {
-        return Err(format!(
-            "parameter {name:?}: expected a mapping like {{type: string}}, got {}",
-            kind(prop)
-        ));
+        return Err(format!("parameter {name:?}: expected a mapping like {{type: string}}, got {}", kind(prop)));
     };
     match obj.get("type") {
         None => {}
         Some(Value::String(t)) if JSON_TYPES.contains(&t.as_str()) => {}
-        Some(Value::Array(ts))
-            if ts
-                .iter()
-                .all(|t| t.as_str().is_some_and(|t| JSON_TYPES.contains(&t))) => {}
+        Some(Value::Array(ts)) if ts.iter().all(|t| t.as_str().is_some_and(|t| JSON_TYPES.contains(&t))) => {}
         Some(other) => {
-            return Err(format!(
-                "parameter {name:?}: unknown type {other}: expected one of {}",
-                JSON_TYPES.join(", ")
-            ));
+            return Err(format!("parameter {name:?}: unknown type {other}: expected one of {}", JSON_TYPES.join(", ")));
         }
     }
     if let Some(e) = obj.get("enum") {
         if !e.is_array() {
-            return Err(format!(
-                "parameter {name:?}: enum must be a list, got {}",
-                kind(e)
-            ));
+            return Err(format!("parameter {name:?}: enum must be a list, got {}", kind(e)));
         }
     }
     if let Some(s) = obj.get("secret") {
         if !s.is_boolean() {
-            return Err(format!(
-                "parameter {name:?}: secret must be true or false, got {}",
-                kind(s)
-            ));
+            return Err(format!("parameter {name:?}: secret must be true or false, got {}", kind(s)));
         }
     }
     Ok(())
@@ -248,14 +207,8 @@ mod tests {
         assert_eq!(p.mask(&Value::Object(given))["token"], "********");
 
         let errs = p.validate(&json!({"url": 5, "method": "PUT"})).unwrap_err();
-        assert!(
-            errs.iter().any(|e| e.starts_with("parameter url:")),
-            "{errs:?}"
-        );
-        assert!(
-            errs.iter().any(|e| e.starts_with("parameter method:")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.starts_with("parameter url:")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("parameter method:")), "{errs:?}");
     }
 
     #[test]
@@ -280,8 +233,7 @@ mod tests {
         assert!(e.contains("enum"), "{e}");
         let e = ParamSchema::parse(&json!({"m": {"required": "yes"}})).unwrap_err();
         assert!(e.contains("required"), "{e}");
-        let e =
-            ParamSchema::parse(&json!({"m": {"type": "integer", "minimum": "one"}})).unwrap_err();
+        let e = ParamSchema::parse(&json!({"m": {"type": "integer", "minimum": "one"}})).unwrap_err();
         assert!(e.contains("not a valid JSON Schema"), "{e}");
         assert!(ParamSchema::parse(&json!([1])).is_err());
     }

@@ -24,11 +24,8 @@ impl PackRef {
     pub fn parse(s: &str) -> Result<PackRef, RefError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if ok {
             Ok(PackRef(s.to_string()))
         } else {
@@ -46,13 +43,8 @@ impl PackRef {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Ref {
@@ -66,10 +58,7 @@ impl Ref {
                 "invalid ref {s:?}: the name {name:?} must be 1-128 letters, digits, '_' or '-', starting with a letter, digit or '_'"
             )));
         }
-        Ok(Ref {
-            full: s.to_string(),
-            dot: pack.len(),
-        })
+        Ok(Ref { full: s.to_string(), dot: pack.len() })
     }
 
     /// `pack` + `name`, checking the name.
@@ -144,16 +133,7 @@ mod tests {
         let r = Ref::parse("core.echo").unwrap();
         assert_eq!((r.pack(), r.name()), ("core", "echo"));
         assert!(Ref::parse("my-pack.on_signup-2").is_ok());
-        for bad in [
-            "core",
-            ".echo",
-            "core.",
-            "Core.echo",
-            "core.ec ho",
-            "core.echo;drop",
-            "a.b.c",
-            "core.'x'",
-        ] {
+        for bad in ["core", ".echo", "core.", "Core.echo", "core.ec ho", "core.echo;drop", "a.b.c", "core.'x'"] {
             assert!(Ref::parse(bad).is_err(), "{bad} should be rejected");
         }
         assert!(PackRef::parse("x".repeat(65).as_str()).is_err());

@@ -17,16 +17,7 @@ pub enum RunnerType {
     Inquiry,
 }
 
-pub const RUNNER_TYPES: &[&str] = &[
-    "builtin",
-    "shell",
-    "python",
-    "node",
-    "http",
-    "container",
-    "workflow",
-    "inquiry",
-];
+pub const RUNNER_TYPES: &[&str] = &["builtin", "shell", "python", "node", "http", "container", "workflow", "inquiry"];
 
 impl RunnerType {
     pub fn parse(s: &str) -> Result<RunnerType, String> {
@@ -40,10 +31,7 @@ impl RunnerType {
             "workflow" => RunnerType::Workflow,
             "inquiry" => RunnerType::Inquiry,
             other => {
-                return Err(format!(
-                    "unknown runner_type {other:?}: expected one of {}",
-                    RUNNER_TYPES.join(", ")
-                ));
+                return Err(format!("unknown runner_type {other:?}: expected one of {}", RUNNER_TYPES.join(", ")));
             }
         })
     }

@@ -16,9 +16,7 @@ pub fn criteria_expression(criteria: &str) -> &str {
 
 pub fn check_criteria(criteria: &str) -> Result<(), String> {
     let env = Environment::new();
-    env.compile_expression(criteria_expression(criteria))
-        .map(|_| ())
-        .map_err(|e| format!("criteria {criteria:?}: {e}"))
+    env.compile_expression(criteria_expression(criteria)).map(|_| ()).map_err(|e| format!("criteria {criteria:?}: {e}"))
 }
 
 /// Checks every string inside a JSON value (action parameters, workflow inputs).
@@ -27,17 +25,12 @@ pub fn check_value(path: &str, value: &serde_json::Value) -> Result<(), String> 
     match value {
         serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
             let env = Environment::new();
-            env.template_from_str(s)
-                .map(|_| ())
-                .map_err(|e| format!("{path} template {s:?}: {e}"))
+            env.template_from_str(s).map(|_| ()).map_err(|e| format!("{path} template {s:?}: {e}"))
         }
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, v)| check_value(&format!("{path}[{i}]"), v)),
-        serde_json::Value::Object(map) => map
-            .iter()
-            .try_for_each(|(k, v)| check_value(&format!("{path}.{k}"), v)),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, v)| check_value(&format!("{path}[{i}]"), v))
+        }
+        serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| check_value(&format!("{path}.{k}"), v)),
         _ => Ok(()),
     }
 }

@@ -13,13 +13,7 @@ pub enum TriggerType {
     Custom,
 }
 
-pub const TRIGGER_TYPES: &[&str] = &[
-    "webhook",
-    "timer.interval",
-    "timer.cron",
-    "timer.date",
-    "custom",
-];
+pub const TRIGGER_TYPES: &[&str] = &["webhook", "timer.interval", "timer.cron", "timer.date", "custom"];
 
 impl TriggerType {
     pub fn parse(s: &str) -> Result<TriggerType, String> {
@@ -30,10 +24,7 @@ impl TriggerType {
             "timer.date" => TriggerType::Date,
             "custom" => TriggerType::Custom,
             other => {
-                return Err(format!(
-                    "unknown trigger type {other:?}: expected one of {}",
-                    TRIGGER_TYPES.join(", ")
-                ))
+                return Err(format!("unknown trigger type {other:?}: expected one of {}", TRIGGER_TYPES.join(", ")))
             }
         })
     }
@@ -49,10 +40,7 @@ impl TriggerType {
     }
 
     pub fn is_timer(self) -> bool {
-        matches!(
-            self,
-            TriggerType::Interval | TriggerType::Cron | TriggerType::Date
-        )
+        matches!(self, TriggerType::Interval | TriggerType::Cron | TriggerType::Date)
     }
 
     /// Checks a trigger's `parameters` for its type; the message names the field.
@@ -61,27 +49,20 @@ impl TriggerType {
         match self {
             TriggerType::Interval => match field("interval_seconds").and_then(|v| v.as_f64()) {
                 Some(s) if s > 0.0 && s.is_finite() => Ok(()),
-                Some(s) => Err(format!(
-                    "parameters.interval_seconds must be a positive number of seconds, got {s}"
-                )),
-                None => Err(
-                    "timer.interval needs parameters.interval_seconds (a positive number)".into(),
-                ),
+                Some(s) => Err(format!("parameters.interval_seconds must be a positive number of seconds, got {s}")),
+                None => Err("timer.interval needs parameters.interval_seconds (a positive number)".into()),
             },
             TriggerType::Cron => {
                 let Some(expr) = field("cron").and_then(|v| v.as_str()) else {
-                    return Err(
-                        "timer.cron needs parameters.cron (\"sec min hour dom mon dow\")".into(),
-                    );
+                    return Err("timer.cron needs parameters.cron (\"sec min hour dom mon dow\")".into());
                 };
                 if expr.split_whitespace().count() != 6 {
                     return Err(format!(
                         "parameters.cron {expr:?} must have six fields: sec min hour day-of-month month day-of-week"
                     ));
                 }
-                cron::Schedule::from_str(expr).map_err(|e| {
-                    format!("parameters.cron {expr:?} is not a valid cron expression: {e}")
-                })?;
+                cron::Schedule::from_str(expr)
+                    .map_err(|e| format!("parameters.cron {expr:?} is not a valid cron expression: {e}"))?;
                 match field("timezone") {
                     None | Some(serde_json::Value::Null) => Ok(()),
                     Some(tz) => match tz.as_str().map(str::parse::<chrono_tz::Tz>) {
@@ -92,9 +73,7 @@ impl TriggerType {
             }
             TriggerType::Date => match field("date").and_then(|v| v.as_str()) {
                 Some(d) if chrono::DateTime::parse_from_rfc3339(d).is_ok() => Ok(()),
-                Some(d) => Err(format!(
-                    "parameters.date {d:?} is not an ISO-8601 date-time with a time zone"
-                )),
+                Some(d) => Err(format!("parameters.date {d:?} is not an ISO-8601 date-time with a time zone")),
                 None => Err("timer.date needs parameters.date (ISO-8601)".into()),
             },
             TriggerType::Webhook | TriggerType::Custom => Ok(()),

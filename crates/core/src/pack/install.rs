@@ -2,7 +2,7 @@
 //! inserts it, a reload updates every definition in place (keeping ids and webhook keys)
 //! and removes the ones the directory no longer has. Any failure rolls the whole pack back.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use rand::RngCore;
 use sqlx::PgConnection;
@@ -107,11 +107,7 @@ pub async fn install(
             .bind(&a.params.secret)
             .bind(&a.output_schema)
             .bind(a.timeout_seconds)
-            .bind(
-                a.retry
-                    .as_ref()
-                    .map(|r| serde_json::to_value(r).expect("a retry policy serialises")),
-            )
+            .bind(a.retry.as_ref().map(|r| serde_json::to_value(r).expect("a retry policy serialises")))
             .bind(a.concurrency)
             .bind(&a.secrets)
             .bind(&a.workflow)
@@ -123,9 +119,8 @@ pub async fn install(
             .await?;
     }
     for s in &pack.sensors {
-        let trigger_id = resolve(conn, "trigger", tenant, &s.trigger)
-            .await?
-            .expect("checked by the loader: the pack defines it");
+        let trigger_id =
+            resolve(conn, "trigger", tenant, &s.trigger).await?.expect("checked by the loader: the pack defines it");
         sqlx::query(include_str!("../../../../sql/pack/upsert_sensor.sql"))
             .bind(tenant)
             .bind(pack_id)
@@ -142,11 +137,7 @@ pub async fn install(
     }
     let mut problems = Vec::new();
     for r in &pack.rules {
-        let file = pack
-            .rule_files
-            .get(r.rule_ref.as_str())
-            .cloned()
-            .unwrap_or_else(|| pack.dir.join("rules"));
+        let file = pack.rule_files.get(r.rule_ref.as_str()).cloned().unwrap_or_else(|| pack.dir.join("rules"));
         let trigger_id = resolve(conn, "trigger", tenant, &r.trigger).await?;
         let action_id = resolve(conn, "action", tenant, &r.action).await?;
         let (Some(trigger_id), Some(action_id)) = (trigger_id, action_id) else {
@@ -179,30 +170,16 @@ pub async fn install(
     // Definitions the directory no longer has. Rules go first: they point at the rest.
     let keep = |refs: Vec<&Ref>| refs.into_iter().map(|r| r.to_string()).collect::<Vec<_>>();
     for (table, refs) in [
-        (
-            "rule",
-            keep(pack.rules.iter().map(|r| &r.rule_ref).collect()),
-        ),
-        (
-            "sensor",
-            keep(pack.sensors.iter().map(|s| &s.sensor_ref).collect()),
-        ),
-        (
-            "action",
-            keep(pack.actions.iter().map(|a| &a.action_ref).collect()),
-        ),
-        (
-            "trigger",
-            keep(pack.triggers.iter().map(|t| &t.trigger_ref).collect()),
-        ),
+        ("rule", keep(pack.rules.iter().map(|r| &r.rule_ref).collect())),
+        ("sensor", keep(pack.sensors.iter().map(|s| &s.sensor_ref).collect())),
+        ("action", keep(pack.actions.iter().map(|a| &a.action_ref).collect())),
+        ("trigger", keep(pack.triggers.iter().map(|t| &t.trigger_ref).collect())),
     ] {
-        let result = sqlx::query(&format!(
-            "DELETE FROM attune.{table} WHERE pack_id = $1 AND ref <> ALL($2)"
-        ))
-        .bind(pack_id)
-        .bind(&refs)
-        .execute(&mut *conn)
-        .await;
+        let result = sqlx::query(&format!("DELETE FROM attune.{table} WHERE pack_id = $1 AND ref <> ALL($2)"))
+            .bind(pack_id)
+            .bind(&refs)
+            .execute(&mut *conn)
+            .await;
         if let Err(sqlx::Error::Database(db)) = &result {
             if db.code().as_deref() == Some("23503") {
                 return Err(PackError::invalid(
@@ -217,20 +194,14 @@ pub async fn install(
         }
         result?;
     }
-    Ok(Installed {
-        pack_id,
-        changed: true,
-    })
+    Ok(Installed { pack_id, changed: true })
 }
 
-fn missing(file: &PathBuf, kind: &str, r: &Ref) -> FileError {
+fn missing(file: &Path, kind: &str, r: &Ref) -> FileError {
     FileError {
-        file: file.clone(),
+        file: file.to_path_buf(),
         field: Some(kind.to_string()),
-        message: format!(
-            "{kind} {:?} does not exist (neither in this pack nor in a loaded pack)",
-            r.as_str()
-        ),
+        message: format!("{kind} {:?} does not exist (neither in this pack nor in a loaded pack)", r.as_str()),
     }
 }
 

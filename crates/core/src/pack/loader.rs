@@ -22,8 +22,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::spec::{
-    ActionDef, ActionSpec, PackMeta, PackSpec, RuleDef, RuleSpec, SensorDef, SensorSpec, SpecError,
-    TriggerDef, TriggerSpec,
+    ActionDef, ActionSpec, PackMeta, PackSpec, RuleDef, RuleSpec, SensorDef, SensorSpec, SpecError, TriggerDef,
+    TriggerSpec,
 };
 use super::{FileError, PackError};
 use crate::domain::RunnerType;
@@ -57,9 +57,7 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
             "missing pack.yaml: every pack directory needs one (ref, version, description)",
         ));
     }
-    let meta = match read_yaml::<PackSpec>(&pack_file)
-        .and_then(|spec| spec.check().map_err(|e| at(&pack_file, e)))
-    {
+    let meta = match read_yaml::<PackSpec>(&pack_file).and_then(|spec| spec.check().map_err(|e| at(&pack_file, e))) {
         Ok(meta) => meta,
         Err(e) => return Err(PackError::Invalid(vec![e])),
     };
@@ -69,15 +67,8 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
     for file in yaml_files(&dir.join("actions"), &mut errors) {
         let result = read_yaml::<ActionSpec>(&file).and_then(|mut spec| {
             resolve_workflow_file(dir, &file, &mut spec)?;
-            let def = spec
-                .check(&pack, stem(&file).as_deref())
-                .map_err(|e| at(&file, e))?;
-            check_entry_point(
-                &dir.join("actions"),
-                &file,
-                def.entry_point.as_deref(),
-                def.runner_type,
-            )?;
+            let def = spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e))?;
+            check_entry_point(&dir.join("actions"), &file, def.entry_point.as_deref(), def.runner_type)?;
             Ok(def)
         });
         match result {
@@ -87,10 +78,9 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
     }
     let mut triggers = Vec::new();
     for file in yaml_files(&dir.join("triggers"), &mut errors) {
-        match read_yaml::<TriggerSpec>(&file).and_then(|spec| {
-            spec.check(&pack, stem(&file).as_deref())
-                .map_err(|e| at(&file, e))
-        }) {
+        match read_yaml::<TriggerSpec>(&file)
+            .and_then(|spec| spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e)))
+        {
             Ok(def) => triggers.push((file, def)),
             Err(e) => errors.push(e),
         }
@@ -98,15 +88,8 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
     let mut sensors = Vec::new();
     for file in yaml_files(&dir.join("sensors"), &mut errors) {
         let result = read_yaml::<SensorSpec>(&file).and_then(|spec| {
-            let def = spec
-                .check(&pack, stem(&file).as_deref())
-                .map_err(|e| at(&file, e))?;
-            check_entry_point(
-                &dir.join("sensors"),
-                &file,
-                Some(&def.entry_point),
-                def.runner_type,
-            )?;
+            let def = spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e))?;
+            check_entry_point(&dir.join("sensors"), &file, Some(&def.entry_point), def.runner_type)?;
             Ok(def)
         });
         match result {
@@ -116,10 +99,9 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
     }
     let mut rules = Vec::new();
     for file in yaml_files(&dir.join("rules"), &mut errors) {
-        match read_yaml::<RuleSpec>(&file).and_then(|spec| {
-            spec.check(&pack, stem(&file).as_deref())
-                .map_err(|e| at(&file, e))
-        }) {
+        match read_yaml::<RuleSpec>(&file)
+            .and_then(|spec| spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e)))
+        {
             Ok(def) => rules.push((file, def)),
             Err(e) => errors.push(e),
         }
@@ -131,19 +113,13 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
     no_duplicates(&rules, |d| d.rule_ref.to_string(), &mut errors);
 
     // A sensor's trigger must be one of this pack's triggers (it is the pack's own ingress).
-    let trigger_refs: HashSet<String> = triggers
-        .iter()
-        .map(|(_, t)| t.trigger_ref.to_string())
-        .collect();
+    let trigger_refs: HashSet<String> = triggers.iter().map(|(_, t)| t.trigger_ref.to_string()).collect();
     for (file, sensor) in &sensors {
         if !trigger_refs.contains(sensor.trigger.as_str()) {
             errors.push(FileError {
                 file: file.clone(),
                 field: Some("trigger".into()),
-                message: format!(
-                    "trigger {:?} is not defined in this pack's triggers/",
-                    sensor.trigger.as_str()
-                ),
+                message: format!("trigger {:?} is not defined in this pack's triggers/", sensor.trigger.as_str()),
             });
         }
     }
@@ -152,12 +128,9 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
         errors.sort_by(|a, b| a.file.cmp(&b.file));
         return Err(PackError::Invalid(errors));
     }
-    let content_hash = hash_dir(dir)
-        .map_err(|e| PackError::invalid(dir, None, format!("cannot read the pack: {e}")))?;
-    let rule_files = rules
-        .iter()
-        .map(|(f, r)| (r.rule_ref.to_string(), f.clone()))
-        .collect();
+    let content_hash =
+        hash_dir(dir).map_err(|e| PackError::invalid(dir, None, format!("cannot read the pack: {e}")))?;
+    let rule_files = rules.iter().map(|(f, r)| (r.rule_ref.to_string(), f.clone())).collect();
     Ok(PackDefinition {
         dir: dir.to_path_buf(),
         meta,
@@ -171,17 +144,11 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
 }
 
 fn at(file: &Path, e: SpecError) -> FileError {
-    FileError {
-        file: file.to_path_buf(),
-        field: Some(e.field),
-        message: e.message,
-    }
+    FileError { file: file.to_path_buf(), field: Some(e.field), message: e.message }
 }
 
 fn stem(file: &Path) -> Option<String> {
-    file.file_stem()
-        .and_then(|s| s.to_str())
-        .map(str::to_string)
+    file.file_stem().and_then(|s| s.to_str()).map(str::to_string)
 }
 
 /// `*.yaml` / `*.yml` files of a sub-directory, sorted; a missing directory is empty.
@@ -200,9 +167,7 @@ fn yaml_files(dir: &Path, errors: &mut Vec<FileError>) -> Vec<PathBuf> {
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
     files
@@ -222,21 +187,13 @@ fn read_yaml<T: DeserializeOwned>(file: &Path) -> Result<T, FileError> {
             }
             _ => e.to_string(),
         };
-        FileError {
-            file: file.to_path_buf(),
-            field: None,
-            message: format!("invalid YAML: {message}"),
-        }
+        FileError { file: file.to_path_buf(), field: None, message: format!("invalid YAML: {message}") }
     })
 }
 
 /// `workflow: NAME` in a pack file names `workflows/NAME.yaml`; it is read into the
 /// action as an inline definition so the database holds what runs.
-fn resolve_workflow_file(
-    dir: &Path,
-    action_file: &Path,
-    spec: &mut ActionSpec,
-) -> Result<(), FileError> {
+fn resolve_workflow_file(dir: &Path, action_file: &Path, spec: &mut ActionSpec) -> Result<(), FileError> {
     let Some(Value::String(name)) = &spec.workflow else {
         return Ok(());
     };
@@ -248,10 +205,8 @@ fn resolve_workflow_file(
             message: format!("{name:?} must name a file in workflows/ (without directories)"),
         });
     }
-    let candidates = [
-        dir.join("workflows").join(format!("{name}.yaml")),
-        dir.join("workflows").join(format!("{name}.yml")),
-    ];
+    let candidates =
+        [dir.join("workflows").join(format!("{name}.yaml")), dir.join("workflows").join(format!("{name}.yml"))];
     let Some(file) = candidates.iter().find(|p| p.is_file()) else {
         return Err(FileError {
             file: action_file.to_path_buf(),
@@ -265,12 +220,7 @@ fn resolve_workflow_file(
     Ok(())
 }
 
-fn check_entry_point(
-    base: &Path,
-    file: &Path,
-    entry_point: Option<&str>,
-    runner: RunnerType,
-) -> Result<(), FileError> {
+fn check_entry_point(base: &Path, file: &Path, entry_point: Option<&str>, runner: RunnerType) -> Result<(), FileError> {
     let Some(ep) = entry_point else { return Ok(()) };
     // Builtin entry points name an in-process function, not a file.
     if runner == RunnerType::Builtin {
@@ -286,11 +236,7 @@ fn check_entry_point(
     Ok(())
 }
 
-fn no_duplicates<T>(
-    items: &[(PathBuf, T)],
-    key: impl Fn(&T) -> String,
-    errors: &mut Vec<FileError>,
-) {
+fn no_duplicates<T>(items: &[(PathBuf, T)], key: impl Fn(&T) -> String, errors: &mut Vec<FileError>) {
     let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
     for (file, item) in items {
         let k = key(item);
@@ -318,11 +264,7 @@ fn hash_dir(dir: &Path) -> std::io::Result<String> {
             if path.is_dir() {
                 walk(base, &path, out)?;
             } else if path.is_file() {
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .to_string();
+                let rel = path.strip_prefix(base).unwrap_or(&path).to_string_lossy().to_string();
                 out.push((rel, path));
             }
         }

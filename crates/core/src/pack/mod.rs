@@ -41,11 +41,7 @@ pub enum PackError {
 }
 
 impl PackError {
-    pub fn invalid(
-        file: impl Into<PathBuf>,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) -> PackError {
+    pub fn invalid(file: impl Into<PathBuf>, field: Option<&str>, message: impl Into<String>) -> PackError {
         PackError::Invalid(vec![FileError {
             file: file.into(),
             field: field.map(str::to_string),

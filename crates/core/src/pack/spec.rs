@@ -16,10 +16,7 @@ pub struct SpecError {
 }
 
 fn err<T>(field: &str, message: impl Into<String>) -> Result<T, SpecError> {
-    Err(SpecError {
-        field: field.to_string(),
-        message: message.into(),
-    })
+    Err(SpecError { field: field.to_string(), message: message.into() })
 }
 
 /// `pack.yaml`.
@@ -52,17 +49,9 @@ impl PackSpec {
         let pack_ref = PackRef::parse(&self.pack_ref).or_else(|e| err("ref", e.to_string()))?;
         let version = self.version.unwrap_or_else(|| "0.0.0".into());
         if version.trim().is_empty() || version.len() > 64 {
-            return err(
-                "version",
-                "must be a non-empty version string such as 1.0.0",
-            );
+            return err("version", "must be a non-empty version string such as 1.0.0");
         }
-        Ok(PackMeta {
-            pack_ref,
-            label: self.label,
-            version,
-            description: self.description,
-        })
+        Ok(PackMeta { pack_ref, label: self.label, version, description: self.description })
     }
 }
 
@@ -77,14 +66,7 @@ fn resolve_ref(
     if let Some(r) = given_ref {
         let parsed = Ref::parse(r).or_else(|e| err("ref", e.to_string()))?;
         if parsed.pack() != pack.as_str() {
-            return err(
-                "ref",
-                format!(
-                    "{r:?} names pack {:?}, but this is pack {:?}",
-                    parsed.pack(),
-                    pack.as_str()
-                ),
-            );
+            return err("ref", format!("{r:?} names pack {:?}, but this is pack {:?}", parsed.pack(), pack.as_str()));
         }
         return Ok(parsed);
     }
@@ -96,10 +78,7 @@ fn resolve_ref(
 
 fn check_relative_path(field: &str, path: &str) -> Result<(), SpecError> {
     if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
-        return err(
-            field,
-            format!("{path:?} must be a relative path inside the pack, without '..'"),
-        );
+        return err(field, format!("{path:?} must be a relative path inside the pack, without '..'"));
     }
     Ok(())
 }
@@ -126,16 +105,12 @@ impl RetryPolicy {
     }
 
     pub fn parse(value: &Value) -> Result<RetryPolicy, SpecError> {
-        let policy: RetryPolicy =
-            serde_json::from_value(value.clone()).or_else(|e| err("retry", e.to_string()))?;
+        let policy: RetryPolicy = serde_json::from_value(value.clone()).or_else(|e| err("retry", e.to_string()))?;
         if policy.max_attempts == 0 {
             return err("retry.max_attempts", "must be at least 1");
         }
         if !(policy.delay_seconds >= 0.0 && policy.backoff_multiplier >= 1.0) {
-            return err(
-                "retry",
-                "delay_seconds must be >= 0 and backoff_multiplier >= 1",
-            );
+            return err("retry", "delay_seconds must be >= 0 and backoff_multiplier >= 1");
         }
         Ok(policy)
     }
@@ -193,27 +168,18 @@ pub struct ActionDef {
 impl ActionSpec {
     /// `fallback_name` is the file stem for pack files. An inline `workflow` must already
     /// be resolved to a mapping (the loader reads `workflows/NAME.yaml`).
-    pub fn check(
-        self,
-        pack: &PackRef,
-        fallback_name: Option<&str>,
-    ) -> Result<ActionDef, SpecError> {
+    pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<ActionDef, SpecError> {
         if let Some(p) = &self.pack {
             if p != pack.as_str() {
-                return err(
-                    "pack",
-                    format!("{p:?} does not match the pack {:?}", pack.as_str()),
-                );
+                return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
             }
         }
-        let action_ref = resolve_ref(
-            pack,
-            self.action_ref.as_deref(),
-            self.name.as_deref(),
-            fallback_name,
-        )?;
+        let action_ref = resolve_ref(pack, self.action_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let Some(runner) = self.runner_type.as_deref() else {
-            return err("runner_type", "missing: say how the action runs (builtin, shell, python, node, http, container, workflow, inquiry)");
+            return err(
+                "runner_type",
+                "missing: say how the action runs (builtin, shell, python, node, http, container, workflow, inquiry)",
+            );
         };
         let runner_type = RunnerType::parse(runner).or_else(|e| err("runner_type", e))?;
         if let Some(ep) = &self.entry_point {
@@ -237,7 +203,12 @@ impl ActionSpec {
             },
             RunnerType::Workflow => match &self.workflow {
                 Some(w) => check_workflow(w)?,
-                None => return err("workflow", "a workflow action needs workflow (an inline definition or a workflows/ file name)"),
+                None => {
+                    return err(
+                        "workflow",
+                        "a workflow action needs workflow (an inline definition or a workflows/ file name)",
+                    )
+                }
             },
             RunnerType::Inquiry if has_body => {
                 return err("runner_type", "an inquiry action takes no entry_point, command or code");
@@ -254,12 +225,7 @@ impl ActionSpec {
         let timeout_seconds = match self.timeout_seconds {
             None => None,
             Some(t) if (1..=i32::MAX as i64).contains(&t) => Some(t as i32),
-            Some(t) => {
-                return err(
-                    "timeout_seconds",
-                    format!("must be a positive number of seconds, got {t}"),
-                )
-            }
+            Some(t) => return err("timeout_seconds", format!("must be a positive number of seconds, got {t}")),
         };
         let concurrency = match self.concurrency {
             None => None,
@@ -269,14 +235,10 @@ impl ActionSpec {
         let retry = self.retry.as_ref().map(RetryPolicy::parse).transpose()?;
         let secrets = self.secrets.unwrap_or_default();
         if let Some(bad) = secrets.iter().find(|k| k.is_empty()) {
-            return err(
-                "secrets",
-                format!("datastore key {bad:?} must not be empty"),
-            );
+            return err("secrets", format!("datastore key {bad:?} must not be empty"));
         }
         if let Some(items) = &self.with_items {
-            check_value("with_items", &Value::String(items.clone()))
-                .or_else(|e| err("with_items", e))?;
+            check_value("with_items", &Value::String(items.clone())).or_else(|e| err("with_items", e))?;
         }
         if let Some(h) = &self.http {
             check_value("http", h).or_else(|e| err("http", e))?;
@@ -316,22 +278,13 @@ pub fn check_workflow(workflow: &Value) -> Result<(), SpecError> {
             return err(&format!("workflow.tasks[{i}].name"), "missing");
         };
         if !names.insert(name) {
-            return err(
-                &format!("workflow.tasks[{i}].name"),
-                format!("duplicate task name {name:?}"),
-            );
+            return err(&format!("workflow.tasks[{i}].name"), format!("duplicate task name {name:?}"));
         }
         match task.get("action").and_then(Value::as_str) {
             Some(a) => {
-                Ref::parse(a)
-                    .or_else(|e| err(&format!("workflow.tasks[{i}].action"), e.to_string()))?;
+                Ref::parse(a).or_else(|e| err(&format!("workflow.tasks[{i}].action"), e.to_string()))?;
             }
-            None => {
-                return err(
-                    &format!("workflow.tasks[{i}].action"),
-                    "missing: name the action ref to run",
-                )
-            }
+            None => return err(&format!("workflow.tasks[{i}].action"), "missing: name the action ref to run"),
         }
         if let Some(input) = task.get("input") {
             check_value(&format!("workflow.tasks[{i}].input"), input)
@@ -370,49 +323,29 @@ pub struct TriggerDef {
 }
 
 impl TriggerSpec {
-    pub fn check(
-        self,
-        pack: &PackRef,
-        fallback_name: Option<&str>,
-    ) -> Result<TriggerDef, SpecError> {
+    pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<TriggerDef, SpecError> {
         if let Some(p) = &self.pack {
             if p != pack.as_str() {
-                return err(
-                    "pack",
-                    format!("{p:?} does not match the pack {:?}", pack.as_str()),
-                );
+                return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
             }
         }
-        let trigger_ref = resolve_ref(
-            pack,
-            self.trigger_ref.as_deref(),
-            self.name.as_deref(),
-            fallback_name,
-        )?;
+        let trigger_ref = resolve_ref(pack, self.trigger_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let Some(t) = self.trigger_type.as_deref() else {
-            return err(
-                "type",
-                "missing: webhook, timer.interval, timer.cron, timer.date or custom",
-            );
+            return err("type", "missing: webhook, timer.interval, timer.cron, timer.date or custom");
         };
         let trigger_type = TriggerType::parse(t).or_else(|e| err("type", e))?;
         let parameters = self.parameters.unwrap_or(Value::Object(Default::default()));
         if !parameters.is_object() {
             return err("parameters", "must be a mapping");
         }
-        trigger_type
-            .check_parameters(&parameters)
-            .or_else(|e| err("parameters", e))?;
+        trigger_type.check_parameters(&parameters).or_else(|e| err("parameters", e))?;
         if let Some(schema) = &self.payload_schema {
             if let Err(e) = jsonschema::validator_for(schema) {
                 return err("payload_schema", format!("not a valid JSON Schema: {e}"));
             }
         }
         if self.webhook_secret.is_some() && trigger_type != TriggerType::Webhook {
-            return err(
-                "webhook_secret",
-                "only webhook triggers take a webhook_secret",
-            );
+            return err("webhook_secret", "only webhook triggers take a webhook_secret");
         }
         if self.webhook_secret.as_deref().is_some_and(str::is_empty) {
             return err("webhook_secret", "must not be empty");
@@ -458,27 +391,12 @@ pub struct SensorDef {
 }
 
 impl SensorSpec {
-    pub fn check(
-        self,
-        pack: &PackRef,
-        fallback_name: Option<&str>,
-    ) -> Result<SensorDef, SpecError> {
-        let sensor_ref = resolve_ref(
-            pack,
-            self.sensor_ref.as_deref(),
-            self.name.as_deref(),
-            fallback_name,
-        )?;
-        let runner_type = RunnerType::parse(self.runner_type.as_deref().unwrap_or(""))
-            .or_else(|e| err("runner_type", e))?;
-        if !matches!(
-            runner_type,
-            RunnerType::Shell | RunnerType::Python | RunnerType::Node
-        ) {
-            return err(
-                "runner_type",
-                format!("a sensor runs as shell, python or node, not {runner_type}"),
-            );
+    pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<SensorDef, SpecError> {
+        let sensor_ref = resolve_ref(pack, self.sensor_ref.as_deref(), self.name.as_deref(), fallback_name)?;
+        let runner_type =
+            RunnerType::parse(self.runner_type.as_deref().unwrap_or("")).or_else(|e| err("runner_type", e))?;
+        if !matches!(runner_type, RunnerType::Shell | RunnerType::Python | RunnerType::Node) {
+            return err("runner_type", format!("a sensor runs as shell, python or node, not {runner_type}"));
         }
         let Some(entry_point) = self.entry_point else {
             return err("entry_point", "missing: the sensor's program");
@@ -487,12 +405,7 @@ impl SensorSpec {
         let poll_interval = match self.poll_interval {
             None => 60,
             Some(p) if (1..=86_400).contains(&p) => p as i32,
-            Some(p) => {
-                return err(
-                    "poll_interval",
-                    format!("must be 1..86400 seconds, got {p}"),
-                )
-            }
+            Some(p) => return err("poll_interval", format!("must be 1..86400 seconds, got {p}")),
         };
         let Some(trigger) = self.trigger else {
             return err("trigger", "missing: the trigger ref this sensor fires");
@@ -544,18 +457,10 @@ impl RuleSpec {
     pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<RuleDef, SpecError> {
         if let Some(p) = &self.pack {
             if p != pack.as_str() {
-                return err(
-                    "pack",
-                    format!("{p:?} does not match the pack {:?}", pack.as_str()),
-                );
+                return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
             }
         }
-        let rule_ref = resolve_ref(
-            pack,
-            self.rule_ref.as_deref(),
-            self.name.as_deref(),
-            fallback_name,
-        )?;
+        let rule_ref = resolve_ref(pack, self.rule_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let Some(trigger) = self.trigger else {
             return err("trigger", "missing: the trigger ref this rule listens to");
         };
@@ -568,14 +473,9 @@ impl RuleSpec {
         if let Some(c) = &criteria {
             check_criteria(c).or_else(|e| err("criteria", e))?;
         }
-        let action_params = self
-            .action_params
-            .unwrap_or(Value::Object(Default::default()));
+        let action_params = self.action_params.unwrap_or(Value::Object(Default::default()));
         if !action_params.is_object() {
-            return err(
-                "action_params",
-                "must be a mapping of parameter names to values or templates",
-            );
+            return err("action_params", "must be a mapping of parameter names to values or templates");
         }
         check_value("action_params", &action_params).or_else(|e| err("action_params", e))?;
         Ok(RuleDef {

@@ -1,0 +1,181 @@
+//! `attune up` as a user runs it: a real child process on a private cluster in a temp
+//! data dir, reached over HTTP, stopped with SIGTERM.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+struct Running {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn capture(mut stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let out = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            out.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}
+
+fn attune(data_dir: &Path, port: u16, args: &[&str], extra_env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_attune"));
+    cmd.args(args)
+        .env_remove("ATTUNE_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("ATTUNE_CONFIG")
+        .env_remove("ATTUNE_ADMIN_PASSWORD")
+        .env("ATTUNE_DATA_DIR", data_dir)
+        .env("ATTUNE_API_PORT", port.to_string())
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the attune binary starts");
+    let stdout = capture(child.stdout.take().unwrap());
+    let stderr = capture(child.stderr.take().unwrap());
+    Running { child, stdout, stderr }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `/ready` until 200; returns how long it took.
+fn wait_ready(run: &mut Running, port: u16, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    loop {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/ready")).send() {
+            if r.status() == 200 {
+                return started.elapsed();
+            }
+        }
+        if let Some(status) = run.child.try_wait().unwrap() {
+            panic!(
+                "attune exited early with {status}\nstdout:\n{}\nstderr:\n{}",
+                run.stdout.lock().unwrap(),
+                run.stderr.lock().unwrap()
+            );
+        }
+        assert!(started.elapsed() < limit, "not ready after {limit:?}\nstderr:\n{}", run.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, then the exit status (within a minute).
+fn terminate(mut run: Running) -> (i32, String, String) {
+    kill(Pid::from_raw(run.child.id() as i32), Signal::SIGTERM).unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            std::thread::sleep(Duration::from_millis(100)); // let the readers drain
+            let out = run.stdout.lock().unwrap().clone();
+            let err = run.stderr.lock().unwrap().clone();
+            return (status.code().unwrap_or(-1), out, err);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "attune did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// PostgreSQL processes whose command line names `data_dir`.
+fn postgres_processes_of(data_dir: &Path) -> Vec<String> {
+    let needle = data_dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmd| cmd.contains("postgres") && cmd.contains(&needle))
+        .collect()
+}
+
+#[test]
+fn up_creates_the_cluster_restarts_on_it_and_stops_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+
+    // First start: initdb, migrations, core pack, first admin.
+    let mut first = attune(data.path(), port, &["up"], &[]);
+    wait_ready(&mut first, port, Duration::from_secs(180));
+    let (code, stdout, stderr) = terminate(first);
+    assert_eq!(code, 0, "SIGTERM exits 0\n{stderr}");
+    assert!(stdout.contains(&format!("Attune API listening on http://127.0.0.1:{port}")), "{stdout}");
+    assert!(stdout.contains("created tenant 'default' and user 'admin' with password"), "{stdout}");
+    assert!(stderr.contains("creating the private PostgreSQL cluster"), "the first start runs initdb\n{stderr}");
+    let password_file = data.path().join("admin_password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&password_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the generated admin password is kept private");
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    assert!(stdout.contains(password.trim()), "the saved password is the one printed");
+    assert!(postgres_processes_of(data.path()).is_empty(), "no PostgreSQL process is left behind");
+
+    // Second start: the cluster is reused (no initdb), no second admin is made.
+    let mut second = attune(data.path(), port, &["up"], &[]);
+    let took = wait_ready(&mut second, port, Duration::from_secs(60));
+    eprintln!("second start ready in {took:?}");
+    let (code, stdout, stderr) = terminate(second);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("creating the private PostgreSQL cluster"), "the cluster is reused\n{stderr}");
+    assert!(!stdout.contains("created tenant"), "the admin exists already\n{stdout}");
+    assert!(postgres_processes_of(data.path()).is_empty(), "no PostgreSQL process is left behind");
+}
+
+#[test]
+fn serve_runs_a_subset_and_a_killed_process_leaves_a_reusable_cluster() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut run = attune(data.path(), port, &["serve", "api,executor"], &[("ATTUNE_ADMIN_PASSWORD", "pw-from-env")]);
+    wait_ready(&mut run, port, Duration::from_secs(180));
+    // SIGKILL: no clean shutdown, the cluster keeps running and must be joined next time.
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    let mut again = attune(data.path(), port, &["serve", "api"], &[]);
+    wait_ready(&mut again, port, Duration::from_secs(60));
+    let (code, stdout, stderr) = terminate(again);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("services=\"api\""), "{stderr}");
+    assert!(!stdout.contains("created tenant"), "{stdout}");
+    assert!(postgres_processes_of(data.path()).is_empty(), "no PostgreSQL process is left behind");
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_key_and_value() {
+    let data = tempfile::tempdir().unwrap();
+    let run = attune(data.path(), 8080, &["up"], &[("ATTUNE_API_PORT", "eighty")]);
+    let output = run.child.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let stderr = run.stderr.lock().unwrap().clone();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("api.port") && stderr.contains("eighty") && stderr.contains("ATTUNE_API_PORT"), "{stderr}");
+    assert!(!data.path().join("pg").exists(), "nothing was started");
+}
+
+#[test]
+fn an_unknown_service_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let run = attune(data.path(), 8080, &["serve", "api,bogus"], &[]);
+    let output = run.child.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let stderr = run.stderr.lock().unwrap().clone();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bogus"), "{stderr}");
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs Attune's whole test suite on a fresh machine: nothing to set up first.
+#
+# The tests start their own private PostgreSQL cluster (the system's initdb/postgres
+# binaries, under the temp dir) unless ATTUNE_TEST_DATABASE_URL names a server; each test
+# gets a fresh database cloned from a migrated template. RabbitMQ (for the bridge tests)
+# is started here when it is installed but not running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A fixed target dir outside the clone keeps the build cached between runs and clones.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/attune/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if ! port_open 5672 && command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "test.sh: starting RabbitMQ" >&2
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run --workspace --no-fail-fast "$@"
+else
+    exec cargo test --workspace --no-fail-fast "$@"
+fi

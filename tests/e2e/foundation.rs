@@ -1,0 +1,197 @@
+//! Foundation: migrations, schema constraints, the private cluster, health and readiness.
+
+use attune_core::local_pg::{Durability, LocalPostgres};
+use attune_core::Context;
+use attune_tests::{test_config, test_keys, TestApp, TestDb};
+
+const TABLES: &[&str] = &[
+    "tenant",
+    "identity",
+    "refresh_token",
+    "pack",
+    "action",
+    "trigger",
+    "sensor",
+    "rule",
+    "event",
+    "enforcement",
+    "execution",
+    "execution_output",
+    "execution_attempt",
+    "workflow_state",
+    "inquiry",
+    "datastore_item",
+    "timer_state",
+    "sensor_lease",
+    "worker",
+    "change_log",
+    "consumer_cursor",
+    "audit_log",
+];
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    let db = TestDb::empty().await;
+    assert!(!attune_core::db::is_ready(&db.pool).await, "an empty database is not ready");
+    attune_core::db::migrate(&db.pool).await.expect("migrations apply");
+    attune_core::db::migrate(&db.pool).await.expect("a second run is a no-op");
+    assert!(attune_core::db::is_ready(&db.pool).await);
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'attune'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    for t in TABLES {
+        assert!(tables.iter().any(|x| x == t), "table attune.{t} is missing (have {tables:?})");
+    }
+}
+
+#[tokio::test]
+async fn work_table_claims_are_backed_by_partial_indexes() {
+    let db = TestDb::new().await;
+    let defs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = 'attune' AND indexname IN ('execution_ready', 'execution_requested', 'event_unprocessed', 'timer_state_due')",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let def = |name: &str| defs.iter().find(|(n, _)| n == name).map(|(_, d)| d.clone()).unwrap_or_default();
+    assert!(
+        def("execution_ready").contains("(priority DESC, run_after, id) WHERE (status = 'scheduled'::text)"),
+        "{defs:?}"
+    );
+    assert!(def("execution_requested").contains("WHERE (status = 'requested'::text)"), "{defs:?}");
+    assert!(def("event_unprocessed").contains("WHERE (processed_at IS NULL)"), "{defs:?}");
+    assert!(def("timer_state_due").contains("WHERE (next_fire_at IS NOT NULL)"), "{defs:?}");
+}
+
+/// The SQLSTATE of a failed statement.
+async fn sqlstate(pool: &sqlx::PgPool, sql: &str) -> String {
+    match sqlx::query(sql).execute(pool).await {
+        Ok(_) => "ok".into(),
+        Err(sqlx::Error::Database(e)) => e.code().unwrap_or_default().to_string(),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn schema_constraints_hold() {
+    let db = TestDb::new().await;
+    let p = &db.pool;
+    sqlx::query("INSERT INTO attune.tenant (name) VALUES ('a'), ('b')").execute(p).await.unwrap();
+    assert_eq!(sqlstate(p, "INSERT INTO attune.pack (tenant_id, ref) VALUES (NULL, 'sys')").await, "ok");
+    assert_eq!(
+        sqlstate(p, "INSERT INTO attune.pack (tenant_id, ref) VALUES (NULL, 'sys')").await,
+        "23505",
+        "system refs are unique"
+    );
+    assert_eq!(sqlstate(p, "INSERT INTO attune.pack (tenant_id, ref) VALUES (1, 'mine')").await, "ok");
+    assert_eq!(
+        sqlstate(p, "INSERT INTO attune.pack (tenant_id, ref) VALUES (1, 'mine')").await,
+        "23505",
+        "refs are unique per tenant"
+    );
+    assert_eq!(
+        sqlstate(p, "INSERT INTO attune.pack (tenant_id, ref) VALUES (2, 'mine')").await,
+        "ok",
+        "another tenant may reuse a ref"
+    );
+    assert_eq!(sqlstate(p, "INSERT INTO attune.pack (tenant_id, ref) VALUES (1, 'Bad Ref')").await, "23514");
+    assert_eq!(
+        sqlstate(p, "INSERT INTO attune.execution (tenant_id, action_ref, runner_type, status) VALUES (1, 'x.y', 'shell', 'exploded')").await,
+        "23514",
+        "execution status is checked"
+    );
+    assert_eq!(
+        sqlstate(p, "INSERT INTO attune.identity (tenant_id, login, password_hash, role) VALUES (1, 'u', 'h', 'god')")
+            .await,
+        "23514",
+        "roles are checked"
+    );
+
+    // One enforcement per (rule, event).
+    sqlx::query(
+        "WITH pk AS (SELECT id FROM attune.pack WHERE ref = 'mine' AND tenant_id = 1),
+              t AS (INSERT INTO attune.trigger (tenant_id, pack_id, ref, type) SELECT 1, id, 'mine.t', 'custom' FROM pk RETURNING id),
+              a AS (INSERT INTO attune.action (tenant_id, pack_id, ref, runner_type) SELECT 1, id, 'mine.a', 'builtin' FROM pk RETURNING id)
+         INSERT INTO attune.rule (tenant_id, pack_id, ref, trigger_id, action_id)
+         SELECT 1, pk.id, 'mine.r', t.id, a.id FROM pk, t, a",
+    )
+    .execute(p)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref) SELECT 1, id, ref FROM attune.trigger WHERE ref = 'mine.t'")
+        .execute(p)
+        .await
+        .unwrap();
+    let enforce = "INSERT INTO attune.enforcement (tenant_id, rule_id, rule_ref, event_id)
+                   SELECT 1, r.id, r.ref, e.id FROM attune.rule r, attune.event e WHERE r.ref = 'mine.r'";
+    assert_eq!(sqlstate(p, enforce).await, "ok");
+    assert_eq!(sqlstate(p, enforce).await, "23505", "a second enforcement of the same (rule, event) is refused");
+
+    // The audit log is append-only.
+    sqlx::query("INSERT INTO attune.audit_log (actor_type, action, entity_type) VALUES ('service', 'x', 'y')")
+        .execute(p)
+        .await
+        .unwrap();
+    assert_eq!(sqlstate(p, "UPDATE attune.audit_log SET action = 'z'").await, "42501");
+    assert_eq!(sqlstate(p, "DELETE FROM attune.audit_log").await, "42501");
+    assert_eq!(sqlstate(p, "TRUNCATE attune.audit_log").await, "42501");
+}
+
+#[tokio::test]
+async fn health_and_ready_answer_over_http() {
+    let app = TestApp::spawn().await;
+    let health = app.http.get(format!("{}/health", app.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.http.get(format!("{}/ready", app.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let missing = app.http.get(format!("{}/no/such/route", app.url)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+}
+
+#[tokio::test]
+async fn ready_is_503_until_the_database_is_migrated() {
+    let db = TestDb::empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::new(test_config(dir.path()), db.pool.clone(), test_keys());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = attune_core::Shutdown::new();
+    tokio::spawn(attune_api::serve(ctx, listener, shutdown.clone()));
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{url}/health")).send().await.unwrap().status(), 200, "alive even when not ready");
+    let before = http.get(format!("{url}/ready")).send().await.unwrap();
+    assert_eq!(before.status(), 503);
+    let body: serde_json::Value = before.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("not migrated"), "{body}");
+    attune_core::db::migrate(&db.pool).await.unwrap();
+    assert_eq!(http.get(format!("{url}/ready")).send().await.unwrap().status(), 200);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn private_cluster_is_reused_and_survives_a_stale_pid_file() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let pg = LocalPostgres::start(&path, Durability::Ephemeral).expect("first start runs initdb");
+        assert!(pg.is_running());
+        let again =
+            LocalPostgres::start(&path, Durability::Ephemeral).expect("a second start joins the running cluster");
+        assert!(again.is_running());
+        pg.stop().unwrap();
+        assert!(!pg.is_running());
+
+        // A killed server's pid file whose pid now belongs to another process.
+        let pid_file = pg.data_dir().join("postmaster.pid");
+        std::fs::write(&pid_file, format!("{}\n{}\n", std::process::id(), pg.data_dir().display())).unwrap();
+        let pg = LocalPostgres::start(&path, Durability::Ephemeral).expect("the stale pid file is handled");
+        assert!(pg.is_running());
+        pg.stop().unwrap();
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,5 @@
+//! The end-to-end suite. One module per area; each test is named after its scenario in
+//! the test plan where it has one (`t1_4_...`), else after the behaviour it proves.
+
+mod foundation;
+mod packs;
