@@ -236,6 +236,112 @@ impl TestApp {
     }
 }
 
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// A logged-in user of a [`TestApp`].
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub login: String,
+    pub tenant_id: i64,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+/// An HTTP answer: status and JSON body (Null when the body is empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    /// Sends `method path` with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("the API answers");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Answer { status, body, headers }
+    }
+
+    pub async fn get(&self, user: &User, path: &str) -> Answer {
+        self.call(Some(&user.token), reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, user: &User, path: &str, body: serde_json::Value) -> Answer {
+        self.call(Some(&user.token), reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, user: &User, path: &str, body: serde_json::Value) -> Answer {
+        self.call(Some(&user.token), reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, user: &User, path: &str) -> Answer {
+        self.call(Some(&user.token), reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Registers `login` (a new tenant, its admin) and logs in.
+    pub async fn register(&self, login: &str) -> User {
+        let a = self
+            .call(
+                None,
+                reqwest::Method::POST,
+                "/auth/register",
+                Some(serde_json::json!({"login": login, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(a.status, 201, "register {login}: {:?}", a.body);
+        self.login(login, PASSWORD).await
+    }
+
+    pub async fn login(&self, login: &str, password: &str) -> User {
+        let a = self
+            .call(
+                None,
+                reqwest::Method::POST,
+                "/auth/login",
+                Some(serde_json::json!({"login": login, "password": password})),
+            )
+            .await;
+        assert_eq!(a.status, 200, "login {login}: {:?}", a.body);
+        let token = a.body["access_token"].as_str().unwrap().to_string();
+        let me = self.call(Some(&token), reqwest::Method::GET, "/auth/me", None).await;
+        User {
+            id: me.body["id"].as_i64().unwrap(),
+            login: login.to_string(),
+            tenant_id: me.body["tenant_id"].as_i64().unwrap(),
+            token,
+            refresh_token: a.body["refresh_token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Adds a user with `role` to `admin`'s tenant and logs in as it.
+    pub async fn add_user(&self, admin: &User, login: &str, role: &str) -> User {
+        let a = self
+            .post(admin, "/api/v1/users", serde_json::json!({"login": login, "password": PASSWORD, "role": role}))
+            .await;
+        assert_eq!(a.status, 201, "add user {login}: {:?}", a.body);
+        self.login(login, PASSWORD).await
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

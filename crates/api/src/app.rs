@@ -1,23 +1,89 @@
-//! The router and its middleware.
+//! The router, its state and its middleware.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use attune_core::Context;
-use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
-use crate::routes;
+use crate::auth::rate_limit::UserRateLimit;
+use crate::auth::tokens::TokenKeys;
+use crate::{error, openapi, routes};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub ctx: Context,
+    pub tokens: Arc<TokenKeys>,
+    pub rate_limit: Option<Arc<UserRateLimit>>,
+}
+
+impl ApiState {
+    pub fn new(ctx: Context) -> ApiState {
+        let auth = &ctx.config.auth;
+        let tokens =
+            TokenKeys::new(&ctx.keys.jwt_secret, auth.access_token_ttl_seconds, auth.refresh_token_ttl_seconds);
+        let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
+        ApiState { ctx, tokens: Arc::new(tokens), rate_limit }
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.ctx.pool
+    }
+}
+
+/// Every documented route, with its OpenAPI description. A route exists only if it is
+/// registered here through `routes!`, so the document cannot miss one.
+pub fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::health::router())
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .merge(routes::packs::router())
+        .merge(routes::actions::router())
+        .merge(routes::triggers::router())
+        .merge(routes::rules::router())
+        .merge(routes::sensors::router())
+        .merge(routes::audit::router())
+        .merge(routes::workers::router())
+}
 
 pub fn router(ctx: Context) -> Router {
-    let body_limit = ctx.config.api.max_body_bytes;
-    let timeout = Duration::from_secs(ctx.config.api.request_timeout_seconds);
-    Router::new()
-        .merge(routes::health::router())
+    let state = ApiState::new(ctx);
+    let body_limit = state.ctx.config.api.max_body_bytes;
+    let timeout = Duration::from_secs(state.ctx.config.api.request_timeout_seconds);
+    if let Some(limit) = state.rate_limit.clone() {
+        // Keep the limiter's memory bounded to recently active users.
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                limit.forget_idle();
+            }
+        });
+    }
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let request_id = HeaderName::from_static("x-request-id");
+    api.route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .fallback(routes::not_found)
+        .with_state(state)
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
-        .layer(TraceLayer::new_for_http())
-        .with_state(ctx)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -1,16 +1,27 @@
 //! Attune's REST API (axum).
 //!
 //! # Layout
-//! - [`app`]: builds the router and its middleware from a [`attune_core::Context`].
-//! - [`routes`]: one module per resource (`health` so far; auth, definitions, events,
-//!   executions, inquiries and the datastore join with their issues).
-//! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
+//! - [`app`]: the router, its state ([`app::ApiState`]) and middleware (request ids,
+//!   body limit, timeouts, JSON errors for every rejection).
+//! - [`auth`]: tokens, roles and the [`auth::Principal`] extractor (with the rate limit).
+//! - [`routes`]: one module per resource, each registering its handlers with their
+//!   OpenAPI description, so `/openapi.json` covers every route.
+//! - [`db`]: the tenant-confined transaction every tenant request runs in (RLS).
+//! - [`definitions`]: what the pack/action/trigger/rule routes share.
+//! - [`audit`], [`pagination`], [`extract`], [`error`], [`openapi`].
 //!
 //! [`run`] is the service entry point; [`serve`] runs on a listener the caller bound
 //! (tests bind port 0).
 
 pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod definitions;
 pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod pagination;
 pub mod routes;
 
 use attune_core::{Context, Shutdown};

@@ -1,24 +1,34 @@
 //! `GET /health` (the process lives) and `GET /ready` (database reachable and migrated).
 
-use attune_core::Context;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::app::ApiState;
 use crate::error::ApiError;
 
-pub fn router() -> Router<Context> {
-    Router::new().route("/health", get(health)).route("/ready", get(ready))
+pub fn router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Status {
+    status: &'static str,
 }
 
-async fn ready(State(ctx): State<Context>) -> Result<Json<Value>, ApiError> {
-    if attune_core::db::is_ready(&ctx.pool).await {
-        Ok(Json(json!({"status": "ready"})))
+/// 200 while the process lives.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = Status)))]
+async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// 200 once the database is reachable and migrated, else 503.
+#[utoipa::path(get, path = "/ready", tag = "health", responses((status = 200, body = Status), (status = 503)))]
+async fn ready(State(state): State<ApiState>) -> Result<Json<Status>, ApiError> {
+    if attune_core::db::is_ready(state.pool()).await {
+        Ok(Json(Status { status: "ready" }))
     } else {
         Err(ApiError::Unavailable("the database is unreachable or not migrated yet".into()))
     }

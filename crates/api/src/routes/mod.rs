@@ -1,6 +1,16 @@
-//! One module per resource.
+//! One module per resource. Each exposes `router()`, registering its handlers with their
+//! OpenAPI descriptions (`utoipa_axum::routes!`).
 
+pub mod actions;
+pub mod audit;
+pub mod auth;
 pub mod health;
+pub mod packs;
+pub mod rules;
+pub mod sensors;
+pub mod triggers;
+pub mod users;
+pub mod workers;
 
 use axum::http::Uri;
 

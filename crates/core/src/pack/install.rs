@@ -8,6 +8,7 @@ use rand::RngCore;
 use sqlx::PgConnection;
 
 use super::loader::PackDefinition;
+use super::spec::{ActionDef, RuleDef, SensorDef, TriggerDef};
 use super::{FileError, PackError};
 use crate::domain::Ref;
 
@@ -78,62 +79,15 @@ pub async fn install(
     };
 
     for t in &pack.triggers {
-        sqlx::query(include_str!("../../../../sql/pack/upsert_trigger.sql"))
-            .bind(tenant)
-            .bind(pack_id)
-            .bind(t.trigger_ref.as_str())
-            .bind(&t.description)
-            .bind(t.trigger_type.as_str())
-            .bind(&t.parameters)
-            .bind(&t.payload_schema)
-            .bind(new_webhook_key())
-            .bind(&t.webhook_secret)
-            .bind(t.enabled)
-            .execute(&mut *conn)
-            .await?;
+        write_trigger(conn, tenant, pack_id, t, Mode::Upsert).await?;
     }
     for a in &pack.actions {
-        sqlx::query(include_str!("../../../../sql/pack/upsert_action.sql"))
-            .bind(tenant)
-            .bind(pack_id)
-            .bind(a.action_ref.as_str())
-            .bind(&a.description)
-            .bind(a.runner_type.as_str())
-            .bind(&a.entry_point)
-            .bind(&a.command)
-            .bind(&a.code)
-            .bind(&a.parameters)
-            .bind(&a.params.schema)
-            .bind(&a.params.secret)
-            .bind(&a.output_schema)
-            .bind(a.timeout_seconds)
-            .bind(a.retry.as_ref().map(|r| serde_json::to_value(r).expect("a retry policy serialises")))
-            .bind(a.concurrency)
-            .bind(&a.secrets)
-            .bind(&a.workflow)
-            .bind(&a.http)
-            .bind(&a.container)
-            .bind(&a.with_items)
-            .bind(a.enabled)
-            .execute(&mut *conn)
-            .await?;
+        write_action(conn, tenant, pack_id, a, Mode::Upsert).await?;
     }
     for s in &pack.sensors {
         let trigger_id =
             resolve(conn, "trigger", tenant, &s.trigger).await?.expect("checked by the loader: the pack defines it");
-        sqlx::query(include_str!("../../../../sql/pack/upsert_sensor.sql"))
-            .bind(tenant)
-            .bind(pack_id)
-            .bind(s.sensor_ref.as_str())
-            .bind(&s.description)
-            .bind(s.runner_type.as_str())
-            .bind(&s.entry_point)
-            .bind(s.poll_interval)
-            .bind(trigger_id)
-            .bind(&s.config)
-            .bind(s.enabled)
-            .execute(&mut *conn)
-            .await?;
+        write_sensor(conn, tenant, pack_id, s, trigger_id).await?;
     }
     let mut problems = Vec::new();
     for r in &pack.rules {
@@ -149,19 +103,7 @@ pub async fn install(
             }
             continue;
         };
-        sqlx::query(include_str!("../../../../sql/pack/upsert_rule.sql"))
-            .bind(tenant)
-            .bind(pack_id)
-            .bind(r.rule_ref.as_str())
-            .bind(&r.description)
-            .bind(trigger_id)
-            .bind(action_id)
-            .bind(&r.criteria)
-            .bind(&r.action_params)
-            .bind(r.enabled)
-            .bind(r.notify_on_trigger)
-            .execute(&mut *conn)
-            .await?;
+        write_rule(conn, tenant, pack_id, r, trigger_id, action_id, Mode::Upsert).await?;
     }
     if !problems.is_empty() {
         return Err(PackError::Invalid(problems));
@@ -205,8 +147,145 @@ fn missing(file: &Path, kind: &str, r: &Ref) -> FileError {
     }
 }
 
+/// How a definition is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A new definition: an existing ref is a unique violation (the API's 409).
+    Create,
+    /// Insert, or update the definition of the same ref in place (pack reloads, PATCH).
+    Upsert,
+}
+
+const INSERT_TRIGGER: &str = include_str!("../../../../sql/definitions/insert_trigger.sql");
+const UPSERT_TRIGGER: &str = concat!(
+    include_str!("../../../../sql/definitions/insert_trigger.sql"),
+    include_str!("../../../../sql/definitions/on_conflict_trigger.sql")
+);
+const INSERT_ACTION: &str = include_str!("../../../../sql/definitions/insert_action.sql");
+const UPSERT_ACTION: &str = concat!(
+    include_str!("../../../../sql/definitions/insert_action.sql"),
+    include_str!("../../../../sql/definitions/on_conflict_action.sql")
+);
+const UPSERT_SENSOR: &str = concat!(
+    include_str!("../../../../sql/definitions/insert_sensor.sql"),
+    include_str!("../../../../sql/definitions/on_conflict_sensor.sql")
+);
+const INSERT_RULE: &str = include_str!("../../../../sql/definitions/insert_rule.sql");
+const UPSERT_RULE: &str = concat!(
+    include_str!("../../../../sql/definitions/insert_rule.sql"),
+    include_str!("../../../../sql/definitions/on_conflict_rule.sql")
+);
+
+fn statement(mode: Mode, insert: &str, upsert: &str) -> String {
+    format!("{} RETURNING id", if mode == Mode::Create { insert } else { upsert }.trim_end())
+}
+
+/// Writes a trigger; returns its id (None when an upsert found the ref in another pack).
+pub async fn write_trigger(
+    conn: &mut PgConnection,
+    tenant: Option<i64>,
+    pack_id: i64,
+    t: &TriggerDef,
+    mode: Mode,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(&statement(mode, INSERT_TRIGGER, UPSERT_TRIGGER))
+        .bind(tenant)
+        .bind(pack_id)
+        .bind(t.trigger_ref.as_str())
+        .bind(&t.description)
+        .bind(t.trigger_type.as_str())
+        .bind(&t.parameters)
+        .bind(&t.payload_schema)
+        .bind(new_webhook_key())
+        .bind(&t.webhook_secret)
+        .bind(t.enabled)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Writes an action; returns its id (None when an upsert found the ref in another pack).
+pub async fn write_action(
+    conn: &mut PgConnection,
+    tenant: Option<i64>,
+    pack_id: i64,
+    a: &ActionDef,
+    mode: Mode,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(&statement(mode, INSERT_ACTION, UPSERT_ACTION))
+        .bind(tenant)
+        .bind(pack_id)
+        .bind(a.action_ref.as_str())
+        .bind(&a.description)
+        .bind(a.runner_type.as_str())
+        .bind(&a.entry_point)
+        .bind(&a.command)
+        .bind(&a.code)
+        .bind(&a.parameters)
+        .bind(&a.params.schema)
+        .bind(&a.params.secret)
+        .bind(&a.output_schema)
+        .bind(a.timeout_seconds)
+        .bind(a.retry.as_ref().map(|r| serde_json::to_value(r).expect("a retry policy serialises")))
+        .bind(a.concurrency)
+        .bind(&a.secrets)
+        .bind(&a.workflow)
+        .bind(&a.http)
+        .bind(&a.container)
+        .bind(&a.with_items)
+        .bind(a.enabled)
+        .fetch_optional(conn)
+        .await
+}
+
+async fn write_sensor(
+    conn: &mut PgConnection,
+    tenant: Option<i64>,
+    pack_id: i64,
+    s: &SensorDef,
+    trigger_id: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(&statement(Mode::Upsert, "", UPSERT_SENSOR))
+        .bind(tenant)
+        .bind(pack_id)
+        .bind(s.sensor_ref.as_str())
+        .bind(&s.description)
+        .bind(s.runner_type.as_str())
+        .bind(&s.entry_point)
+        .bind(s.poll_interval)
+        .bind(trigger_id)
+        .bind(&s.config)
+        .bind(s.enabled)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Writes a rule whose trigger and action are resolved; returns its id.
+pub async fn write_rule(
+    conn: &mut PgConnection,
+    tenant: Option<i64>,
+    pack_id: i64,
+    r: &RuleDef,
+    trigger_id: i64,
+    action_id: i64,
+    mode: Mode,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(&statement(mode, INSERT_RULE, UPSERT_RULE))
+        .bind(tenant)
+        .bind(pack_id)
+        .bind(r.rule_ref.as_str())
+        .bind(&r.description)
+        .bind(trigger_id)
+        .bind(action_id)
+        .bind(&r.criteria)
+        .bind(&r.action_params)
+        .bind(r.enabled)
+        .bind(r.notify_on_trigger)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Id of a trigger or action by ref: the tenant's own first, then a system pack's.
-async fn resolve(
+pub async fn resolve(
     conn: &mut PgConnection,
     table: &str,
     tenant: Option<i64>,

@@ -22,6 +22,7 @@ fn err<T>(field: &str, message: impl Into<String>) -> Result<T, SpecError> {
 /// `pack.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct PackSpec {
     #[serde(rename = "ref", alias = "name")]
     pub pack_ref: String,
@@ -84,7 +85,7 @@ fn check_relative_path(field: &str, path: &str) -> Result<(), SpecError> {
 }
 
 /// The retry block of an action or workflow task.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     #[serde(default = "RetryPolicy::default_attempts")]
@@ -119,6 +120,7 @@ impl RetryPolicy {
 /// An action body.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct ActionSpec {
     #[serde(rename = "ref")]
     pub action_ref: Option<String>,
@@ -297,6 +299,7 @@ pub fn check_workflow(workflow: &Value) -> Result<(), SpecError> {
 /// A trigger body.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct TriggerSpec {
     #[serde(rename = "ref")]
     pub trigger_ref: Option<String>,
@@ -427,6 +430,7 @@ impl SensorSpec {
 /// A rule body.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct RuleSpec {
     #[serde(rename = "ref")]
     pub rule_ref: Option<String>,

@@ -1,6 +1,4 @@
-INSERT INTO attune.sensor
-    (tenant_id, pack_id, ref, description, runner_type, entry_point, poll_interval, trigger_id, config, enabled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+-- Appended to insert_sensor.sql for (re)loading packs: update the definition in place.
 ON CONFLICT ((COALESCE(tenant_id, 0)), ref) DO UPDATE SET
     description   = EXCLUDED.description,
     runner_type   = EXCLUDED.runner_type,

@@ -1,6 +1,4 @@
-INSERT INTO attune.rule
-    (tenant_id, pack_id, ref, description, trigger_id, action_id, criteria, action_params, enabled, notify_on_trigger)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+-- Appended to insert_rule.sql for (re)loading packs: update the definition in place.
 ON CONFLICT ((COALESCE(tenant_id, 0)), ref) DO UPDATE SET
     description       = EXCLUDED.description,
     trigger_id        = EXCLUDED.trigger_id,

@@ -1,10 +1,4 @@
--- Insert an action of a pack, or update it in place on reload (its id, and so its
--- executions' links, survive).
-INSERT INTO attune.action
-    (tenant_id, pack_id, ref, description, runner_type, entry_point, command, code, parameters,
-     param_schema, secret_params, output_schema, timeout_seconds, retry, concurrency, secrets,
-     workflow, http, container, with_items, enabled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+-- Appended to insert_action.sql for (re)loading packs: update the definition in place.
 ON CONFLICT ((COALESCE(tenant_id, 0)), ref) DO UPDATE SET
     description     = EXCLUDED.description,
     runner_type     = EXCLUDED.runner_type,

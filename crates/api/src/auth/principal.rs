@@ -1,0 +1,71 @@
+//! The authenticated caller of an `/api/v1` route.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{Permission, Role};
+use crate::app::ApiState;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub identity_id: i64,
+    pub tenant_id: i64,
+    pub role: Role,
+    pub login: String,
+    /// Set for an execution's own token.
+    pub execution_id: Option<i64>,
+}
+
+impl Principal {
+    /// 403 naming the missing permission unless the role has it.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "permission denied: role '{}' lacks the '{}' permission",
+                self.role,
+                permission.name()
+            )))
+        }
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <access_token> header".into()))?;
+    let value = header.to_str().map_err(|_| ApiError::Unauthorized("Authorization header is not valid text".into()))?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("Authorization header must be 'Bearer <access_token>'".into()))
+}
+
+impl FromRequestParts<ApiState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        let claims = state.tokens.verify(token).map_err(|e| ApiError::Unauthorized(e.0))?;
+        let identity_id =
+            claims.sub.parse::<i64>().map_err(|_| ApiError::Unauthorized("access token is malformed".into()))?;
+        let principal = Principal {
+            identity_id,
+            tenant_id: claims.tenant_id,
+            role: claims.role,
+            login: claims.login,
+            execution_id: claims.execution_id,
+        };
+        if let (Some(limit), false) = (&state.rate_limit, principal.role == Role::Admin) {
+            limit.check(identity_id).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+        }
+        Ok(principal)
+    }
+}

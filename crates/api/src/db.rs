@@ -1,0 +1,19 @@
+//! Database access for requests: every tenant-scoped request works in a transaction run
+//! as the non-owner role `attune_api` with `attune.tenant_id` set, so PostgreSQL's
+//! row-level security confines it to the caller's tenant even if a query forgot to.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::error::ApiError;
+
+pub type Tx = Transaction<'static, Postgres>;
+
+/// Begins a transaction confined to `tenant_id` (one round trip for both settings).
+pub async fn tenant_tx(pool: &PgPool, tenant_id: i64) -> Result<Tx, ApiError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('role', 'attune_api', true), set_config('attune.tenant_id', $1, true)")
+        .bind(tenant_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}

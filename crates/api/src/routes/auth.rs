@@ -1,0 +1,257 @@
+//! `/auth/*`: register, login, refresh (rotating), me.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::ApiState;
+use crate::auth::tokens::{hash_refresh_token, random_token};
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+
+pub fn router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(register)).routes(routes!(login)).routes(routes!(refresh)).routes(routes!(me))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    login: String,
+    password: String,
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    login: String,
+    password: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub id: i64,
+    pub login: String,
+    pub tenant_id: i64,
+    pub role: Role,
+}
+
+/// Logins: 1-128 of letters, digits and `_ . @ -`.
+pub fn check_login(login: &str) -> Result<(), ApiError> {
+    let ok = !login.is_empty()
+        && login.len() <= 128
+        && login.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!("login {login:?} must be 1-128 letters, digits, '_', '.', '@' or '-'")))
+    }
+}
+
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 {
+        return Err(ApiError::Unprocessable("password must be at least 8 characters".into()));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::Unprocessable("password must be at most 1024 bytes".into()));
+    }
+    Ok(())
+}
+
+/// Creates a new tenant whose first user is its admin.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = Me), (status = 403, description = "registration is disabled"),
+              (status = 409, description = "login taken"), (status = 422)))]
+async fn register(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<Me>), ApiError> {
+    if !state.ctx.config.auth.allow_registration {
+        return Err(ApiError::Forbidden("registration is disabled on this server (auth.allow_registration)".into()));
+    }
+    check_login(&body.login)?;
+    check_password(&body.password)?;
+    let hash = hash_in_background(body.password).await?;
+    let mut tx = state.pool().begin().await?;
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.identity WHERE login = $1)")
+        .bind(&body.login)
+        .fetch_one(&mut *tx)
+        .await?;
+    if taken {
+        return Err(ApiError::Conflict(format!("login {:?} is taken", body.login)));
+    }
+    // The tenant is named after its first user; a clash (a tenant named like this login)
+    // gets a random suffix.
+    let insert_tenant = "INSERT INTO attune.tenant (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id";
+    let tenant_id: Option<i64> = sqlx::query_scalar(insert_tenant).bind(&body.login).fetch_optional(&mut *tx).await?;
+    let tenant_id = match tenant_id {
+        Some(id) => id,
+        None => {
+            let name = format!("{}-{}", body.login, random_token(4).to_lowercase());
+            sqlx::query_scalar(insert_tenant).bind(name).fetch_one(&mut *tx).await?
+        }
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role) VALUES ($1, $2, $3, $4, 'admin') RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(&body.login)
+    .bind(&body.display_name)
+    .bind(&hash)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, actor_login, action, entity_type, entity_id)
+         VALUES ($1, 'user', $2, $3, 'tenant.registered', 'tenant', $1::text)",
+    )
+    .bind(tenant_id)
+    .bind(id.to_string())
+    .bind(&body.login)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(Me { id, login: body.login, tenant_id, role: Role::Admin })))
+}
+
+/// argon2 is deliberately slow: keep it off the async workers.
+pub async fn hash_in_background(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || attune_core::crypto::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+const BAD_CREDENTIALS: &str = "invalid login or password";
+
+/// Exchanges a login and password for a token pair. Unknown logins and wrong passwords
+/// get the same answer.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401)))]
+async fn login(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let row: Option<(i64, i64, String, String, bool)> =
+        sqlx::query_as("SELECT id, tenant_id, role, password_hash, disabled FROM attune.identity WHERE login = $1")
+            .bind(&body.login)
+            .fetch_optional(state.pool())
+            .await?;
+    // Verify against a real hash even for unknown logins, so timing does not tell them apart.
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let dummy = DUMMY.get_or_init(|| attune_core::crypto::hash_password("not a real password")).clone();
+    let hash = row.as_ref().map_or(dummy, |r| r.3.clone());
+    let password = body.password;
+    let verified = tokio::task::spawn_blocking(move || attune_core::crypto::verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let Some((id, tenant_id, role, _, disabled)) = row else {
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    };
+    if !verified || disabled {
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    }
+    let role = Role::parse(&role)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("identity {id} has unknown role {role}")))?;
+    let pair = issue_pair(&state, id, tenant_id, role, &body.login, None).await?;
+    Ok(Json(pair))
+}
+
+async fn issue_pair(
+    state: &ApiState,
+    identity_id: i64,
+    tenant_id: i64,
+    role: Role,
+    login: &str,
+    replaces: Option<i64>,
+) -> Result<TokenPair, ApiError> {
+    let refresh = random_token(32);
+    let mut tx = state.pool().begin().await?;
+    let new_id: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.refresh_token (identity_id, token_hash, expires_at)
+         VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
+    )
+    .bind(identity_id)
+    .bind(hash_refresh_token(&refresh))
+    .bind(state.tokens.refresh_ttl_seconds as f64)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(old) = replaces {
+        sqlx::query("UPDATE attune.refresh_token SET replaced_by = $2 WHERE id = $1")
+            .bind(old)
+            .bind(new_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(TokenPair {
+        access_token: state.tokens.issue(identity_id, tenant_id, role, login),
+        refresh_token: refresh,
+        token_type: "Bearer",
+        expires_in: state.tokens.access_ttl_seconds,
+    })
+}
+
+/// Exchanges a refresh token for a new pair; the old refresh token is revoked.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401)))]
+async fn refresh(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let hash = hash_refresh_token(&body.refresh_token);
+    // One statement: two concurrent uses of the same token cannot both succeed.
+    let used: Option<(i64, i64, i64, String, String, bool)> = sqlx::query_as(
+        "UPDATE attune.refresh_token r SET revoked_at = now()
+           FROM attune.identity i
+          WHERE r.token_hash = $1 AND r.revoked_at IS NULL AND r.expires_at > now() AND i.id = r.identity_id
+          RETURNING r.id, i.id, i.tenant_id, i.role, i.login, i.disabled",
+    )
+    .bind(&hash)
+    .fetch_optional(state.pool())
+    .await?;
+    let Some((token_id, identity_id, tenant_id, role, login, disabled)) = used else {
+        // A revoked token presented again: it leaked or was replayed. End every session of that user.
+        let revoked = sqlx::query(
+            "UPDATE attune.refresh_token SET revoked_at = now()
+              WHERE revoked_at IS NULL
+                AND identity_id = (SELECT identity_id FROM attune.refresh_token WHERE token_hash = $1 AND revoked_at IS NOT NULL)",
+        )
+        .bind(&hash)
+        .execute(state.pool())
+        .await?;
+        if revoked.rows_affected() > 0 {
+            tracing::warn!("a revoked refresh token was reused; all refresh tokens of its user were revoked");
+        }
+        return Err(ApiError::Unauthorized("refresh token is invalid, expired or already used".into()));
+    };
+    if disabled {
+        return Err(ApiError::Unauthorized("refresh token is invalid, expired or already used".into()));
+    }
+    let role = Role::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role}")))?;
+    Ok(Json(issue_pair(&state, identity_id, tenant_id, role, &login, Some(token_id)).await?))
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401)))]
+async fn me(who: Principal) -> Json<Me> {
+    Json(Me { id: who.identity_id, login: who.login, tenant_id: who.tenant_id, role: who.role })
+}
