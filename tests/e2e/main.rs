@@ -5,3 +5,4 @@ mod definitions;
 mod foundation;
 mod identity;
 mod packs;
+mod pipeline;

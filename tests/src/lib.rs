@@ -234,6 +234,45 @@ impl TestApp {
     pub fn pool(&self) -> &PgPool {
         &self.db.pool
     }
+
+    /// The API plus the whole pipeline in-process: executor (rule engine, scheduler) and
+    /// a worker, as `attune up` runs them.
+    pub async fn spawn_pipeline() -> TestApp {
+        Self::spawn_pipeline_with(|_| {}).await
+    }
+
+    pub async fn spawn_pipeline_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let app = Self::spawn_with(adjust).await;
+        app.start_executor();
+        app.start_worker();
+        app
+    }
+
+    /// Starts one more executor (rule engine and scheduler) on this app's database.
+    pub fn start_executor(&self) {
+        tokio::spawn(attune_executor::run(self.ctx.clone(), self.shutdown.clone()));
+    }
+
+    /// Starts one more worker on this app's database.
+    pub fn start_worker(&self) {
+        tokio::spawn(attune_worker::run(self.ctx.clone(), self.shutdown.clone()));
+    }
+}
+
+/// Polls `check` until it returns Some, failing the test after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The password every test user gets.
@@ -330,6 +369,24 @@ impl TestApp {
             token,
             refresh_token: a.body["refresh_token"].as_str().unwrap().to_string(),
         }
+    }
+
+    /// Waits until execution `id` has ended (any final status) and returns it.
+    pub async fn finished_execution(&self, user: &User, id: i64) -> serde_json::Value {
+        const FINAL: &[&str] = &["succeeded", "failed", "canceled", "succeeded_with_errors"];
+        eventually(&format!("execution {id} to finish"), Duration::from_secs(60), || async {
+            let a = self.get(user, &format!("/api/v1/executions/{id}")).await;
+            FINAL.contains(&a.body["status"].as_str().unwrap_or_default()).then_some(a.body)
+        })
+        .await
+    }
+
+    /// POSTs `payload` to a webhook URL; returns the event id.
+    pub async fn fire(&self, webhook_url: &str, payload: serde_json::Value) -> i64 {
+        let res = self.http.post(webhook_url).json(&payload).send().await.expect("the webhook answers");
+        assert_eq!(res.status().as_u16(), 202);
+        let body: serde_json::Value = res.json().await.unwrap();
+        body["event_id"].as_i64().unwrap()
     }
 
     /// Adds a user with `role` to `admin`'s tenant and logs in as it.

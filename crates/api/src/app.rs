@@ -53,6 +53,9 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .merge(routes::triggers::router())
         .merge(routes::rules::router())
         .merge(routes::sensors::router())
+        .merge(routes::webhooks::router())
+        .merge(routes::events::router())
+        .merge(routes::executions::router())
         .merge(routes::audit::router())
         .merge(routes::workers::router())
 }

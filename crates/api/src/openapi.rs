@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "health"), (name = "auth"), (name = "users"), (name = "packs"), (name = "actions"),
-        (name = "triggers"), (name = "rules"), (name = "sensors"), (name = "audit"), (name = "workers")
+        (name = "triggers"), (name = "rules"), (name = "sensors"), (name = "events"), (name = "executions"), (name = "audit"), (name = "workers")
     )
 )]
 pub struct ApiDoc;

@@ -12,14 +12,17 @@
 //!
 //! Every service crate depends on this one; no service crate depends on another.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod execution;
 pub mod local_pg;
 pub mod pack;
 pub mod service;
+pub mod wakeup;
 
 pub use config::Config;
 pub use service::{Context, Shutdown};

@@ -1,16 +1,24 @@
 //! Attune executor: turns events into executions and keeps executions moving.
 //!
-//! Planned layout (the event-pipeline, workflow and inquiry issues build it):
-//! `rule_engine.rs` (claims events, matches rules, writes enforcements and executions in
-//! one transaction), `scheduler.rs` (parameter validation and policies), `workflow/`,
-//! `inquiry_expiry.rs` and `reaper.rs` (work held by workers that stopped heart-beating).
+//! # Layout
+//! - [`rule_engine`]: claims unprocessed events, matches rules (criteria), renders action
+//!   parameters, writes enforcements and `requested` executions — one transaction a batch.
+//! - [`scheduler`]: validates requested executions against their action's schema and
+//!   schedules them for the workers (or fails them at once, naming the bad parameter).
 //!
-//! Not built yet: [`run`] only waits for shutdown, so `attune up` can already run it.
+//! Each stage LISTENs for its wake-up and polls every second as a fallback. Several
+//! executors may run against one database: every claim is `FOR UPDATE SKIP LOCKED`.
+//! Later issues add the workflow engine, inquiry expiry and the reaper here.
+
+pub mod rule_engine;
+pub mod scheduler;
 
 use attune_core::{Context, Shutdown};
 
-pub async fn run(_ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    tracing::info!("executor: no stages yet (rule engine and scheduler arrive with the event pipeline); idle");
-    shutdown.cancelled().await;
-    Ok(())
+/// Runs the rule engine and the scheduler until `shutdown`.
+pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    let engine = rule_engine::RuleEngine::new(ctx.clone());
+    let scheduler = scheduler::Scheduler::new(ctx);
+    let (a, b) = tokio::join!(engine.run(shutdown.clone()), scheduler.run(shutdown.clone()));
+    a.and(b)
 }

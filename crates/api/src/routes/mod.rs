@@ -4,12 +4,15 @@
 pub mod actions;
 pub mod audit;
 pub mod auth;
+pub mod events;
+pub mod executions;
 pub mod health;
 pub mod packs;
 pub mod rules;
 pub mod sensors;
 pub mod triggers;
 pub mod users;
+pub mod webhooks;
 pub mod workers;
 
 use axum::http::Uri;

@@ -1,0 +1,96 @@
+//! `POST /api/v1/webhooks/{key}`: the unauthenticated ingress. The key inside a webhook
+//! trigger's URL is the credential (256 random bits); a trigger with a `webhook_secret`
+//! also requires `X-Attune-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+//! Answers 202 with the event id once the event is committed.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::Sha256;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::ApiState;
+use crate::error::ApiError;
+use crate::extract::ApiPath;
+
+pub fn router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(receive))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    event_id: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct WebhookTrigger {
+    id: i64,
+    tenant_id: Option<i64>,
+    trigger_ref: String,
+    webhook_secret: Option<String>,
+    enabled: bool,
+}
+
+/// Checks `X-Attune-Signature: sha256=<hex>` against the body, in constant time.
+fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let header = headers.get("x-attune-signature").ok_or_else(|| {
+        ApiError::Unauthorized("this webhook requires an X-Attune-Signature: sha256=<hex HMAC> header".into())
+    })?;
+    let given = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(|hex_sig| hex::decode(hex_sig.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("X-Attune-Signature must be sha256=<hex HMAC-SHA256 of the body>".into())
+        })?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| ApiError::Unauthorized("X-Attune-Signature does not match the body".into()))
+}
+
+/// Fires the webhook trigger whose URL holds `key` with the JSON body as payload.
+#[utoipa::path(post, path = "/api/v1/webhooks/{key}", tag = "events", params(("key" = String, Path)),
+    request_body(content = Object, description = "any JSON, at most 1 MiB"),
+    responses((status = 202, body = Accepted), (status = 400), (status = 401), (status = 404), (status = 409), (status = 413)))]
+async fn receive(
+    State(state): State<ApiState>,
+    ApiPath(key): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let trigger: Option<WebhookTrigger> = sqlx::query_as(
+        "SELECT id, tenant_id, ref AS trigger_ref, webhook_secret, enabled FROM attune.trigger
+          WHERE webhook_key = $1 AND type = 'webhook'",
+    )
+    .bind(&key)
+    .fetch_optional(state.pool())
+    .await?;
+    let Some(WebhookTrigger { id: trigger_id, tenant_id, trigger_ref, webhook_secret: secret, enabled }) = trigger
+    else {
+        return Err(ApiError::NotFound("no webhook with this key".into()));
+    };
+    if let Some(secret) = secret {
+        verify_signature(&secret, &headers, &body)?;
+    }
+    if !enabled {
+        return Err(ApiError::Conflict(format!("trigger {trigger_ref} is disabled")));
+    }
+    let payload: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
+    let event_id: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source) VALUES ($1, $2, $3, $4, 'webhook') RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(trigger_id)
+    .bind(&trigger_ref)
+    .bind(&payload)
+    .fetch_one(state.pool())
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
+}

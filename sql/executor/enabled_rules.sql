@@ -1,0 +1,6 @@
+-- Every enabled rule with what the engine needs of its action.
+SELECT r.id, r.tenant_id, r.ref, r.trigger_id, r.criteria, r.action_params,
+       a.id AS action_id, a.ref AS action_ref, a.runner_type, a.secret_params
+  FROM attune.rule r
+  JOIN attune.action a ON a.id = r.action_id
+ WHERE r.enabled

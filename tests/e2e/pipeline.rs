@@ -1,0 +1,409 @@
+//! The event pipeline end to end: webhook → event → rule → enforcement → execution →
+//! worker → result, over real HTTP, a real database and real child processes.
+
+use std::time::Duration;
+
+use attune_tests::{eventually, TestApp, User};
+use serde_json::{json, Value};
+
+/// A pack `p` with a webhook trigger `p.hook`; returns the webhook URL.
+async fn pack_with_webhook(app: &TestApp, u: &User) -> String {
+    assert_eq!(app.post(u, "/api/v1/packs", json!({"ref": "p", "version": "1.0.0"})).await.status, 201);
+    let t = app.post(u, "/api/v1/triggers", json!({"ref": "p.hook", "type": "webhook"})).await;
+    assert_eq!(t.status, 201, "{:?}", t.body);
+    t.body["webhook_url"].as_str().unwrap().to_string()
+}
+
+async fn action(app: &TestApp, u: &User, body: Value) {
+    let a = app.post(u, "/api/v1/actions", body.clone()).await;
+    assert_eq!(a.status, 201, "{body}: {:?}", a.body);
+}
+
+async fn rule(app: &TestApp, u: &User, body: Value) -> i64 {
+    let r = app.post(u, "/api/v1/rules", body.clone()).await;
+    assert_eq!(r.status, 201, "{body}: {:?}", r.body);
+    r.body["id"].as_i64().unwrap()
+}
+
+/// The enforcements of an event once the rule engine has processed it.
+async fn enforcements_of(app: &TestApp, u: &User, event_id: i64) -> Vec<Value> {
+    eventually(&format!("event {event_id} to be processed"), Duration::from_secs(30), || async {
+        let e = app.get(u, &format!("/api/v1/events/{event_id}")).await;
+        e.body["processed_at"].is_string().then_some(())
+    })
+    .await;
+    let list = app.get(u, &format!("/api/v1/enforcements?event={event_id}")).await;
+    list.body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn t1_4_webhook_payload_reaches_action() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("hooked").await;
+    let url = pack_with_webhook(&app, &u).await;
+    action(&app, &u, json!({
+        "ref": "p.echo_payload", "runner_type": "python",
+        "code": "import json\ndef run(params):\n    print('got', params['payload']['email'])\n    return {'received': params['payload'], 'user': params['user_id']}\n",
+        "parameters": {"payload": {"type": "object", "required": true}, "user_id": {"type": "integer", "required": true}}
+    }))
+    .await;
+    rule(
+        &app,
+        &u,
+        json!({"ref": "p.on_signup", "trigger": "p.hook", "action": "p.echo_payload",
+        "action_params": {"payload": "{{ trigger.data }}", "user_id": "{{ trigger.data.user_id }}"}}),
+    )
+    .await;
+
+    let payload = json!({"event_type": "user.signup", "user_id": 12345, "email": "test@example.com",
+                         "metadata": {"source": "web", "campaign": "spring2024"}});
+    let event_id = app.fire(&url, payload.clone()).await;
+    let event = app.get(&u, &format!("/api/v1/events/{event_id}")).await;
+    assert_eq!(event.body["payload"], payload, "the event holds the POST body");
+    assert_eq!(event.body["trigger_ref"], "p.hook");
+
+    let enforcements = enforcements_of(&app, &u, event_id).await;
+    assert_eq!(enforcements.len(), 1);
+    assert_eq!(enforcements[0]["status"], "processed");
+    let execution_id = enforcements[0]["execution_id"].as_i64().unwrap();
+    let ex = app.finished_execution(&u, execution_id).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["parameters"]["payload"], payload);
+    assert_eq!(ex["parameters"]["user_id"], 12345, "a single {{ expr }} keeps its JSON type");
+    assert_eq!(ex["result"]["output"]["received"], payload, "the action saw the webhook data");
+    assert_eq!(ex["result"]["output"]["user"], 12345);
+    assert!(ex["result"]["stdout"].as_str().unwrap().contains("got test@example.com"));
+    assert_eq!(ex["result"]["exit_code"], 0);
+    assert_eq!(ex["rule_ref"], "p.on_signup");
+    assert!(ex["worker"].as_str().is_some_and(|w| !w.is_empty()));
+    for stamp in ["created_at", "scheduled_at", "started_at", "finished_at"] {
+        assert!(ex[stamp].is_string(), "{stamp} is stamped: {ex}");
+    }
+}
+
+#[tokio::test]
+async fn t1_8_failed_action_records_exit_code_and_stderr_without_retry() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("failing").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "f", "version": "1"})).await.status, 201);
+    action(
+        &app,
+        &u,
+        json!({"ref": "f.boom", "runner_type": "python",
+        "code": "import sys\nprint('Starting action...', file=sys.stderr)\nsys.exit(1)\n"}),
+    )
+    .await;
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "f.boom"})).await;
+    assert_eq!(run.status, 201, "{:?}", run.body);
+    assert_eq!(run.body["status"], "requested");
+    let id = run.body["id"].as_i64().unwrap();
+    let ex = app.finished_execution(&u, id).await;
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["result"]["exit_code"], 1);
+    assert!(ex["result"]["stderr"].as_str().unwrap().contains("Starting action..."));
+    assert!(ex["result"]["error"].as_str().unwrap().contains("Starting action..."), "stderr's tail is the error");
+    assert_eq!(ex["attempt"], 1);
+    assert_eq!(ex["max_attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = app.get(&u, "/api/v1/executions?action=f.boom").await;
+    assert_eq!(all.body["total"], 1, "no retry without a retry policy");
+    let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={id}")).await;
+    let trail: Vec<&str> =
+        audit.body["data"].as_array().unwrap().iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(trail, ["execution.requested", "execution.scheduled", "execution.started", "execution.failed"]);
+
+    // core.fail, a shell action, fails the same way.
+    let run = app
+        .post(
+            &u,
+            "/api/v1/executions",
+            json!({"action": "core.fail", "parameters": {"message": "bad things", "exit_code": 3}}),
+        )
+        .await;
+    let ex = app.finished_execution(&u, run.body["id"].as_i64().unwrap()).await;
+    assert_eq!((ex["status"].as_str(), ex["result"]["exit_code"].as_i64()), (Some("failed"), Some(3)));
+    assert_eq!(ex["result"]["error"], "bad things");
+}
+
+#[tokio::test]
+async fn t2_5_rule_criteria_decide_which_events_run() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("critic").await;
+    let url = pack_with_webhook(&app, &u).await;
+    rule(&app, &u, json!({"ref": "p.critical", "trigger": "p.hook", "action": "core.echo",
+        "criteria": "{{ trigger.data.status == \"critical\" }}", "action_params": {"message": "{{ trigger.data.status }}"}}))
+    .await;
+    let info = app.fire(&url, json!({"status": "info"})).await;
+    let critical = app.fire(&url, json!({"status": "critical"})).await;
+    assert!(enforcements_of(&app, &u, info).await.is_empty(), "no enforcement when the criteria are false");
+    let matched = enforcements_of(&app, &u, critical).await;
+    assert_eq!(matched.len(), 1);
+    let ex = app.finished_execution(&u, matched[0]["execution_id"].as_i64().unwrap()).await;
+    assert_eq!(ex["result"]["stdout"], "critical\n");
+    assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"], 1);
+    assert_eq!(app.get(&u, "/api/v1/events?trigger=p.hook").await.body["total"], 2, "both webhooks made events");
+
+    // Richer criteria: lists, numbers, missing fields.
+    rule(
+        &app,
+        &u,
+        json!({"ref": "p.envs", "trigger": "p.hook", "action": "core.noop",
+        "criteria": "trigger.data.environment in ['prod', 'staging'] and trigger.data.count > 100"}),
+    )
+    .await;
+    let yes = app.fire(&url, json!({"environment": "prod", "count": 101})).await;
+    let no = app.fire(&url, json!({"environment": "dev", "count": 500})).await;
+    let missing = app.fire(&url, json!({})).await;
+    assert_eq!(enforcements_of(&app, &u, yes).await.len(), 1);
+    assert!(enforcements_of(&app, &u, no).await.is_empty());
+    assert!(enforcements_of(&app, &u, missing).await.is_empty(), "a missing field is false, not an error");
+}
+
+#[tokio::test]
+async fn t3_4_one_event_fires_every_matching_rule() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("fanout").await;
+    let url = pack_with_webhook(&app, &u).await;
+    for i in 0..3 {
+        rule(
+            &app,
+            &u,
+            json!({"ref": format!("p.r{i}"), "trigger": "p.hook", "action": "core.echo",
+            "action_params": {"message": format!("rule {i}: {{{{ trigger.data.n }}}}")}}),
+        )
+        .await;
+    }
+    let event = app.fire(&url, json!({"n": 7})).await;
+    let enforcements = enforcements_of(&app, &u, event).await;
+    assert_eq!(enforcements.len(), 3);
+    let mut outputs = Vec::new();
+    for e in &enforcements {
+        let ex = app.finished_execution(&u, e["execution_id"].as_i64().unwrap()).await;
+        assert_eq!(ex["status"], "succeeded");
+        outputs.push(ex["result"]["stdout"].as_str().unwrap().to_string());
+    }
+    outputs.sort();
+    assert_eq!(outputs, ["rule 0: 7\n", "rule 1: 7\n", "rule 2: 7\n"], "every rule saw the same payload");
+    assert_eq!(app.get(&u, "/api/v1/events").await.body["total"], 1);
+}
+
+#[tokio::test]
+async fn t3_5_criteria_filter_between_rules() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("filters").await;
+    let url = pack_with_webhook(&app, &u).await;
+    rule(&app, &u, json!({"ref": "p.a", "trigger": "p.hook", "action": "core.noop", "criteria": "{{ trigger.data.level == 'info' }}"})).await;
+    rule(&app, &u, json!({"ref": "p.b", "trigger": "p.hook", "action": "core.noop", "criteria": "{{ trigger.data.level == 'error' }}"})).await;
+    let rules_of = |e: Vec<Value>| e.iter().map(|x| x["rule_ref"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let info = app.fire(&url, json!({"level": "info"})).await;
+    assert_eq!(rules_of(enforcements_of(&app, &u, info).await), ["p.a"]);
+    let error = app.fire(&url, json!({"level": "error"})).await;
+    assert_eq!(rules_of(enforcements_of(&app, &u, error).await), ["p.b"]);
+    let debug = app.fire(&url, json!({"level": "debug"})).await;
+    assert!(enforcements_of(&app, &u, debug).await.is_empty());
+}
+
+#[tokio::test]
+async fn t3_13_invalid_parameters_fail_before_any_worker() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("strict").await;
+    let url = pack_with_webhook(&app, &u).await;
+    action(
+        &app,
+        &u,
+        json!({"ref": "p.fetch", "runner_type": "shell", "command": "echo should-not-run",
+        "parameters": {"url": {"type": "string", "required": true}, "retries": {"type": "integer", "default": 1}}}),
+    )
+    .await;
+    rule(&app, &u, json!({"ref": "p.no_url", "trigger": "p.hook", "action": "p.fetch", "action_params": {"retries": "{{ trigger.data.n }}"}}))
+        .await;
+    let event = app.fire(&url, json!({"n": 2})).await;
+    let enforcements = enforcements_of(&app, &u, event).await;
+    let ex = app.finished_execution(&u, enforcements[0]["execution_id"].as_i64().unwrap()).await;
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["result"]["error"], "missing required parameter: url");
+    assert!(ex["started_at"].is_null() && ex["worker"].is_null(), "never sent to a worker: {ex}");
+
+    // A manual run with invalid parameters is a 422 naming the parameter and creates nothing.
+    let before = app.get(&u, "/api/v1/executions").await.body["total"].as_i64().unwrap();
+    let bad = app.post(&u, "/api/v1/executions", json!({"action": "p.fetch", "parameters": {"retries": "many"}})).await;
+    assert_eq!(bad.status, 422);
+    let message = bad.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("missing required parameter: url") && message.contains("retries"), "{message}");
+    assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"].as_i64().unwrap(), before);
+    let unknown = app.post(&u, "/api/v1/executions", json!({"action": "p.nope"})).await;
+    assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
+async fn t3_21_large_output_is_cut_at_the_limit_with_a_marker() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("chatty").await;
+    let run = app
+        .post(
+            &u,
+            "/api/v1/executions",
+            json!({"action": "core.local",
+        "parameters": {"cmd": "head -c 10000000 /dev/zero | tr '\\0' x; echo done >&2"}}),
+        )
+        .await;
+    assert_eq!(run.status, 201, "{:?}", run.body);
+    let ex = app.finished_execution(&u, run.body["id"].as_i64().unwrap()).await;
+    assert_eq!(ex["status"], "succeeded", "a large output does not fail the execution");
+    let stdout = ex["result"]["stdout"].as_str().unwrap();
+    assert!(stdout.ends_with("... (output truncated)"), "{}", &stdout[stdout.len() - 40..]);
+    assert_eq!(stdout.len(), 1_048_576 + "\n... (output truncated)".len());
+    assert_eq!(ex["result"]["truncated"], true);
+    assert_eq!(ex["result"]["stderr"], "done\n");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT pg_column_size(stdout)::bigint FROM attune.execution_output WHERE execution_id = $1",
+    )
+    .bind(ex["id"].as_i64().unwrap())
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert!(stored <= 1_100_000, "the database row stays bounded: {stored} bytes");
+}
+
+#[tokio::test]
+async fn t3_22_execution_history_pagination() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("historian").await;
+    let mut created = Vec::new();
+    for i in 0..100 {
+        let r = app
+            .post(&u, "/api/v1/executions", json!({"action": "core.echo", "parameters": {"message": format!("n{i}")}}))
+            .await;
+        assert_eq!(r.status, 201);
+        created.push(r.body["id"].as_i64().unwrap());
+    }
+    let mut seen = Vec::new();
+    for page in 0..5 {
+        let a = app.get(&u, &format!("/api/v1/executions?action=core.echo&limit=20&offset={}", page * 20)).await;
+        assert_eq!(a.body["total"], 100);
+        let ids: Vec<i64> = a.body["data"].as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids.len(), 20);
+        seen.extend(ids);
+    }
+    created.reverse();
+    assert_eq!(seen, created, "newest first, no duplicates, no gaps");
+    assert_eq!(app.get(&u, "/api/v1/executions?status=exploded").await.status, 400);
+}
+
+#[tokio::test]
+async fn t3_28_execution_audit_trail() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("audited").await;
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "core.echo", "parameters": {"message": "hi"}})).await;
+    let id = run.body["id"].as_i64().unwrap();
+    let ex = app.finished_execution(&u, id).await;
+    assert_eq!(ex["status"], "succeeded");
+    let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={id}")).await;
+    let entries: Vec<&Value> = audit.body["data"].as_array().unwrap().iter().rev().collect();
+    let trail: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["action"].as_str().unwrap(), e["actor"]["type"].as_str().unwrap())).collect();
+    assert_eq!(
+        trail,
+        [
+            ("execution.requested", "user"),
+            ("execution.scheduled", "service"),
+            ("execution.started", "worker"),
+            ("execution.succeeded", "worker")
+        ]
+    );
+    assert_eq!(entries[0]["actor"]["login"], "audited");
+    assert_eq!(entries[2]["actor"]["id"], ex["worker"]);
+    let stamps: Vec<&str> = entries.iter().map(|e| e["timestamp"].as_str().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "in time order: {stamps:?}");
+}
+
+#[tokio::test]
+async fn an_event_no_rule_matches_is_processed_and_creates_nothing() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("lonely").await;
+    let url = pack_with_webhook(&app, &u).await;
+    let event = app.fire(&url, json!({"x": 1})).await;
+    assert!(enforcements_of(&app, &u, event).await.is_empty());
+    assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"], 0);
+}
+
+#[tokio::test]
+async fn a_disabled_rule_creates_nothing_and_disabling_takes_effect_at_once() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("switch").await;
+    let url = pack_with_webhook(&app, &u).await;
+    let id = rule(&app, &u, json!({"ref": "p.r", "trigger": "p.hook", "action": "core.noop", "enabled": false})).await;
+    let off = app.fire(&url, json!({})).await;
+    assert!(enforcements_of(&app, &u, off).await.is_empty());
+
+    assert_eq!(app.patch(&u, &format!("/api/v1/rules/{id}"), json!({"enabled": true})).await.status, 200);
+    let on = app.fire(&url, json!({})).await;
+    assert_eq!(enforcements_of(&app, &u, on).await.len(), 1);
+
+    // Disable, then fire at once: the engine sees the change, whenever its NOTIFY lands.
+    for _ in 0..5 {
+        assert_eq!(app.patch(&u, &format!("/api/v1/rules/{id}"), json!({"enabled": false})).await.status, 200);
+        let off = app.fire(&url, json!({})).await;
+        assert!(enforcements_of(&app, &u, off).await.is_empty());
+        assert_eq!(app.patch(&u, &format!("/api/v1/rules/{id}"), json!({"enabled": true})).await.status, 200);
+        let on = app.fire(&url, json!({})).await;
+        assert_eq!(enforcements_of(&app, &u, on).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn webhook_ingress_checks_key_signature_and_body() {
+    let app = TestApp::spawn().await;
+    let u = app.register("ingress").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "w", "version": "1"})).await.status, 201);
+    let signed = app
+        .post(&u, "/api/v1/triggers", json!({"ref": "w.signed", "type": "webhook", "webhook_secret": "topsecret"}))
+        .await;
+    let url = signed.body["webhook_url"].as_str().unwrap().to_string();
+    let body = br#"{"a":1}"#.to_vec();
+    let sig = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"topsecret").unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let post = |headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut req = app.http.post(&url).header("content-type", "application/json").body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(post(vec![], body.clone()).await.0, 401, "unsigned");
+    assert_eq!(post(vec![("x-attune-signature", "sha256=00".into())], body.clone()).await.0, 401, "wrong signature");
+    let (status, accepted) = post(vec![("x-attune-signature", sig.clone())], body.clone()).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert!(accepted["event_id"].as_i64().is_some());
+    assert_eq!(
+        post(vec![("x-attune-signature", sig)], br#"{"a":2}"#.to_vec()).await.0,
+        401,
+        "signature of another body"
+    );
+
+    let open = app.post(&u, "/api/v1/triggers", json!({"ref": "w.open", "type": "webhook"})).await;
+    let open_url = open.body["webhook_url"].as_str().unwrap();
+    let res = app.http.post(open_url).body("not json").send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let res = app
+        .http
+        .post(open_url)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res =
+        app.http.post(format!("{}/api/v1/webhooks/{}", app.url, "0".repeat(64))).json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let events = app.get(&u, "/api/v1/events").await;
+    assert_eq!(events.body["total"], 1, "only the accepted delivery made an event");
+}
