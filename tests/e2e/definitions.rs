@@ -555,6 +555,15 @@ async fn openapi_documents_every_route() {
         ("/api/v1/sensors/{id}", "get"),
         ("/api/v1/audit", "get"),
         ("/api/v1/workers", "get"),
+        ("/api/v1/webhooks/{key}", "post"),
+        ("/api/v1/events", "get"),
+        ("/api/v1/events/{id}", "get"),
+        ("/api/v1/enforcements", "get"),
+        ("/api/v1/enforcements/{id}", "get"),
+        ("/api/v1/executions", "get"),
+        ("/api/v1/executions", "post"),
+        ("/api/v1/executions/{id}", "get"),
+        ("/api/v1/executions/{id}/children", "get"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
