@@ -1,16 +1,30 @@
--- The worker's claim: up to $3 scheduled executions of the runner types it runs, in
--- priority order, in one statement. The ORDER BY is exactly the partial index
--- execution_ready (priority DESC, run_after, id) WHERE status = 'scheduled', so a claim
--- never sorts the backlog.
+-- The worker's claim, one statement and so one round trip: take up to $3 scheduled
+-- executions of the runner types it runs ($2), in priority order, mark them running on
+-- worker $1, record `execution.started` (actor $4), and return what running them needs.
+-- The ORDER BY is exactly the partial index execution_ready (priority DESC, run_after, id)
+-- WHERE status = 'scheduled', so a claim never sorts the backlog.
 WITH picked AS (
     SELECT id FROM attune.execution
      WHERE status = 'scheduled' AND run_after <= now() AND runner_type = ANY($2)
      ORDER BY priority DESC, run_after, id
      LIMIT $3
-       FOR UPDATE SKIP LOCKED)
-UPDATE attune.execution e
-   SET status = 'running', worker_id = $1, started_at = clock_timestamp(), updated_at = clock_timestamp()
-  FROM picked
- WHERE e.id = picked.id
-RETURNING e.id, e.tenant_id, e.action_id, e.action_ref, e.runner_type, e.parameters, e.secret_params,
-          e.attempt, e.timeout_seconds
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE attune.execution e
+       SET status = 'running', worker_id = $1, started_at = clock_timestamp(), updated_at = clock_timestamp()
+      FROM picked
+     WHERE e.id = picked.id
+    RETURNING e.id, e.tenant_id, e.action_id, e.action_ref, e.runner_type, e.parameters, e.secret_params,
+              e.attempt, e.timeout_seconds
+), audited AS (
+    INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
+    SELECT tenant_id, 'worker', $4, 'execution.started', 'execution', id::text,
+           jsonb_build_object('action', action_ref, 'attempt', attempt)
+      FROM claimed
+)
+SELECT c.*, a.entry_point, a.command, a.code,
+       COALESCE(a.secret_params, '{}') AS secret_names, COALESCE(a.secrets, '{}') AS secrets, p.path AS pack_path
+  FROM claimed c
+  LEFT JOIN attune.action a ON a.id = c.action_id
+  LEFT JOIN attune.pack p ON p.id = a.pack_id
+ ORDER BY c.id

@@ -233,6 +233,13 @@ async fn t3_13_invalid_parameters_fail_before_any_worker() {
     assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"].as_i64().unwrap(), before);
     let unknown = app.post(&u, "/api/v1/executions", json!({"action": "p.nope"})).await;
     assert_eq!(unknown.status, 404);
+
+    // A runner this version does not have fails clearly instead of waiting forever.
+    action(&app, &u, json!({"ref": "p.js", "runner_type": "node", "code": "module.exports.run = () => 1"})).await;
+    let js = app.post(&u, "/api/v1/executions", json!({"action": "p.js"})).await;
+    let ex = app.finished_execution(&u, js.body["id"].as_i64().unwrap()).await;
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["result"]["error"], "runner_type node is not available in this version of Attune");
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 //! - `attune serve api,executor,...`: any subset of services.
 //! - `attune worker`: shorthand for `attune serve worker`.
 //! - `attune migrate`: apply the database migrations and exit.
+//! - `attune bench`: measure the event pipeline of a running instance.
 
+mod bench;
 mod services;
 mod startup;
 
@@ -40,6 +42,8 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Measure the event pipeline of a running instance (see docs/benchmarks.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,9 @@ fn main() -> ExitCode {
             Command::Serve { services } => startup::run_services(config, services).await,
             Command::Worker => startup::run_services(config, vec![Service::Worker]).await,
             Command::Migrate => startup::migrate_only(config).await,
+            Command::Bench(args) => {
+                startup::with_database(config, |config, pool| Box::pin(bench::run(config, pool, args))).await
+            }
         }
     });
     match result {

@@ -78,6 +78,21 @@ pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `f` on the configured database (joining the private cluster without stopping it:
+/// it belongs to the running instance).
+pub async fn with_database<F>(config: Config, f: F) -> anyhow::Result<()>
+where
+    F: for<'a> FnOnce(
+        &'a Config,
+        &'a PgPool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>,
+{
+    let database = open_database(&config).await?;
+    let result = f(&config, &database.pool).await;
+    database.pool.close().await;
+    result
+}
+
 pub async fn run_services(config: Config, services: Vec<Service>) -> anyhow::Result<()> {
     let database = open_database(&config).await?;
     let result = run_on(&config, &database.pool, &services).await;

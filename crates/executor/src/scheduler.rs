@@ -17,6 +17,9 @@ use attune_core::{Context, Shutdown};
 use serde_json::{json, Value};
 
 pub const BATCH: i64 = 1000;
+/// Runner types no worker of this version runs yet: their executions fail at once with a
+/// clear reason instead of waiting forever in `scheduled`.
+const NOT_YET_RUNNABLE: &[&str] = &["node", "http", "container", "workflow", "inquiry"];
 const POLL: Duration = Duration::from_secs(1);
 
 #[derive(sqlx::FromRow)]
@@ -25,6 +28,7 @@ struct Requested {
     tenant_id: i64,
     action_id: Option<i64>,
     action_ref: String,
+    runner_type: String,
     parameters: Value,
     secret_params: Option<Vec<u8>>,
 }
@@ -133,7 +137,7 @@ impl Scheduler {
 
     fn decide(&self, r: Requested, actions: &HashMap<i64, ActionInfo>) -> Decision {
         let default_timeout = self.ctx.config.worker.default_timeout_seconds.min(i32::MAX as u64) as i32;
-        let fail = |r: &Requested, error: String| Decision {
+        let fail = |r: &Requested, reason: &str, error: String| Decision {
             id: r.id,
             tenant_id: r.tenant_id,
             action_ref: r.action_ref.clone(),
@@ -141,31 +145,35 @@ impl Scheduler {
             parameters: r.parameters.clone(),
             secret_params: r.secret_params.clone(),
             result: Some(
-                json!({"exit_code": null, "output": null, "error": error, "failure_reason": "invalid_parameters", "truncated": false}),
+                json!({"exit_code": null, "output": null, "error": error, "failure_reason": reason, "truncated": false}),
             ),
             max_attempts: 1,
             timeout_seconds: default_timeout,
         };
+        if NOT_YET_RUNNABLE.contains(&r.runner_type.as_str()) {
+            let error = format!("runner_type {} is not available in this version of Attune", r.runner_type);
+            return fail(&r, "unsupported_runner", error);
+        }
         let Some(action) = r.action_id.and_then(|id| actions.get(&id)) else {
             let error = format!("action {} no longer exists", r.action_ref);
-            return fail(&r, error);
+            return fail(&r, "action_missing", error);
         };
         let key = &self.ctx.keys.encryption_key;
         let plain = match unseal_parameters(key, &r.parameters, r.secret_params.as_deref()) {
             Ok(p) => p,
-            Err(e) => return fail(&r, e),
+            Err(e) => return fail(&r, "invalid_parameters", e),
         };
         let Value::Object(mut params) = plain else {
-            return fail(&r, "parameters must be a JSON object".into());
+            return fail(&r, "invalid_parameters", "parameters must be a JSON object".into());
         };
         let schema = match ParamSchema::parse(&action.param_schema) {
             Ok(s) => s,
-            Err(e) => return fail(&r, format!("the action's parameter schema is invalid: {e}")),
+            Err(e) => return fail(&r, "invalid_parameters", format!("the action's parameter schema is invalid: {e}")),
         };
         schema.apply_defaults(&mut params);
         let params = Value::Object(params);
         if let Err(errors) = schema.validate(&params) {
-            return fail(&r, errors.join("; "));
+            return fail(&r, "invalid_parameters", errors.join("; "));
         }
         let (masked, sealed) = seal_secrets(key, &params, &action.secret_params);
         let max_attempts = action

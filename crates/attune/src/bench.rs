@@ -1,0 +1,211 @@
+//! `attune bench`: measures the event pipeline of a running instance end to end.
+//!
+//! It logs in, makes sure pack `bench` has a webhook trigger and one enabled rule (to
+//! `core.noop`, or to a shell action with `--mode shell`), fires `--events` webhooks with
+//! `--concurrency` requests in flight (optionally paced at `--rate` per second), waits for
+//! every execution to finish, and reads the figures from the database's own timestamps:
+//! events/s, executions/s, and percentiles of webhook accepted → running and → finished.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// webhook → rule → core.noop (in-process builtin)
+    Noop,
+    /// webhook → rule → a shell action (`true`): one child process per execution
+    Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// How many webhook events to fire.
+    #[arg(long, default_value_t = 10_000)]
+    pub events: usize,
+    /// Webhook requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Pace the requests at this many per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    #[arg(long, value_enum, default_value_t = Mode::Noop)]
+    pub mode: Mode,
+    /// The instance's API (default: the configured api.host/api.port).
+    #[arg(long)]
+    pub url: Option<String>,
+    #[arg(long, default_value = "admin")]
+    pub login: String,
+    /// Default: ATTUNE_ADMIN_PASSWORD, else the password saved in the data dir.
+    #[arg(long, env = "ATTUNE_BENCH_PASSWORD")]
+    pub password: Option<String>,
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.with_context(|| format!("{} is not answering", self.base))?;
+        let status = res.status().as_u16();
+        Ok((status, res.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// POST that may find the thing there already (409).
+    async fn ensure(&self, path: &str, body: Value) -> anyhow::Result<()> {
+        let (status, answer) = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        if status != 201 && status != 409 {
+            bail!("POST {path}: {status} {answer}");
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -> anyhow::Result<()> {
+    let base = args.url.clone().unwrap_or_else(|| format!("http://{}:{}", config.api.host, config.api.port));
+    let password = match args.password.clone().or_else(|| config.auth.admin_password.clone()) {
+        Some(p) => p,
+        None => std::fs::read_to_string(config.data_dir.join("admin_password")).map(|s| s.trim().to_string()).context(
+            "no password: pass --password, set ATTUNE_ADMIN_PASSWORD, or run where the data dir holds admin_password",
+        )?,
+    };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let login = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"login": args.login, "password": password}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}: is `attune up` running?"))?;
+    if !login.status().is_success() {
+        bail!("login as {} failed: {}", args.login, login.status());
+    }
+    let token = login.json::<Value>().await?["access_token"].as_str().unwrap_or_default().to_string();
+    let api = Api { http: http.clone(), base: base.clone(), token };
+
+    // The bench pack: one webhook trigger, one enabled rule for the chosen mode.
+    api.ensure("/api/v1/packs", json!({"ref": "bench", "version": "1.0.0", "description": "attune bench"})).await?;
+    api.ensure("/api/v1/triggers", json!({"ref": "bench.hook", "type": "webhook"})).await?;
+    api.ensure("/api/v1/actions", json!({"ref": "bench.true", "runner_type": "shell", "command": "true"})).await?;
+    api.ensure("/api/v1/rules", json!({"ref": "bench.noop", "trigger": "bench.hook", "action": "core.noop"})).await?;
+    api.ensure("/api/v1/rules", json!({"ref": "bench.shell", "trigger": "bench.hook", "action": "bench.true"})).await?;
+    for (rule, on) in [("bench.noop", args.mode == Mode::Noop), ("bench.shell", args.mode == Mode::Shell)] {
+        let (_, r) = api.call(reqwest::Method::GET, &format!("/api/v1/rules/ref/{rule}"), None).await?;
+        let id = r["id"].as_i64().context("rule id")?;
+        api.call(reqwest::Method::PATCH, &format!("/api/v1/rules/{id}"), Some(json!({"enabled": on}))).await?;
+    }
+    let (_, trigger) = api.call(reqwest::Method::GET, "/api/v1/triggers/ref/bench.hook", None).await?;
+    let hook = trigger["webhook_url"].as_str().context("webhook_url")?.to_string();
+    let hook = match args.url.as_deref() {
+        // The public URL may name another host; fire at the one we were told.
+        Some(url) => format!("{url}{}", &hook[hook.find("/api/v1/webhooks/").unwrap_or(0)..]),
+        None => hook,
+    };
+
+    let baseline: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM attune.event").fetch_one(pool).await?;
+    println!(
+        "firing {} webhook events at {} concurrency{} ({:?} mode)",
+        args.events,
+        args.concurrency,
+        args.rate.map(|r| format!(", paced at {r}/s")).unwrap_or_default(),
+        args.mode
+    );
+    let started = Instant::now();
+    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.events {
+        if let Some(rate) = args.rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = slots.clone().acquire_owned().await?;
+        let (http, hook) = (http.clone(), hook.clone());
+        tasks.spawn(async move {
+            let ok = http
+                .post(&hook)
+                .json(&json!({"n": i}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 202)
+                .unwrap_or(false);
+            drop(permit);
+            ok
+        });
+    }
+    let mut rejected = 0;
+    while let Some(r) = tasks.join_next().await {
+        if !matches!(r, Ok(true)) {
+            rejected += 1;
+        }
+    }
+    let fired = started.elapsed();
+    if rejected > 0 {
+        bail!("{rejected} of {} webhook requests were not accepted", args.events);
+    }
+
+    let expected = args.events as i64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM attune.execution x JOIN attune.enforcement f ON f.id = x.enforcement_id
+              WHERE f.event_id > $1 AND x.status IN ('succeeded', 'failed')",
+        )
+        .bind(baseline)
+        .fetch_one(pool)
+        .await?;
+        if done >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {done} of {expected} executions finished within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let row: (f64, f64, f64, f64, f64, f64, f64, f64, i64) = sqlx::query_as(
+        "SELECT extract(epoch FROM max(ev.created_at) - min(ev.created_at))::float8,
+                extract(epoch FROM max(x.finished_at) - min(ev.created_at))::float8,
+                percentile_cont(0.50) WITHIN GROUP (ORDER BY extract(epoch FROM x.started_at - ev.created_at)) * 1000,
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM x.started_at - ev.created_at)) * 1000,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM x.started_at - ev.created_at)) * 1000,
+                percentile_cont(0.50) WITHIN GROUP (ORDER BY extract(epoch FROM x.finished_at - ev.created_at)) * 1000,
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM x.finished_at - ev.created_at)) * 1000,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM x.finished_at - ev.created_at)) * 1000,
+                count(*) FILTER (WHERE x.status = 'failed')
+           FROM attune.event ev
+           JOIN attune.enforcement f ON f.event_id = ev.id
+           JOIN attune.execution x ON x.enforcement_id = f.id
+          WHERE ev.id > $1",
+    )
+    .bind(baseline)
+    .fetch_one(pool)
+    .await?;
+    let (ingest_s, total_s, r50, r95, r99, f50, f95, f99, failed) = row;
+    println!();
+    println!("events:                  {}", args.events);
+    println!(
+        "webhooks accepted in:    {:.2} s ({:.0} events/s by the client's clock)",
+        fired.as_secs_f64(),
+        args.events as f64 / fired.as_secs_f64()
+    );
+    println!("events stored over:      {:.2} s ({:.0} events/s)", ingest_s, args.events as f64 / ingest_s.max(1e-9));
+    println!(
+        "first event → last done: {:.2} s ({:.0} executions/s end to end)",
+        total_s,
+        args.events as f64 / total_s.max(1e-9)
+    );
+    println!("accepted → running  ms:  p50 {r50:.1}  p95 {r95:.1}  p99 {r99:.1}");
+    println!("accepted → finished ms:  p50 {f50:.1}  p95 {f95:.1}  p99 {f99:.1}");
+    println!("failed executions:       {failed}");
+    Ok(())
+}
