@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use attune_core::Context;
+use attune_core::wakeup::Hint;
+use attune_core::{Context, Shutdown};
 use axum::http::{HeaderName, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,15 +26,21 @@ pub struct ApiState {
     pub ctx: Context,
     pub tokens: Arc<TokenKeys>,
     pub rate_limit: Option<Arc<UserRateLimit>>,
+    /// Wakes the rule engine after an event is committed.
+    pub event_hint: Hint,
+    /// Wakes the scheduler after a manual run is committed.
+    pub requested_hint: Hint,
 }
 
 impl ApiState {
-    pub fn new(ctx: Context) -> ApiState {
+    pub fn new(ctx: Context, shutdown: Shutdown) -> ApiState {
         let auth = &ctx.config.auth;
         let tokens =
             TokenKeys::new(&ctx.keys.jwt_secret, auth.access_token_ttl_seconds, auth.refresh_token_ttl_seconds);
         let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
-        ApiState { ctx, tokens: Arc::new(tokens), rate_limit }
+        let event_hint = Hint::spawn(ctx.pool.clone(), "attune_event", shutdown.clone());
+        let requested_hint = Hint::spawn(ctx.pool.clone(), "attune_requested", shutdown);
+        ApiState { ctx, tokens: Arc::new(tokens), rate_limit, event_hint, requested_hint }
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -60,8 +67,8 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .merge(routes::workers::router())
 }
 
-pub fn router(ctx: Context) -> Router {
-    let state = ApiState::new(ctx);
+pub fn router(ctx: Context, shutdown: Shutdown) -> Router {
+    let state = ApiState::new(ctx, shutdown);
     let body_limit = state.ctx.config.api.max_body_bytes;
     let timeout = Duration::from_secs(state.ctx.config.api.request_timeout_seconds);
     if let Some(limit) = state.rate_limit.clone() {

@@ -38,7 +38,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// Serves on `listener` until `shutdown`; in-flight requests finish first.
 pub async fn serve(ctx: Context, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let app = app::router(ctx);
+    let app = app::router(ctx, shutdown.clone());
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
     Ok(())
 }

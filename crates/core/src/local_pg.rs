@@ -193,7 +193,9 @@ impl LocalPostgres {
              listen_addresses = ''\n\
              unix_socket_directories = '{}'\n\
              max_connections = 300\n\
-             shared_buffers = '256MB'\n",
+             shared_buffers = '256MB'\n\
+             # Work tables churn; their own thresholds (see the migrations) need a short nap.\n\
+             autovacuum_naptime = '5s'\n",
             self.socket_dir.display().to_string().replace('\'', "''")
         );
         if durability == Durability::Ephemeral {

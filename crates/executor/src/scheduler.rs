@@ -3,16 +3,15 @@
 //! Each round claims a batch of `requested` executions (`FOR UPDATE SKIP LOCKED`), applies
 //! each action's parameter defaults and validates against its schema. Invalid parameters
 //! end the execution `failed` at once with a message naming the parameter — it never
-//! reaches a worker. Valid ones become `scheduled`, and one NOTIFY per batch wakes the
-//! workers.
+//! reaches a worker. Valid ones become `scheduled`, and one hint per batch (after the
+//! commit) wakes the workers.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use attune_core::audit::{self, Actor, Entry};
 use attune_core::domain::ParamSchema;
 use attune_core::execution::{seal_secrets, unseal_parameters};
-use attune_core::wakeup::Wakeup;
+use attune_core::wakeup::{Hint, Wakeup};
 use attune_core::{Context, Shutdown};
 use serde_json::{json, Value};
 
@@ -22,31 +21,24 @@ pub const BATCH: i64 = 1000;
 const NOT_YET_RUNNABLE: &[&str] = &["node", "http", "container", "workflow", "inquiry"];
 const POLL: Duration = Duration::from_secs(1);
 
+/// A claimed execution with its action's schema (one row of `claim_requested.sql`).
 #[derive(sqlx::FromRow)]
 struct Requested {
     id: i64,
-    tenant_id: i64,
     action_id: Option<i64>,
     action_ref: String,
     runner_type: String,
     parameters: Value,
     secret_params: Option<Vec<u8>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ActionInfo {
-    id: i64,
-    param_schema: Value,
-    secret_params: Vec<String>,
-    timeout_seconds: Option<i32>,
+    param_schema: Option<Value>,
+    secret_names: Vec<String>,
+    action_timeout: Option<i32>,
     retry: Option<Value>,
 }
 
 /// The decision for one execution.
 struct Decision {
     id: i64,
-    tenant_id: i64,
-    action_ref: String,
     status: &'static str,
     parameters: Value,
     secret_params: Option<Vec<u8>>,
@@ -57,14 +49,17 @@ struct Decision {
 
 pub struct Scheduler {
     ctx: Context,
+    /// Wakes the workers once a batch is scheduled.
+    scheduled: Option<Hint>,
 }
 
 impl Scheduler {
     pub fn new(ctx: Context) -> Scheduler {
-        Scheduler { ctx }
+        Scheduler { ctx, scheduled: None }
     }
 
-    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.scheduled = Some(Hint::spawn(self.ctx.pool.clone(), "attune_scheduled", shutdown.clone()));
         let wakeup = Wakeup::listen(&self.ctx.pool, &["attune_requested"], shutdown.clone()).await?;
         while !shutdown.is_cancelled() {
             match self.round().await {
@@ -91,18 +86,9 @@ impl Scheduler {
             tx.commit().await?;
             return Ok(0);
         }
-        let action_ids: Vec<i64> = requested.iter().filter_map(|r| r.action_id).collect();
-        let actions: HashMap<i64, ActionInfo> = sqlx::query_as::<_, ActionInfo>(
-            "SELECT id, param_schema, secret_params, timeout_seconds, retry FROM attune.action WHERE id = ANY($1)",
-        )
-        .bind(&action_ids)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|a| (a.id, a))
-        .collect();
-
-        let decisions: Vec<Decision> = requested.into_iter().map(|r| self.decide(r, &actions)).collect();
+        // One parsed schema per action per batch.
+        let mut schemas: HashMap<i64, Result<ParamSchema, String>> = HashMap::new();
+        let decisions: Vec<Decision> = requested.into_iter().map(|r| self.decide(r, &mut schemas)).collect();
         sqlx::query(include_str!("../../../sql/executor/schedule.sql"))
             .bind(decisions.iter().map(|d| d.id).collect::<Vec<_>>())
             .bind(decisions.iter().map(|d| d.status).collect::<Vec<_>>())
@@ -113,85 +99,117 @@ impl Scheduler {
             .bind(decisions.iter().map(|d| d.timeout_seconds).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
-        let entries: Vec<Entry> = decisions
-            .iter()
-            .map(|d| Entry {
-                tenant_id: Some(d.tenant_id),
-                actor: Actor::service("executor"),
-                action: format!("execution.{}", d.status),
-                entity_type: "execution".into(),
-                entity_id: d.id.to_string(),
-                data: match &d.result {
-                    Some(result) => json!({"action": d.action_ref, "error": result["error"]}),
-                    None => json!({"action": d.action_ref}),
-                },
-            })
-            .collect();
-        audit::record(&mut tx, &entries).await?;
-        if decisions.iter().any(|d| d.status == "scheduled") {
-            sqlx::query("SELECT pg_notify('attune_scheduled', '')").execute(&mut *tx).await?;
-        }
         tx.commit().await?;
+        if decisions.iter().any(|d| d.status == "scheduled") {
+            if let Some(hint) = &self.scheduled {
+                hint.poke();
+            }
+        }
         Ok(decisions.len())
     }
 
-    fn decide(&self, r: Requested, actions: &HashMap<i64, ActionInfo>) -> Decision {
-        let default_timeout = self.ctx.config.worker.default_timeout_seconds.min(i32::MAX as u64) as i32;
-        let fail = |r: &Requested, reason: &str, error: String| Decision {
-            id: r.id,
-            tenant_id: r.tenant_id,
-            action_ref: r.action_ref.clone(),
-            status: "failed",
-            parameters: r.parameters.clone(),
-            secret_params: r.secret_params.clone(),
-            result: Some(
-                json!({"exit_code": null, "output": null, "error": error, "failure_reason": reason, "truncated": false}),
-            ),
-            max_attempts: 1,
-            timeout_seconds: default_timeout,
+    fn decide(&self, r: Requested, schemas: &mut HashMap<i64, Result<ParamSchema, String>>) -> Decision {
+        let schema = match (r.action_id, r.param_schema.as_ref()) {
+            (Some(id), Some(raw)) => Some(&*schemas.entry(id).or_insert_with(|| ParamSchema::parse(raw))),
+            _ => None,
         };
-        if NOT_YET_RUNNABLE.contains(&r.runner_type.as_str()) {
-            let error = format!("runner_type {} is not available in this version of Attune", r.runner_type);
-            return fail(&r, "unsupported_runner", error);
-        }
-        let Some(action) = r.action_id.and_then(|id| actions.get(&id)) else {
-            let error = format!("action {} no longer exists", r.action_ref);
-            return fail(&r, "action_missing", error);
+        let terms = ActionTerms {
+            action_ref: &r.action_ref,
+            runner_type: &r.runner_type,
+            schema,
+            secret_names: &r.secret_names,
+            timeout_seconds: r.action_timeout,
+            retry: r.retry.as_ref(),
         };
-        let key = &self.ctx.keys.encryption_key;
-        let plain = match unseal_parameters(key, &r.parameters, r.secret_params.as_deref()) {
-            Ok(p) => p,
-            Err(e) => return fail(&r, "invalid_parameters", e),
-        };
-        let Value::Object(mut params) = plain else {
-            return fail(&r, "invalid_parameters", "parameters must be a JSON object".into());
-        };
-        let schema = match ParamSchema::parse(&action.param_schema) {
-            Ok(s) => s,
-            Err(e) => return fail(&r, "invalid_parameters", format!("the action's parameter schema is invalid: {e}")),
-        };
-        schema.apply_defaults(&mut params);
-        let params = Value::Object(params);
-        if let Err(errors) = schema.validate(&params) {
-            return fail(&r, "invalid_parameters", errors.join("; "));
-        }
-        let (masked, sealed) = seal_secrets(key, &params, &action.secret_params);
-        let max_attempts = action
-            .retry
-            .as_ref()
-            .and_then(|retry| retry.get("max_attempts"))
-            .and_then(Value::as_i64)
-            .map_or(1, |n| n.clamp(1, i32::MAX as i64) as i32);
+        let plain = unseal_parameters(&self.ctx.keys.encryption_key, &r.parameters, r.secret_params.as_deref());
+        let admission = admit(&self.ctx, &terms, plain);
         Decision {
             id: r.id,
-            tenant_id: r.tenant_id,
-            action_ref: r.action_ref,
-            status: "scheduled",
-            parameters: masked,
-            secret_params: sealed,
-            result: None,
-            max_attempts,
-            timeout_seconds: action.timeout_seconds.unwrap_or(default_timeout),
+            status: admission.status,
+            // A failed one keeps what it was given (secrets still sealed).
+            parameters: if admission.status == "failed" { r.parameters } else { admission.parameters },
+            secret_params: if admission.status == "failed" { r.secret_params } else { admission.secret_params },
+            result: admission.result,
+            max_attempts: admission.max_attempts,
+            timeout_seconds: admission.timeout_seconds,
         }
+    }
+}
+
+/// What admission needs to know of an execution's action.
+pub struct ActionTerms<'a> {
+    pub action_ref: &'a str,
+    pub runner_type: &'a str,
+    /// None when the action no longer exists.
+    pub schema: Option<&'a Result<ParamSchema, String>>,
+    pub secret_names: &'a [String],
+    pub timeout_seconds: Option<i32>,
+    pub retry: Option<&'a Value>,
+}
+
+/// The scheduler's verdict on one execution.
+pub struct Admission {
+    /// `scheduled` or `failed`.
+    pub status: &'static str,
+    /// With defaults applied, secret ones masked.
+    pub parameters: Value,
+    pub secret_params: Option<Vec<u8>>,
+    /// The failure (`error`, `failure_reason`) when `failed`.
+    pub result: Option<Value>,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+}
+
+/// Admits an execution: its runner must exist, its parameters (plain, defaults not yet
+/// applied) must validate against the action's schema. Shared by the scheduler and the
+/// rule engine's fast path, so both decide alike.
+pub fn admit(ctx: &Context, terms: &ActionTerms<'_>, plain: Result<Value, String>) -> Admission {
+    let default_timeout = ctx.config.worker.default_timeout_seconds.min(i32::MAX as u64) as i32;
+    let fail = |reason: &str, error: String| Admission {
+        status: "failed",
+        parameters: Value::Null,
+        secret_params: None,
+        result: Some(
+            json!({"exit_code": null, "output": null, "error": error, "failure_reason": reason, "truncated": false}),
+        ),
+        max_attempts: 1,
+        timeout_seconds: default_timeout,
+    };
+    if NOT_YET_RUNNABLE.contains(&terms.runner_type) {
+        return fail(
+            "unsupported_runner",
+            format!("runner_type {} is not available in this version of Attune", terms.runner_type),
+        );
+    }
+    let Some(schema) = terms.schema else {
+        return fail("action_missing", format!("action {} no longer exists", terms.action_ref));
+    };
+    let schema = match schema {
+        Ok(s) => s,
+        Err(e) => return fail("invalid_parameters", format!("the action's parameter schema is invalid: {e}")),
+    };
+    let mut params = match plain {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return fail("invalid_parameters", "parameters must be a JSON object".into()),
+        Err(e) => return fail("invalid_parameters", e),
+    };
+    schema.apply_defaults(&mut params);
+    let params = Value::Object(params);
+    if let Err(errors) = schema.validate(&params) {
+        return fail("invalid_parameters", errors.join("; "));
+    }
+    let (masked, sealed) = seal_secrets(&ctx.keys.encryption_key, &params, terms.secret_names);
+    let max_attempts = terms
+        .retry
+        .and_then(|retry| retry.get("max_attempts"))
+        .and_then(Value::as_i64)
+        .map_or(1, |n| n.clamp(1, i32::MAX as i64) as i32);
+    Admission {
+        status: "scheduled",
+        parameters: masked,
+        secret_params: sealed,
+        result: None,
+        max_attempts,
+        timeout_seconds: terms.timeout_seconds.unwrap_or(default_timeout),
     }
 }

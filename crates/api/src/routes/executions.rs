@@ -205,6 +205,7 @@ async fn create(
     attune_core::audit::record(&mut tx, &[entry]).await?;
     let view = fetch(&mut tx, who.tenant_id, id).await?;
     tx.commit().await?;
+    state.requested_hint.poke();
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -77,6 +77,7 @@ async fn receive(
         .fetch_optional(state.pool())
         .await?;
         if let Some(event_id) = event_id {
+            state.event_hint.poke();
             return Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })));
         }
     }
@@ -108,5 +109,6 @@ async fn receive(
     .bind(&payload)
     .fetch_one(state.pool())
     .await?;
+    state.event_hint.poke();
     Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
 }
