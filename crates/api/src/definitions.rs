@@ -6,7 +6,12 @@ use attune_core::pack::spec::SpecError;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use axum::http::StatusCode;
+
+use crate::app::ApiState;
+use crate::auth::{Permission, Principal};
 use crate::error::ApiError;
+use crate::{audit, db};
 
 /// A spec validation error naming the field: 400 for a template that does not compile
 /// (criteria, parameter templates), 422 for any other bad value.
@@ -119,7 +124,7 @@ pub fn patched(current: Value, patch: &Value, spec_fields: &[&str]) -> Result<Va
 }
 
 /// Refs of the rules that use a trigger or action, for a 409 that says what to remove first.
-pub async fn rules_using(conn: &mut PgConnection, column: &str, id: i64) -> Result<Vec<String>, ApiError> {
+async fn rules_using(conn: &mut PgConnection, column: &str, id: i64) -> Result<Vec<String>, ApiError> {
     Ok(sqlx::query_scalar(&format!("SELECT ref FROM attune.rule WHERE {column} = $1 ORDER BY ref"))
         .bind(id)
         .fetch_all(conn)
@@ -135,6 +140,33 @@ pub fn duplicate(kind: &str, r: &str) -> impl FnOnce(sqlx::Error) -> ApiError {
         }
         _ => e.into(),
     }
+}
+
+/// Deletes definition `id` of `table` (`action`, `trigger` or `rule`): 404 when the caller
+/// cannot see it, 403 for a system pack's, and for actions and triggers 409 naming the
+/// rules that still use it. Audited as `<table>.deleted`.
+pub async fn delete_definition(
+    state: &ApiState,
+    who: &Principal,
+    table: &str,
+    id: i64,
+) -> Result<StatusCode, ApiError> {
+    who.require(Permission::WriteDefinitions)?;
+    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
+    let r = ensure_writable(&mut tx, table, who.tenant_id, id).await?;
+    if table != "rule" {
+        let rules = rules_using(&mut tx, &format!("{table}_id"), id).await?;
+        if !rules.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "{table} {r:?} is used by rules {}; delete or change them first",
+                rules.join(", ")
+            )));
+        }
+    }
+    sqlx::query(&format!("DELETE FROM attune.{table} WHERE id = $1")).bind(id).execute(&mut *tx).await?;
+    audit::record(&mut tx, who, &format!("{table}.deleted"), table, id, serde_json::json!({"ref": r})).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

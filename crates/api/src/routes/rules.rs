@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::app::ApiState;
 use crate::auth::{Permission, Principal};
-use crate::definitions::{duplicate, ensure_writable, invalid, pack_ref_of, patched, writable_pack};
+use crate::definitions::{delete_definition, duplicate, ensure_writable, invalid, pack_ref_of, patched, writable_pack};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{self, Page};
@@ -245,11 +245,5 @@ async fn delete(
     who: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    who.require(Permission::WriteDefinitions)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let r = ensure_writable(&mut tx, "rule", who.tenant_id, id).await?;
-    sqlx::query("DELETE FROM attune.rule WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut tx, &who, "rule.deleted", "rule", id, json!({"ref": r})).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_definition(&state, &who, "rule", id).await
 }

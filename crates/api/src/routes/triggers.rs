@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::app::ApiState;
 use crate::auth::{Permission, Principal};
-use crate::definitions::{duplicate, ensure_writable, invalid, pack_ref_of, patched, rules_using, writable_pack};
+use crate::definitions::{delete_definition, duplicate, ensure_writable, invalid, pack_ref_of, patched, writable_pack};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{self, Page};
@@ -266,18 +266,5 @@ async fn delete(
     who: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    who.require(Permission::WriteDefinitions)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let r = ensure_writable(&mut tx, "trigger", who.tenant_id, id).await?;
-    let rules = rules_using(&mut tx, "trigger_id", id).await?;
-    if !rules.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "trigger {r:?} is used by rules {}; delete or change them first",
-            rules.join(", ")
-        )));
-    }
-    sqlx::query("DELETE FROM attune.trigger WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut tx, &who, "trigger.deleted", "trigger", id, json!({"ref": r})).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_definition(&state, &who, "trigger", id).await
 }
