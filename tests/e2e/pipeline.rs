@@ -414,3 +414,55 @@ async fn webhook_ingress_checks_key_signature_and_body() {
     let events = app.get(&u, "/api/v1/events").await;
     assert_eq!(events.body["total"], 1, "only the accepted delivery made an event");
 }
+
+/// Values PostgreSQL cannot store (NUL characters) and disabled actions never stall the
+/// pipeline or surface as 500s.
+#[tokio::test]
+async fn nul_characters_and_disabled_actions_are_handled_cleanly() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("edgy").await;
+    let url = pack_with_webhook(&app, &u).await;
+
+    // An action printing NUL bytes: its result is stored (NUL replaced), the next one runs.
+    let run = app
+        .post(&u, "/api/v1/executions", json!({"action": "core.local", "parameters": {"cmd": "printf 'a\\000b\\n'; printf '{\"k\": \"x\\\\u0000y\"}\\n'"}}))
+        .await;
+    let ex = app.finished_execution(&u, run.body["id"].as_i64().unwrap()).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert!(ex["result"]["stdout"].as_str().unwrap().starts_with("a\u{FFFD}b"), "{ex}");
+    assert_eq!(ex["result"]["output"]["k"], "x\u{FFFD}y");
+
+    // A rule rendering a NUL fails its enforcement, naming the problem; the engine goes on.
+    rule(&app, &u, json!({"ref": "p.nul", "trigger": "p.hook", "action": "core.echo", "action_params": {"message": "{{ '\\x00' }}"}})).await;
+    let event = app.fire(&url, json!({})).await;
+    let enforcements = enforcements_of(&app, &u, event).await;
+    assert_eq!(enforcements[0]["status"], "failed");
+    assert!(enforcements[0]["error"].as_str().unwrap().contains("NUL"), "{:?}", enforcements[0]);
+    let after = app.fire(&url, json!({})).await;
+    assert_eq!(enforcements_of(&app, &u, after).await.len(), 1, "later events are processed");
+
+    // A NUL in a request body is a 400, not a 500.
+    let res = app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"a": "x\u0000y"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let bad =
+        app.post(&u, "/api/v1/executions", json!({"action": "core.echo", "parameters": {"message": "x\u{0}y"}})).await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+
+    // A disabled action neither runs by hand nor through its rules.
+    action(&app, &u, json!({"ref": "p.off", "runner_type": "shell", "command": "true", "enabled": false})).await;
+    let refused = app.post(&u, "/api/v1/executions", json!({"action": "p.off"})).await;
+    assert_eq!(refused.status, 409);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("disabled"));
+    rule(&app, &u, json!({"ref": "p.to_off", "trigger": "p.hook", "action": "p.off"})).await;
+    let event = app.fire(&url, json!({})).await;
+    let rules: Vec<String> =
+        enforcements_of(&app, &u, event).await.iter().map(|e| e["rule_ref"].as_str().unwrap().to_string()).collect();
+    assert!(!rules.contains(&"p.to_off".to_string()), "{rules:?}");
+}

@@ -110,6 +110,13 @@ impl From<sqlx::Error> for ApiError {
                     return ApiError::Conflict(format!("still referenced by another record ({})", db.message()));
                 }
                 Some("23514") => return ApiError::Unprocessable(format!("value not allowed ({})", db.message())),
+                // Text or JSON the database cannot hold (a NUL character, a bad escape).
+                Some(code) if code.starts_with("22") => {
+                    return ApiError::BadRequest(format!(
+                        "the request holds a value the database cannot store: {}",
+                        db.message()
+                    ));
+                }
                 _ => {}
             }
         }

@@ -151,14 +151,39 @@ impl LocalPostgres {
     fn prepare_dirs(&self) -> Result<(), LocalPgError> {
         for dir in [&self.cluster_dir, &self.socket_dir] {
             fs::create_dir_all(dir).map_err(io(dir))?;
+            // The fallback folders live in a shared temp dir: never follow a planted link or
+            // adopt a folder someone else made.
+            self.check_own(dir, true)?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
             self.chown(dir)?;
         }
         let log = self.log_file();
-        if !log.exists() {
-            fs::File::create(&log).map_err(io(&log))?;
+        if fs::symlink_metadata(&log).is_err() {
+            fs::OpenOptions::new().write(true).create_new(true).open(&log).map_err(io(&log))?;
         }
+        self.check_own(&log, false)?;
         self.chown(&log)
+    }
+
+    /// `path` must be a real directory (or file) owned by this process's user or the
+    /// cluster's owner, not a symbolic link.
+    fn check_own(&self, path: &Path, dir: bool) -> Result<(), LocalPgError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::symlink_metadata(path).map_err(io(path))?;
+        let kind_ok = if dir { meta.file_type().is_dir() } else { meta.file_type().is_file() };
+        let me = Uid::effective().as_raw();
+        let owner_ok = meta.uid() == me || self.owner.as_ref().is_some_and(|o| o.uid.as_raw() == meta.uid());
+        if kind_ok && owner_ok {
+            Ok(())
+        } else {
+            Err(LocalPgError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "refusing to use it: not a {} owned by this user or the cluster's user (a link, or someone else's)",
+                    if dir { "directory" } else { "regular file" }
+                )),
+            })
+        }
     }
 
     fn chown(&self, path: &Path) -> Result<(), LocalPgError> {

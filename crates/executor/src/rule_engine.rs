@@ -179,7 +179,8 @@ impl RuleEngine {
                 },
                 None => Ok(()),
             }
-            .and_then(|()| templates::render_value(&self.env, "action_params", &rule.action_params, &context));
+            .and_then(|()| templates::render_value(&self.env, "action_params", &rule.action_params, &context))
+            .and_then(|params| templates::check_rendered("action_params", &params).map(|()| params));
             let outcome =
                 outcome.map_err(|e| format!("rule {}: {e}", rule.rule_ref)).map(|params| self.admit(rule, params));
             out.push(Matched { tenant_id, rule: rule.clone(), event_id: event.id, outcome });
@@ -193,6 +194,8 @@ impl RuleEngine {
         let terms = ActionTerms {
             action_ref: &rule.action_ref,
             runner_type: &rule.runner_type,
+            // Rules of disabled actions are not in the cache.
+            enabled: true,
             schema: rule.schema.as_ref(),
             secret_names: &rule.secret_params,
             timeout_seconds: rule.timeout_seconds,

@@ -31,6 +31,7 @@ struct Requested {
     parameters: Value,
     secret_params: Option<Vec<u8>>,
     param_schema: Option<Value>,
+    action_enabled: Option<bool>,
     secret_names: Vec<String>,
     action_timeout: Option<i32>,
     retry: Option<Value>,
@@ -116,6 +117,7 @@ impl Scheduler {
         let terms = ActionTerms {
             action_ref: &r.action_ref,
             runner_type: &r.runner_type,
+            enabled: r.action_enabled.unwrap_or(false),
             schema,
             secret_names: &r.secret_names,
             timeout_seconds: r.action_timeout,
@@ -140,6 +142,7 @@ impl Scheduler {
 pub struct ActionTerms<'a> {
     pub action_ref: &'a str,
     pub runner_type: &'a str,
+    pub enabled: bool,
     /// None when the action no longer exists.
     pub schema: Option<&'a Result<ParamSchema, String>>,
     pub secret_names: &'a [String],
@@ -184,6 +187,9 @@ pub fn admit(ctx: &Context, terms: &ActionTerms<'_>, plain: Result<Value, String
     let Some(schema) = terms.schema else {
         return fail("action_missing", format!("action {} no longer exists", terms.action_ref));
     };
+    if !terms.enabled {
+        return fail("action_disabled", format!("action {} is disabled", terms.action_ref));
+    }
     let schema = match schema {
         Ok(s) => s,
         Err(e) => return fail("invalid_parameters", format!("the action's parameter schema is invalid: {e}")),

@@ -65,6 +65,12 @@ impl Lane {
 
 impl Worker {
     pub async fn start(ctx: Context, shutdown: Shutdown) -> anyhow::Result<Worker> {
+        // Actions run as this process's user: keep them from reading its memory and its
+        // environment (database URL, keys) through /proc. (Root ignores this; run workers
+        // as an unprivileged user — docs/security.md.)
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::warn!(error = %e, "cannot mark the worker non-dumpable");
+        }
         let capacity = ctx.config.worker.concurrency;
         let registration = registry::register(&ctx.pool, RUNTIMES, capacity).await?;
         tracing::info!(worker = %registration.name, capacity, runtimes = RUNTIMES.join(","), "worker registered");
@@ -171,22 +177,36 @@ impl Worker {
             .bind(&self.registration.name)
             .fetch_all(&self.ctx.pool)
             .await?;
+        // The rows are committed `running` now: every one becomes a job, and a job that
+        // cannot be prepared fails with the reason rather than vanishing.
         let mut jobs = Vec::with_capacity(claimed.len());
         for c in claimed {
-            let secrets =
-                if c.secrets.is_empty() { Map::new() } else { self.datastore_secrets(c.tenant_id, &c.secrets).await? };
+            let secrets = if c.secrets.is_empty() {
+                Ok(Map::new())
+            } else {
+                self.datastore_secrets(c.tenant_id, &c.secrets)
+                    .await
+                    .map_err(|e| format!("cannot read the action's secrets: {e}"))
+            };
             jobs.push(self.job(c, secrets));
         }
         Ok(jobs)
     }
 
-    fn job(&self, c: Claimed, secrets: Map<String, Value>) -> Job {
+    fn job(&self, c: Claimed, secrets: Result<Map<String, Value>, String>) -> Job {
         let config = &self.ctx.config;
-        let parameters = unseal_parameters(&self.ctx.keys.encryption_key, &c.parameters, c.secret_params.as_deref())
-            .unwrap_or_else(|e| {
-                tracing::error!(execution = c.id, error = %e, "cannot unseal secret parameters");
-                c.parameters.clone()
-            });
+        let (parameters, unsealed) =
+            match unseal_parameters(&self.ctx.keys.encryption_key, &c.parameters, c.secret_params.as_deref()) {
+                Ok(p) => (p, Ok(())),
+                Err(e) => (c.parameters.clone(), Err(e)),
+            };
+        let (secrets, unrunnable) = match (secrets, unsealed) {
+            (Ok(s), Ok(())) => (s, None),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(execution = c.id, error = %e, "execution cannot run");
+                (Map::new(), Some(e))
+            }
+        };
         let timeout = c.timeout_seconds.map_or(config.worker.default_timeout_seconds, |t| t.max(1) as u64);
         Job {
             execution_id: c.id,
@@ -204,6 +224,7 @@ impl Worker {
             pack_dir: c.pack_path.map(PathBuf::from),
             api_url: config.public_url(),
             max_output_bytes: config.worker.max_output_bytes,
+            unrunnable,
         }
     }
 

@@ -106,8 +106,17 @@ async fn register(
     let tenant_id = match tenant_id {
         Some(id) => id,
         None => {
-            let name = format!("{}-{}", body.login, random_token(4).to_lowercase());
-            sqlx::query_scalar(insert_tenant).bind(name).fetch_one(&mut *tx).await?
+            // Keep the name within bounds, and try a few suffixes before giving up.
+            let base: String = body.login.chars().take(100).collect();
+            let mut found = None;
+            for _ in 0..5 {
+                let name = format!("{base}-{}", random_token(6).to_lowercase());
+                if let Some(id) = sqlx::query_scalar(insert_tenant).bind(name).fetch_optional(&mut *tx).await? {
+                    found = Some(id);
+                    break;
+                }
+            }
+            found.ok_or_else(|| ApiError::Conflict("could not find a free tenant name; try again".into()))?
         }
     };
     let id: i64 = sqlx::query_scalar(
@@ -170,12 +179,17 @@ async fn login(
     }
     let role = Role::parse(&role)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("identity {id} has unknown role {role}")))?;
-    let pair = issue_pair(&state, id, tenant_id, role, &body.login, None).await?;
+    let mut tx = state.pool().begin().await?;
+    let pair = issue_pair(&state, &mut tx, id, tenant_id, role, &body.login, None).await?;
+    tx.commit().await?;
     Ok(Json(pair))
 }
 
+/// Stores a new refresh token in `conn`'s transaction (linked from the one it replaces)
+/// and signs the access token.
 async fn issue_pair(
     state: &ApiState,
+    conn: &mut sqlx::PgConnection,
     identity_id: i64,
     tenant_id: i64,
     role: Role,
@@ -183,7 +197,6 @@ async fn issue_pair(
     replaces: Option<i64>,
 ) -> Result<TokenPair, ApiError> {
     let refresh = random_token(32);
-    let mut tx = state.pool().begin().await?;
     let new_id: i64 = sqlx::query_scalar(
         "INSERT INTO attune.refresh_token (identity_id, token_hash, expires_at)
          VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
@@ -191,16 +204,15 @@ async fn issue_pair(
     .bind(identity_id)
     .bind(hash_refresh_token(&refresh))
     .bind(state.tokens.refresh_ttl_seconds as f64)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     if let Some(old) = replaces {
         sqlx::query("UPDATE attune.refresh_token SET replaced_by = $2 WHERE id = $1")
             .bind(old)
             .bind(new_id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await?;
     Ok(TokenPair {
         access_token: state.tokens.issue(identity_id, tenant_id, role, login),
         refresh_token: refresh,
@@ -217,7 +229,9 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let hash = hash_refresh_token(&body.refresh_token);
-    // One statement: two concurrent uses of the same token cannot both succeed.
+    // Revoking the old token and storing its successor commit together; and the revoke is
+    // one statement, so two concurrent uses of the same token cannot both succeed.
+    let mut tx = state.pool().begin().await?;
     let used: Option<(i64, i64, i64, String, String, bool)> = sqlx::query_as(
         "UPDATE attune.refresh_token r SET revoked_at = now()
            FROM attune.identity i
@@ -225,9 +239,10 @@ async fn refresh(
           RETURNING r.id, i.id, i.tenant_id, i.role, i.login, i.disabled",
     )
     .bind(&hash)
-    .fetch_optional(state.pool())
+    .fetch_optional(&mut *tx)
     .await?;
     let Some((token_id, identity_id, tenant_id, role, login, disabled)) = used else {
+        tx.rollback().await?;
         // A revoked token presented again: it leaked or was replayed. End every session of that user.
         let revoked = sqlx::query(
             "UPDATE attune.refresh_token SET revoked_at = now()
@@ -246,7 +261,9 @@ async fn refresh(
         return Err(ApiError::Unauthorized("refresh token is invalid, expired or already used".into()));
     }
     let role = Role::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role}")))?;
-    Ok(Json(issue_pair(&state, identity_id, tenant_id, role, &login, Some(token_id)).await?))
+    let pair = issue_pair(&state, &mut tx, identity_id, tenant_id, role, &login, Some(token_id)).await?;
+    tx.commit().await?;
+    Ok(Json(pair))
 }
 
 /// The caller.

@@ -132,6 +132,7 @@ struct RunnableAction {
     runner_type: String,
     param_schema: Value,
     secret_params: Vec<String>,
+    enabled: bool,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -155,7 +156,7 @@ async fn create(
     who.require(Permission::Run)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     let action: Option<RunnableAction> = sqlx::query_as(
-        "SELECT id, ref, runner_type, param_schema, secret_params FROM attune.action
+        "SELECT id, ref, runner_type, param_schema, secret_params, enabled FROM attune.action
           WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1",
     )
     .bind(&body.action)
@@ -168,10 +169,14 @@ async fn create(
         runner_type,
         param_schema: schema,
         secret_params: secret_names,
+        enabled,
     }) = action
     else {
         return Err(ApiError::NotFound(format!("action {:?} not found", body.action)));
     };
+    if !enabled {
+        return Err(ApiError::Conflict(format!("action {action_ref} is disabled")));
+    }
     let schema =
         ParamSchema::parse(&schema).map_err(|e| ApiError::Internal(anyhow::anyhow!("action {action_ref}: {e}")))?;
     let mut params = body.parameters;

@@ -41,7 +41,27 @@ pub fn check_value(path: &str, value: &serde_json::Value) -> Result<(), String> 
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    // Tenants write these templates and the engine renders them for everyone: bound the
+    // work one evaluation may do (a template loop over range(10**6) runs out of fuel).
+    env.set_fuel(Some(FUEL));
     env
+}
+
+/// Instructions one template evaluation may execute.
+pub const FUEL: u64 = 100_000;
+/// Largest rendered parameter document, in bytes of JSON.
+pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+/// Checks a rendered document can be stored (no NUL characters, within the size bound).
+pub fn check_rendered(path: &str, value: &Value) -> Result<(), String> {
+    let text = value.to_string();
+    if text.len() > MAX_RENDERED_BYTES {
+        return Err(format!("{path} renders to {} bytes, more than the {MAX_RENDERED_BYTES} allowed", text.len()));
+    }
+    if text.contains("\\u0000") {
+        return Err(format!("{path} renders a NUL character, which cannot be stored"));
+    }
+    Ok(())
 }
 
 /// Evaluates rule criteria against `context`; true when the value is truthy.
@@ -131,6 +151,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("action_params.x"), "{err}");
+        let greedy = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = render_value(&env, "action_params", &serde_json::json!({"x": greedy}), &ctx).unwrap_err();
+        assert!(err.contains("fuel"), "a runaway template is stopped: {err}");
+        let nul = render_value(&env, "p", &serde_json::json!({"x": "{{ '\\x00' }}"}), &ctx).unwrap();
+        assert!(check_rendered("action_params", &nul).unwrap_err().contains("NUL"));
+        assert!(check_rendered("action_params", &serde_json::json!({"x": "fine"})).is_ok());
     }
 
     #[test]

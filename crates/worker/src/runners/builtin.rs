@@ -29,13 +29,14 @@ pub async fn run(job: &Job) -> Outcome {
         }
         "core.sleep" => {
             let seconds = job.parameters.get("seconds").and_then(Value::as_f64).unwrap_or(1.0).max(0.0);
-            if Duration::from_secs_f64(seconds) > job.timeout {
+            let wanted = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+            if wanted > job.timeout {
                 tokio::time::sleep(job.timeout).await;
                 let mut out = Outcome::failed(format!("timed out after {} s", job.timeout.as_secs()));
                 out.failure_reason = Some("timeout");
                 return out;
             }
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+            tokio::time::sleep(wanted).await;
             ok(String::new())
         }
         other => Outcome::failed(format!("no builtin action named {other}")),

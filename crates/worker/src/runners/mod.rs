@@ -30,6 +30,9 @@ pub struct Job {
     pub pack_dir: Option<PathBuf>,
     pub api_url: String,
     pub max_output_bytes: usize,
+    /// Set when the job cannot run at all (its secrets could not be read): the runner
+    /// reports this failure instead of running the action with missing values.
+    pub unrunnable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +70,19 @@ impl Outcome {
         }
     }
 
+    /// The same outcome with every NUL character replaced (U+FFFD), so it can be stored.
+    pub fn storable(mut self) -> Outcome {
+        if self.stdout.contains('\0') {
+            self.stdout = without_nul(&self.stdout);
+        }
+        if self.stderr.contains('\0') {
+            self.stderr = without_nul(&self.stderr);
+        }
+        self.error = self.error.map(|e| without_nul(&e));
+        self.output = self.output.map(json_without_nul);
+        self
+    }
+
     /// What `execution.result` keeps (stdout/stderr live in `execution_output`).
     pub fn result_json(&self) -> Value {
         let mut result = json!({
@@ -82,11 +98,38 @@ impl Outcome {
     }
 }
 
-/// Runs `job` with the runner its type names.
+/// Runs `job` with the runner its type names. A panic in a runner becomes a failed
+/// outcome: the execution is never left `running` by a bug.
 pub async fn run(job: &Job) -> Outcome {
-    match job.runner_type.as_str() {
-        "builtin" => builtin::run(job).await,
-        "shell" | "python" => process::run(job).await,
-        other => Outcome::failed(format!("this worker cannot run runner_type {other}")),
+    use futures::FutureExt;
+    if let Some(reason) = &job.unrunnable {
+        return Outcome::failed(reason.clone());
+    }
+    let run = async {
+        match job.runner_type.as_str() {
+            "builtin" => builtin::run(job).await,
+            "shell" | "python" => process::run(job).await,
+            other => Outcome::failed(format!("this worker cannot run runner_type {other}")),
+        }
+    };
+    match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(outcome) => outcome.storable(),
+        Err(_) => Outcome::failed("the worker failed while running this action (a bug: see the worker log)"),
+    }
+}
+
+/// PostgreSQL's text and jsonb cannot hold NUL characters; an action may print them.
+fn without_nul(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+fn json_without_nul(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.contains('\0') => Value::String(without_nul(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(json_without_nul).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (without_nul(&k), json_without_nul(v))).collect())
+        }
+        other => other,
     }
 }

@@ -119,6 +119,19 @@ fn param_env(job: &Job) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The capture of a stream whose writers should be gone; given up after a short wait.
+async fn finish_capture(task: tokio::task::JoinHandle<crate::output::Captured>) -> crate::output::Captured {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(Duration::from_secs(2), task).await {
+        Ok(captured) => captured.unwrap_or_default(),
+        Err(_) => {
+            abort.abort();
+            tracing::warn!("an action's output stayed open after it ended (a process escaped its group); output cut");
+            crate::output::Captured::default()
+        }
+    }
+}
+
 pub async fn run(job: &Job) -> Outcome {
     let (mut cmd, _temp) = match command_for(job) {
         Ok(c) => c,
@@ -184,8 +197,9 @@ pub async fn run(job: &Job) -> Outcome {
         let _ = killpg(g, Signal::SIGKILL);
     }
     writer.abort();
-    let out = stdout.await.unwrap_or_default();
-    let err = stderr.await.unwrap_or_default();
+    // A process that left the group (setsid) may still hold the pipes: do not wait for it.
+    let out = finish_capture(stdout).await;
+    let err = finish_capture(stderr).await;
 
     let stdout_text = out.text(limit);
     let output = last_json_object(&out.tail_text()).or_else(|| last_json_object(&stdout_text));
