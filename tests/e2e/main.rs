@@ -7,3 +7,4 @@ mod foundation;
 mod identity;
 mod packs;
 mod pipeline;
+mod timers;

@@ -259,6 +259,14 @@ impl TestApp {
         tokio::spawn(attune_executor::run(self.ctx.clone(), self.shutdown.clone()));
     }
 
+    /// Starts a sensor service (timers) on this app's database; cancel the returned token
+    /// to stop just that one.
+    pub fn start_sensor(&self) -> Shutdown {
+        let token = self.shutdown.child_token();
+        tokio::spawn(attune_sensor::run(self.ctx.clone(), token.clone()));
+        token
+    }
+
     /// Starts one more worker on this app's database.
     pub fn start_worker(&self) {
         tokio::spawn(attune_worker::run(self.ctx.clone(), self.shutdown.clone()));

@@ -20,6 +20,8 @@ pub enum Mode {
     Noop,
     /// webhook → rule → a shell action (`true`): one child process per execution
     Shell,
+    /// `--timers` interval timers at 1 s for `--seconds`: fire-time precision
+    Timers,
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +42,12 @@ pub struct BenchArgs {
     pub url: Option<String>,
     #[arg(long, default_value = "admin")]
     pub login: String,
+    /// Timers mode: how many 1 s interval timers.
+    #[arg(long, default_value_t = 1000)]
+    pub timers: usize,
+    /// Timers mode: how long to let them tick.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
     /// Default: ATTUNE_ADMIN_PASSWORD, else the password saved in the data dir.
     #[arg(long, env = "ATTUNE_BENCH_PASSWORD")]
     pub password: Option<String>,
@@ -93,6 +101,9 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     let token = login.json::<Value>().await?["access_token"].as_str().unwrap_or_default().to_string();
     let api = Api { http: http.clone(), base: base.clone(), token };
 
+    if args.mode == Mode::Timers {
+        return timers(&api, pool, &args).await;
+    }
     // The bench pack: one webhook trigger, one enabled rule for the chosen mode.
     api.ensure("/api/v1/packs", json!({"ref": "bench", "version": "1.0.0", "description": "attune bench"})).await?;
     api.ensure("/api/v1/triggers", json!({"ref": "bench.hook", "type": "webhook"})).await?;
@@ -207,5 +218,38 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     println!("accepted → running  ms:  p50 {r50:.1}  p95 {r95:.1}  p99 {r99:.1}");
     println!("accepted → finished ms:  p50 {f50:.1}  p95 {f95:.1}  p99 {f99:.1}");
     println!("failed executions:       {failed}");
+    Ok(())
+}
+
+/// Timers mode: N interval timers at 1 s, each with a rule whose criteria are false (the
+/// events are matched, nothing runs), ticking for `--seconds`; then the precision of
+/// every tick, |fired − scheduled|, from the events' payloads.
+async fn timers(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<()> {
+    api.ensure("/api/v1/packs", json!({"ref": "bench_timers", "version": "1.0.0"})).await?;
+    println!("creating {} interval timers (1 s)", args.timers);
+    for i in 0..args.timers {
+        api.ensure("/api/v1/triggers", json!({"ref": format!("bench_timers.t{i}"), "type": "timer.interval", "parameters": {"interval_seconds": 1}})).await?;
+        api.ensure("/api/v1/rules", json!({"ref": format!("bench_timers.r{i}"), "trigger": format!("bench_timers.t{i}"), "action": "core.noop", "criteria": "false", "enabled": false})).await?;
+    }
+    let baseline: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM attune.event").fetch_one(pool).await?;
+    // Start them together: enable every rule in one statement.
+    sqlx::query("UPDATE attune.rule SET enabled = true WHERE ref LIKE 'bench_timers.%'").execute(pool).await?;
+    println!("ticking for {} s", args.seconds);
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    sqlx::query("UPDATE attune.rule SET enabled = false WHERE ref LIKE 'bench_timers.%'").execute(pool).await?;
+    let row: (i64, f64, f64, f64, f64) = sqlx::query_as(
+        "WITH t AS (SELECT extract(epoch FROM (payload->>'fired_at')::timestamptz - (payload->>'scheduled_at')::timestamptz)::float8 * 1000 AS late
+                      FROM attune.event WHERE id > $1 AND source = 'timer' AND trigger_ref LIKE 'bench_timers.%')
+         SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY late), percentile_cont(0.95) WITHIN GROUP (ORDER BY late),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY late), max(late) FROM t",
+    )
+    .bind(baseline)
+    .fetch_one(pool)
+    .await?;
+    let (n, p50, p95, p99, max) = row;
+    println!();
+    println!("timers:                  {}", args.timers);
+    println!("ticks:                   {n} ({:.0}/s)", n as f64 / args.seconds as f64);
+    println!("|fired − scheduled| ms:  p50 {p50:.1}  p95 {p95:.1}  p99 {p99:.1}  max {max:.1}");
     Ok(())
 }

@@ -63,6 +63,11 @@ impl Wakeup {
         Ok(Wakeup { notify })
     }
 
+    /// Returns when a notification (or a same-process hint) arrives.
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
     /// Returns on a notification, after `poll`, or at shutdown, whichever comes first.
     pub async fn wait(&self, poll: Duration, shutdown: &Shutdown) {
         tokio::select! {

@@ -1,15 +1,17 @@
-//! Attune sensor service: timers (interval, cron, date) and custom sensor processes.
+//! Attune sensor service: turns time (and, later, custom sensor processes) into events.
 //!
-//! Planned layout (the sensors-and-timers issue builds it): `timers.rs` (claims
-//! `timer_state` rows with SKIP LOCKED so a tick fires once across replicas) and
-//! `custom.rs` (supervises pack sensor processes).
+//! # Layout
+//! - [`schedule`]: when interval, cron and date timers tick, and the missed-tick policy.
+//! - [`timers`]: the service loop — reconcile `timer_state` with triggers and rules, claim
+//!   due ticks with `FOR UPDATE SKIP LOCKED`, insert their events, sleep until the next.
 //!
-//! Not built yet: [`run`] only waits for shutdown, so `attune up` can already run it.
+//! Custom sensors from packs (`sensors/NAME.yaml`) are loaded and stored, but not run yet.
+
+pub mod schedule;
+pub mod timers;
 
 use attune_core::{Context, Shutdown};
 
-pub async fn run(_ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    tracing::info!("sensor: no timers yet (arrive with the sensors-and-timers issue); idle");
-    shutdown.cancelled().await;
-    Ok(())
+pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    timers::run(ctx, shutdown).await
 }
