@@ -7,4 +7,5 @@ mod foundation;
 mod identity;
 mod packs;
 mod pipeline;
+mod sensors;
 mod timers;

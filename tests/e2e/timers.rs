@@ -252,3 +252,49 @@ async fn a_stopped_sensor_service_loses_no_tick_beyond_the_missed_tick_policy() 
     let seqs: Vec<i64> = t.iter().map(|p| p["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=t.len() as i64).collect::<Vec<_>>());
 }
+
+/// A sensor service dying in the middle of firing (its transaction cut off after it claimed
+/// the tick and wrote the event) loses no tick and fires none twice.
+#[tokio::test]
+async fn a_sensor_killed_mid_fire_loses_and_doubles_no_tick() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    let first = app.start_sensor();
+    let u = app.register("killed").await;
+    let (trigger, _) = timer(&app, &u, "k", "timer.interval", json!({"interval_seconds": 0.5})).await;
+    wait_ticks(&app, trigger, 2, Duration::from_secs(10)).await;
+    first.cancel();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let mut victim = sqlx::PgConnection::connect_with(&app.db.connect_options()).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut victim).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut victim).await.unwrap();
+    let claimed: Vec<(i64,)> = sqlx::query_as(
+        include_str!("../../sql/sensor/claim_due.sql")
+            .replace(
+                "SELECT ts.trigger_id, ts.next_fire_at, ts.seq, t.type, t.parameters, t.tenant_id, t.ref",
+                "SELECT ts.trigger_id",
+            )
+            .as_str(),
+    )
+    .bind(10i64)
+    .fetch_all(&mut victim)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 1, "the tick is due and claimed by the doomed service");
+    sqlx::query("INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source) VALUES ($1, $2, 'tm.k', '{\"doomed\": true}', 'timer')")
+        .bind(u.tenant_id)
+        .bind(trigger)
+        .execute(&mut victim)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(app.pool()).await.unwrap();
+    drop(victim);
+
+    let before = ticks(&app, trigger).await.len();
+    app.start_sensor();
+    let t = wait_ticks(&app, trigger, before + 2, Duration::from_secs(10)).await;
+    assert!(t.iter().all(|p| p.get("doomed").is_none()), "the dead transaction's event is gone");
+    let seqs: Vec<i64> = t.iter().map(|p| p["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=t.len() as i64).collect::<Vec<_>>(), "no tick lost, none doubled");
+}

@@ -1,17 +1,21 @@
-//! Attune sensor service: turns time (and, later, custom sensor processes) into events.
+//! Attune sensor service: turns time and custom sensor processes into events.
 //!
 //! # Layout
 //! - [`schedule`]: when interval, cron and date timers tick, and the missed-tick policy.
 //! - [`timers`]: the service loop — reconcile `timer_state` with triggers and rules, claim
 //!   due ticks with `FOR UPDATE SKIP LOCKED`, insert their events, sleep until the next.
 //!
-//! Custom sensors from packs (`sensors/NAME.yaml`) are loaded and stored, but not run yet.
+//! - [`custom`]: pack sensors — one supervised process per sensor across all services
+//!   (leases), restarted with backoff; each JSON line it writes becomes an event.
 
+pub mod custom;
 pub mod schedule;
 pub mod timers;
 
 use attune_core::{Context, Shutdown};
 
+/// Runs the timers and the custom sensors until `shutdown`.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    timers::run(ctx, shutdown).await
+    let (a, b) = tokio::join!(timers::run(ctx.clone(), shutdown.clone()), custom::run(ctx, shutdown));
+    a.and(b)
 }

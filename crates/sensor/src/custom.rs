@@ -1,0 +1,238 @@
+//! Custom sensors: long-running processes from packs whose JSON lines become events.
+//!
+//! A sensor runs while it is enabled and its trigger has an enabled rule. One process per
+//! sensor across all sensor services: a service runs a sensor only while it holds the
+//! sensor's lease in `attune.sensor_lease` (taken or renewed every few seconds, expiring
+//! after [`LEASE`] if its holder dies). The process gets `{"config", "poll_interval",
+//! "trigger"}` on stdin (and `ATTUNE_POLL_INTERVAL`), writes one JSON object per line to
+//! stdout — each becomes an event of its trigger — and its stderr goes to this service's
+//! log under the sensor's ref. When it exits it is restarted with a growing backoff.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use attune_core::wakeup::{Hint, Wakeup};
+use attune_core::{Context, Shutdown};
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// How long a lease lasts without renewal.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// How often leases are renewed and the wanted set re-read.
+const TICK: Duration = Duration::from_secs(3);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(sqlx::FromRow, Clone, Debug)]
+struct SensorRow {
+    id: i64,
+    tenant_id: Option<i64>,
+    #[sqlx(rename = "ref")]
+    sensor_ref: String,
+    runner_type: String,
+    entry_point: String,
+    poll_interval: i32,
+    config: Value,
+    trigger_id: i64,
+    trigger_ref: String,
+    pack_path: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+struct Running {
+    updated_at: DateTime<Utc>,
+    stop: Shutdown,
+}
+
+pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    let pool = ctx.pool.clone();
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let host =
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| "localhost".into());
+    let holder =
+        format!("{host}/{}/{}", std::process::id(), SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let definitions = Wakeup::listen(&pool, &["attune_rule", "attune_timer"], shutdown.clone()).await?;
+    let events = Hint::spawn(pool.clone(), "attune_event", shutdown.clone());
+    let mut running: HashMap<i64, Running> = HashMap::new();
+    while !shutdown.is_cancelled() {
+        if let Err(e) = supervise(&pool, &holder, &events, &mut running).await {
+            tracing::error!(error = %e, "sensor supervision failed");
+        }
+        tokio::select! {
+            _ = definitions.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    for (_, r) in running.drain() {
+        r.stop.cancel();
+    }
+    let _ = sqlx::query("DELETE FROM attune.sensor_lease WHERE holder = $1").bind(&holder).execute(&pool).await;
+    Ok(())
+}
+
+/// Starts the sensors this service should run and holds the lease of, stops the others.
+async fn supervise(
+    pool: &PgPool,
+    holder: &str,
+    events: &Hint,
+    running: &mut HashMap<i64, Running>,
+) -> Result<(), sqlx::Error> {
+    let wanted: Vec<SensorRow> =
+        sqlx::query_as(include_str!("../../../sql/sensor/wanted_sensors.sql")).fetch_all(pool).await?;
+    let ids: Vec<i64> = wanted.iter().map(|s| s.id).collect();
+    let held: Vec<i64> = sqlx::query_scalar(include_str!("../../../sql/sensor/take_leases.sql"))
+        .bind(holder)
+        .bind(&ids)
+        .bind(LEASE.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+    let keep: HashMap<i64, &SensorRow> = wanted.iter().filter(|s| held.contains(&s.id)).map(|s| (s.id, s)).collect();
+    // Stop what is no longer wanted, no longer ours, or changed since it started.
+    running.retain(|id, r| {
+        let still = keep.get(id).is_some_and(|s| s.updated_at == r.updated_at);
+        if !still {
+            r.stop.cancel();
+        }
+        still
+    });
+    // Leases of sensors no longer wanted go back at once.
+    sqlx::query("DELETE FROM attune.sensor_lease WHERE holder = $1 AND NOT (sensor_id = ANY($2))")
+        .bind(holder)
+        .bind(&ids)
+        .execute(pool)
+        .await?;
+    for (id, sensor) in keep {
+        if running.contains_key(&id) {
+            continue;
+        }
+        let stop = Shutdown::new();
+        tracing::info!(sensor = %sensor.sensor_ref, "starting sensor");
+        tokio::spawn(keep_running(pool.clone(), (*sensor).clone(), events.clone(), stop.clone()));
+        running.insert(id, Running { updated_at: sensor.updated_at, stop });
+    }
+    Ok(())
+}
+
+/// Runs the sensor's process until `stop`, restarting it with a growing backoff.
+async fn keep_running(pool: PgPool, sensor: SensorRow, events: Hint, stop: Shutdown) {
+    let mut backoff = Duration::from_secs(1);
+    while !stop.is_cancelled() {
+        let started = std::time::Instant::now();
+        match run_once(&pool, &sensor, &events, &stop).await {
+            Ok(status) => tracing::warn!(sensor = %sensor.sensor_ref, %status, "sensor exited"),
+            Err(e) => tracing::error!(sensor = %sensor.sensor_ref, error = %e, "sensor could not run"),
+        }
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.cancelled() => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    tracing::info!(sensor = %sensor.sensor_ref, "sensor stopped");
+}
+
+async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutdown) -> Result<String, String> {
+    let dir = sensor.pack_path.as_ref().map(|p| PathBuf::from(p).join("sensors")).ok_or("its pack has no directory")?;
+    let program = dir.join(&sensor.entry_point);
+    let mut cmd = match sensor.runner_type.as_str() {
+        "python" => {
+            let mut c = Command::new("python3");
+            c.arg("-u").arg(&program);
+            c
+        }
+        "node" => {
+            let mut c = Command::new("node");
+            c.arg(&program);
+            c
+        }
+        _ => {
+            let mut c = Command::new("/bin/sh");
+            c.arg(&program);
+            c
+        }
+    };
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
+        .env("LANG", "C.UTF-8")
+        .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+        .env("ATTUNE_POLL_INTERVAL", sensor.poll_interval.to_string())
+        .env("ATTUNE_SENSOR_REF", &sensor.sensor_ref)
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let doc = json!({"config": sensor.config, "poll_interval": sensor.poll_interval, "trigger": sensor.trigger_ref});
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(doc.to_string().as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    }
+    let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let sensor_ref = sensor.sensor_ref.clone();
+    let stderr_task = tokio::spawn(async move {
+        while let Ok(Some(line)) = err.next_line().await {
+            tracing::info!(sensor = %sensor_ref, "{line}");
+        }
+    });
+    let result = loop {
+        tokio::select! {
+            line = out.next_line() => match line {
+                Ok(Some(line)) => emit(pool, sensor, events, &line).await,
+                Ok(None) | Err(_) => break child.wait().await.map(|s| s.to_string()).map_err(|e| e.to_string()),
+            },
+            _ = stop.cancelled() => {
+                if let Some(g) = group {
+                    let _ = killpg(g, Signal::SIGTERM);
+                }
+                let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                    Ok(s) => s.map(|s| s.to_string()).map_err(|e| e.to_string()),
+                    Err(_) => Ok("killed".to_string()),
+                };
+                break status;
+            }
+        }
+    };
+    if let Some(g) = group {
+        let _ = killpg(g, Signal::SIGKILL);
+    }
+    stderr_task.abort();
+    result
+}
+
+/// One stdout line: a JSON object becomes an event; anything else is logged and skipped.
+async fn emit(pool: &PgPool, sensor: &SensorRow, events: &Hint, line: &str) {
+    let payload = match serde_json::from_str::<Value>(line.trim()) {
+        Ok(v @ Value::Object(_)) if !line.contains("\\u0000") => v,
+        _ => {
+            tracing::warn!(sensor = %sensor.sensor_ref, line, "sensor wrote a line that is not a JSON object; skipped");
+            return;
+        }
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source) VALUES ($1, $2, $3, $4, 'sensor')",
+    )
+    .bind(sensor.tenant_id)
+    .bind(sensor.trigger_id)
+    .bind(&sensor.trigger_ref)
+    .bind(&payload)
+    .execute(pool)
+    .await;
+    match inserted {
+        Ok(_) => events.poke(),
+        Err(e) => tracing::error!(sensor = %sensor.sensor_ref, error = %e, "cannot store a sensor event"),
+    }
+}
