@@ -126,7 +126,7 @@ async fn list(
 }
 
 pub async fn fetch(conn: &mut PgConnection, tenant_id: i64, id: i64) -> Result<ActionView, ApiError> {
-    sqlx::query_as(&format!("{SELECT} WHERE id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)"))
+    sqlx::query_as(&db::definition_by_id(SELECT, ""))
         .bind(id)
         .bind(tenant_id)
         .fetch_optional(conn)
@@ -176,10 +176,8 @@ async fn get_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ActionView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = fetch(&mut tx, who.tenant_id, id).await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_id(SELECT, "");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "action").await?))
 }
 
 /// One action by ref (the tenant's own, else the system pack's).
@@ -191,17 +189,8 @@ async fn get_by_ref(
     ApiPath(r): ApiPath<String>,
 ) -> Result<Json<ActionView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view: ActionView = sqlx::query_as(&format!(
-        "{SELECT} WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"
-    ))
-    .bind(&r)
-    .bind(who.tenant_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("action", format!("{r:?}")))?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_ref(SELECT, "");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, r, "action").await?))
 }
 
 /// Changes any field but `ref`; the result is validated like a create. `null` clears a field.

@@ -84,15 +84,8 @@ async fn get_event(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<EventView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = sqlx::query_as(&format!("{SELECT_EVENT} WHERE id = $1 AND tenant_id = $2"))
-        .bind(id)
-        .bind(who.tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event", id))?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = format!("{SELECT_EVENT} WHERE id = $1 AND tenant_id = $2");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "event").await?))
 }
 
 #[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -166,13 +159,6 @@ async fn get_enforcement(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<EnforcementView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = sqlx::query_as(&format!("{SELECT_ENFORCEMENT} WHERE f.id = $1 AND f.tenant_id = $2"))
-        .bind(id)
-        .bind(who.tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("enforcement", id))?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = format!("{SELECT_ENFORCEMENT} WHERE f.id = $1 AND f.tenant_id = $2");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "enforcement").await?))
 }

@@ -98,7 +98,7 @@ pub struct CreatePack {
 }
 
 async fn fetch(conn: &mut sqlx::PgConnection, tenant_id: i64, id: i64) -> Result<PackView, ApiError> {
-    sqlx::query_as(&format!("{SELECT} WHERE id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)"))
+    sqlx::query_as(&db::definition_by_id(SELECT, ""))
         .bind(id)
         .bind(tenant_id)
         .fetch_optional(conn)
@@ -215,10 +215,8 @@ async fn get_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<PackView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = fetch(&mut tx, who.tenant_id, id).await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_id(SELECT, "");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "pack").await?))
 }
 
 /// One pack by ref (the tenant's own, else the system pack of that ref).
@@ -230,21 +228,17 @@ async fn get_by_ref(
     ApiPath(r): ApiPath<String>,
 ) -> Result<Json<PackView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = by_ref(&mut tx, who.tenant_id, &r).await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_ref(SELECT, "");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, r, "pack").await?))
 }
 
 async fn by_ref(conn: &mut sqlx::PgConnection, tenant_id: i64, r: &str) -> Result<PackView, ApiError> {
-    sqlx::query_as(&format!(
-        "{SELECT} WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"
-    ))
-    .bind(r)
-    .bind(tenant_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| ApiError::not_found("pack", format!("{r:?}")))
+    sqlx::query_as(&db::definition_by_ref(SELECT, ""))
+        .bind(r)
+        .bind(tenant_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pack", format!("{r:?}")))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -117,7 +117,7 @@ async fn list(
 }
 
 async fn fetch(conn: &mut PgConnection, tenant_id: i64, id: i64) -> Result<RuleView, ApiError> {
-    sqlx::query_as(&format!("{SELECT} WHERE r.id = $1 AND (r.tenant_id = $2 OR r.tenant_id IS NULL)"))
+    sqlx::query_as(&db::definition_by_id(SELECT, "r."))
         .bind(id)
         .bind(tenant_id)
         .fetch_optional(conn)
@@ -177,10 +177,8 @@ async fn get_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<RuleView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = fetch(&mut tx, who.tenant_id, id).await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_id(SELECT, "r.");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "rule").await?))
 }
 
 /// One rule by ref.
@@ -192,17 +190,8 @@ async fn get_by_ref(
     ApiPath(r): ApiPath<String>,
 ) -> Result<Json<RuleView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view: RuleView = sqlx::query_as(&format!(
-        "{SELECT} WHERE r.ref = $1 AND (r.tenant_id = $2 OR r.tenant_id IS NULL) ORDER BY r.tenant_id NULLS LAST LIMIT 1"
-    ))
-    .bind(&r)
-    .bind(who.tenant_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("rule", format!("{r:?}")))?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_ref(SELECT, "r.");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, r, "rule").await?))
 }
 
 /// Changes any of `enabled`, `criteria`, `action_params`, `notify_on_trigger`,

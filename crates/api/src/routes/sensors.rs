@@ -91,13 +91,6 @@ async fn get_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<SensorView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = sqlx::query_as(&format!("{SELECT} WHERE s.id = $1 AND (s.tenant_id = $2 OR s.tenant_id IS NULL)"))
-        .bind(id)
-        .bind(who.tenant_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("sensor", id))?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_id(SELECT, "s.");
+    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "sensor").await?))
 }

@@ -143,7 +143,7 @@ async fn list(
 }
 
 async fn fetch(state: &ApiState, conn: &mut PgConnection, tenant_id: i64, id: i64) -> Result<TriggerView, ApiError> {
-    let row: TriggerRow = sqlx::query_as(&format!("{SELECT} WHERE id = $1 AND (tenant_id = $2 OR tenant_id IS NULL)"))
+    let row: TriggerRow = sqlx::query_as(&db::definition_by_id(SELECT, ""))
         .bind(id)
         .bind(tenant_id)
         .fetch_optional(conn)
@@ -197,10 +197,9 @@ async fn get_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TriggerView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let view = fetch(&state, &mut tx, who.tenant_id, id).await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    let sql = db::definition_by_id(SELECT, "");
+    let row = db::read_one(state.pool(), who.tenant_id, &sql, id, "trigger").await?;
+    Ok(Json(view(&state, row)))
 }
 
 /// One trigger by ref.
@@ -212,16 +211,8 @@ async fn get_by_ref(
     ApiPath(r): ApiPath<String>,
 ) -> Result<Json<TriggerView>, ApiError> {
     who.require(Permission::Read)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let row: TriggerRow = sqlx::query_as(&format!(
-        "{SELECT} WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"
-    ))
-    .bind(&r)
-    .bind(who.tenant_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("trigger", format!("{r:?}")))?;
-    tx.commit().await?;
+    let sql = db::definition_by_ref(SELECT, "");
+    let row = db::read_one(state.pool(), who.tenant_id, &sql, r, "trigger").await?;
     Ok(Json(view(&state, row)))
 }
 
