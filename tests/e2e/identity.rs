@@ -268,6 +268,7 @@ async fn t3_29_rate_limit_per_user_with_retry_after_and_admin_exemption() {
 
     let mut ok = 0;
     let mut limited = Vec::new();
+    let burst_started = std::time::Instant::now();
     for _ in 0..30 {
         let a = app.get(&viewer, "/auth/me").await;
         match a.status {
@@ -276,7 +277,12 @@ async fn t3_29_rate_limit_per_user_with_retry_after_and_admin_exemption() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert!((10..=12).contains(&ok), "about the first 10 pass, got {ok}");
+    // The bucket holds 10 and refills at 10/s while the burst lasts (longer on a busy machine).
+    let refilled = (burst_started.elapsed().as_secs_f64() * 10.0).ceil() as usize;
+    assert!(
+        ok >= 10 && ok <= 10 + refilled + 1,
+        "the first 10 pass, then only the refill: {ok} passed, {refilled} refilled"
+    );
     let first = &limited[0];
     assert_eq!(first.body["error"]["code"], "rate_limited");
     let retry_after: u64 = first.headers["retry-after"].to_str().unwrap().parse().unwrap();

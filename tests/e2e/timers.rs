@@ -99,6 +99,13 @@ async fn t1_2_date_timer_fires_exactly_once() {
         .await
         .unwrap();
     assert!(done, "the timer is marked done");
+    // Changing anything but its schedule does not arm it again.
+    assert_eq!(
+        app.patch(&u, &format!("/api/v1/triggers/{trigger}"), json!({"description": "renamed"})).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(ticks(&app, trigger).await.len(), 1, "a description change does not re-fire a done date timer");
 }
 
 #[tokio::test]

@@ -48,21 +48,32 @@ struct SensorRow {
 struct Running {
     updated_at: DateTime<Utc>,
     stop: Shutdown,
+    task: tokio::task::JoinHandle<()>,
 }
 
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = ctx.pool.clone();
-    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let host =
         nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| "localhost".into());
-    let holder =
-        format!("{host}/{}/{}", std::process::id(), SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    // Unique even for containers sharing a hostname and a pid.
+    let holder = format!("{host}/{}/{:016x}", std::process::id(), rand::random::<u64>());
     let definitions = Wakeup::listen(&pool, &["attune_rule", "attune_timer"], shutdown.clone()).await?;
     let events = Hint::spawn(pool.clone(), "attune_event", shutdown.clone());
     let mut running: HashMap<i64, Running> = HashMap::new();
+    let mut renewed = std::time::Instant::now();
     while !shutdown.is_cancelled() {
-        if let Err(e) = supervise(&pool, &holder, &events, &mut running).await {
-            tracing::error!(error = %e, "sensor supervision failed");
+        match supervise(&pool, &holder, &events, &mut running).await {
+            Ok(()) => renewed = std::time::Instant::now(),
+            Err(e) => {
+                tracing::error!(error = %e, "sensor supervision failed");
+                // Our leases may lapse and another service take the sensors over: stop
+                // ours before that can happen, so there are never two.
+                if renewed.elapsed() > LEASE / 2 {
+                    for r in running.values() {
+                        r.stop.cancel();
+                    }
+                }
+            }
         }
         tokio::select! {
             _ = definitions.notified() => {}
@@ -70,14 +81,20 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => {}
         }
     }
-    for (_, r) in running.drain() {
+    // Stop every process and wait for them before giving the leases back.
+    for r in running.values() {
         r.stop.cancel();
+    }
+    for (_, r) in running.drain() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), r.task).await;
     }
     let _ = sqlx::query("DELETE FROM attune.sensor_lease WHERE holder = $1").bind(&holder).execute(&pool).await;
     Ok(())
 }
 
 /// Starts the sensors this service should run and holds the lease of, stops the others.
+/// A stopping sensor keeps its lease (and its place) until its process has exited, so an
+/// old and a new process never overlap.
 async fn supervise(
     pool: &PgPool,
     holder: &str,
@@ -86,7 +103,9 @@ async fn supervise(
 ) -> Result<(), sqlx::Error> {
     let wanted: Vec<SensorRow> =
         sqlx::query_as(include_str!("../../../sql/sensor/wanted_sensors.sql")).fetch_all(pool).await?;
-    let ids: Vec<i64> = wanted.iter().map(|s| s.id).collect();
+    let mut ids: Vec<i64> = wanted.iter().map(|s| s.id).collect();
+    let stopping: Vec<i64> = running.keys().copied().filter(|id| !ids.contains(id)).collect();
+    ids.extend(stopping);
     let held: Vec<i64> = sqlx::query_scalar(include_str!("../../../sql/sensor/take_leases.sql"))
         .bind(holder)
         .bind(&ids)
@@ -94,18 +113,17 @@ async fn supervise(
         .fetch_all(pool)
         .await?;
     let keep: HashMap<i64, &SensorRow> = wanted.iter().filter(|s| held.contains(&s.id)).map(|s| (s.id, s)).collect();
-    // Stop what is no longer wanted, no longer ours, or changed since it started.
-    running.retain(|id, r| {
-        let still = keep.get(id).is_some_and(|s| s.updated_at == r.updated_at);
-        if !still {
+    for (id, r) in running.iter() {
+        if keep.get(id).is_none_or(|s| s.updated_at != r.updated_at) {
             r.stop.cancel();
         }
-        still
-    });
-    // Leases of sensors no longer wanted go back at once.
+    }
+    running.retain(|_, r| !(r.stop.is_cancelled() && r.task.is_finished()));
+    // Leases of sensors neither wanted nor still stopping go back at once.
+    let still: Vec<i64> = running.keys().copied().chain(keep.keys().copied()).collect();
     sqlx::query("DELETE FROM attune.sensor_lease WHERE holder = $1 AND NOT (sensor_id = ANY($2))")
         .bind(holder)
-        .bind(&ids)
+        .bind(&still)
         .execute(pool)
         .await?;
     for (id, sensor) in keep {
@@ -114,8 +132,8 @@ async fn supervise(
         }
         let stop = Shutdown::new();
         tracing::info!(sensor = %sensor.sensor_ref, "starting sensor");
-        tokio::spawn(keep_running(pool.clone(), (*sensor).clone(), events.clone(), stop.clone()));
-        running.insert(id, Running { updated_at: sensor.updated_at, stop });
+        let task = tokio::spawn(keep_running(pool.clone(), (*sensor).clone(), events.clone(), stop.clone()));
+        running.insert(id, Running { updated_at: sensor.updated_at, stop, task });
     }
     Ok(())
 }
@@ -188,16 +206,31 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
             tracing::info!(sensor = %sensor_ref, "{line}");
         }
     });
+    let terminate = |group: Option<Pid>| {
+        if let Some(g) = group {
+            let _ = killpg(g, Signal::SIGTERM);
+        }
+    };
     let result = loop {
         tokio::select! {
             line = out.next_line() => match line {
                 Ok(Some(line)) => emit(pool, sensor, events, &line).await,
-                Ok(None) | Err(_) => break child.wait().await.map(|s| s.to_string()).map_err(|e| e.to_string()),
+                // stdout closed or unreadable: the sensor is done for, whether or not the
+                // process has exited yet.
+                Ok(None) | Err(_) => {
+                    let status = tokio::select! {
+                        status = child.wait() => status.map(|s| s.to_string()).map_err(|e| e.to_string()),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                            terminate(group);
+                            Ok("closed its output; stopped".to_string())
+                        }
+                        _ = stop.cancelled() => Ok("stopped".to_string()),
+                    };
+                    break status;
+                }
             },
             _ = stop.cancelled() => {
-                if let Some(g) = group {
-                    let _ = killpg(g, Signal::SIGTERM);
-                }
+                terminate(group);
                 let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
                     Ok(s) => s.map(|s| s.to_string()).map_err(|e| e.to_string()),
                     Err(_) => Ok("killed".to_string()),
@@ -206,9 +239,11 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
             }
         }
     };
+    // Whatever is left of its process group goes with it.
     if let Some(g) = group {
         let _ = killpg(g, Signal::SIGKILL);
     }
+    let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
     stderr_task.abort();
     result
 }

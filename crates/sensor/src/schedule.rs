@@ -12,6 +12,7 @@
 
 use std::str::FromStr;
 
+use attune_core::domain::trigger_type::MAX_INTERVAL_SECONDS;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
@@ -26,9 +27,12 @@ impl Schedule {
     pub fn parse(kind: &str, params: &Value) -> Result<Schedule, String> {
         match kind {
             "timer.interval" => {
+                let seconds = params
+                    .get("interval_seconds")
+                    .and_then(Value::as_f64)
+                    .filter(|s| *s > 0.0 && *s <= MAX_INTERVAL_SECONDS);
                 let seconds =
-                    params.get("interval_seconds").and_then(Value::as_f64).filter(|s| *s > 0.0 && s.is_finite());
-                let seconds = seconds.ok_or("interval_seconds must be a positive number")?;
+                    seconds.ok_or("interval_seconds must be a positive number of seconds, at most 100 years")?;
                 Ok(Schedule::Interval(Duration::microseconds((seconds * 1_000_000.0).round().max(1000.0) as i64)))
             }
             "timer.cron" => {
@@ -49,14 +53,16 @@ impl Schedule {
         }
     }
 
+    /// The first cron tick strictly after `after`. (In the hour repeated when clocks go
+    /// back, the crate can yield the earlier of two matching instants, already past.)
     fn cron_after(schedule: &cron::Schedule, tz: &chrono_tz::Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        schedule.after(&after.with_timezone(tz)).next().map(|t| t.with_timezone(&Utc))
+        schedule.after(&after.with_timezone(tz)).map(|t| t.with_timezone(&Utc)).take(1000).find(|t| *t > after)
     }
 
     /// The first tick of a timer that starts (or resumes) at `now`.
     pub fn first(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Interval(every) => Some(now + *every),
+            Schedule::Interval(every) => now.checked_add_signed(*every),
             Schedule::Cron(schedule, tz) => Self::cron_after(schedule, tz, now),
             Schedule::Date(date) => Some(*date),
         }
@@ -69,7 +75,8 @@ impl Schedule {
             Schedule::Interval(every) => {
                 let step = every.num_microseconds().unwrap_or(i64::MAX).max(1);
                 let behind = (now - scheduled).num_microseconds().unwrap_or(0).max(0);
-                Some(scheduled + Duration::microseconds(step * (behind / step + 1)))
+                let ahead = step.checked_mul(behind / step + 1)?;
+                scheduled.checked_add_signed(Duration::microseconds(ahead))
             }
             Schedule::Cron(schedule, tz) => Self::cron_after(schedule, tz, now.max(scheduled)),
             Schedule::Date(_) => None,
@@ -114,6 +121,21 @@ mod tests {
             "09:00 in Paris is 08:00 UTC in winter"
         );
         assert!(Schedule::parse("timer.cron", &json!({"cron": "0 0 9 * * *", "timezone": "Mars/Olympus"})).is_err());
+    }
+
+    #[test]
+    fn cron_never_returns_a_past_tick_when_clocks_go_back() {
+        let s =
+            Schedule::parse("timer.cron", &json!({"cron": "0 */15 * * * *", "timezone": "America/New_York"})).unwrap();
+        let now = at("2026-11-01T06:10:00Z"); // 01:10 in the repeated hour
+        let next = s.first(now).unwrap();
+        assert!(next > now, "{next}");
+        assert!(s.next(next, next).unwrap() > next);
+    }
+
+    #[test]
+    fn absurd_intervals_are_refused_not_panicking() {
+        assert!(Schedule::parse("timer.interval", &json!({"interval_seconds": 1e13})).is_err());
     }
 
     #[test]

@@ -32,12 +32,13 @@ struct TimerTrigger {
     #[sqlx(rename = "type")]
     kind: String,
     parameters: Value,
-    updated_at: DateTime<Utc>,
+    schedule_hash: String,
     active: bool,
     has_state: bool,
     next_fire_at: Option<DateTime<Utc>>,
     done: Option<bool>,
-    state_updated_at: Option<DateTime<Utc>>,
+    state_hash: Option<String>,
+    now: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -51,6 +52,7 @@ struct Due {
     tenant_id: Option<i64>,
     #[sqlx(rename = "ref")]
     trigger_ref: String,
+    now: DateTime<Utc>,
 }
 
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -76,13 +78,13 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        let earliest: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT min(next_fire_at) FROM attune.timer_state WHERE next_fire_at IS NOT NULL")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
-        let wait = earliest
-            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+        // Seconds to the next tick by the database's clock, which every service shares.
+        let seconds: Option<f64> = sqlx::query_scalar(include_str!("../../../sql/sensor/next_wait.sql"))
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
+        let wait = seconds
+            .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(RESYNC))
             .unwrap_or(RESYNC)
             .clamp(Duration::from_millis(1), RESYNC);
         tokio::select! {
@@ -106,41 +108,43 @@ pub async fn reconcile(pool: &PgPool) -> Result<(), sqlx::Error> {
     }
     let timers: Vec<TimerTrigger> =
         sqlx::query_as(include_str!("../../../sql/sensor/timer_triggers.sql")).fetch_all(&mut *tx).await?;
-    let now = Utc::now();
-    let (mut ids, mut nexts, mut dones) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut nexts, mut dones, mut hashes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for t in timers {
-        let changed = t.state_updated_at.is_none_or(|s| t.updated_at > s);
-        let done = t.done.unwrap_or(false) && !changed;
-        let keep_running = t.next_fire_at.is_some() && !changed;
+        // Re-armed only when the schedule itself changed (or the timer is new).
+        let rearm = t.state_hash.as_deref() != Some(t.schedule_hash.as_str());
+        let done = t.done.unwrap_or(false) && !rearm;
         let next = if !t.active || done {
             None
-        } else if keep_running {
+        } else if t.next_fire_at.is_some() && !rearm {
             t.next_fire_at
         } else {
             match Schedule::parse(&t.kind, &t.parameters) {
-                Ok(schedule) => schedule.first(now),
+                Ok(schedule) => schedule.first(t.now),
                 Err(e) => {
                     tracing::warn!(trigger = t.id, error = %e, "timer cannot be scheduled");
                     None
                 }
             }
         };
-        if !t.has_state || next != t.next_fire_at || done != t.done.unwrap_or(false) {
+        if !t.has_state || rearm || next != t.next_fire_at || done != t.done.unwrap_or(false) {
             ids.push(t.id);
             nexts.push(next);
             dones.push(done);
+            hashes.push(t.schedule_hash);
         }
     }
     if !ids.is_empty() {
         sqlx::query(
-            "INSERT INTO attune.timer_state (trigger_id, next_fire_at, done)
-             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::bool[])
+            "INSERT INTO attune.timer_state (trigger_id, next_fire_at, done, schedule_hash)
+             SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::bool[], $4::text[])
              ON CONFLICT (trigger_id) DO UPDATE
-                SET next_fire_at = EXCLUDED.next_fire_at, done = EXCLUDED.done, updated_at = clock_timestamp()",
+                SET next_fire_at = EXCLUDED.next_fire_at, done = EXCLUDED.done,
+                    schedule_hash = EXCLUDED.schedule_hash, updated_at = clock_timestamp()",
         )
         .bind(&ids)
         .bind(&nexts)
         .bind(&dones)
+        .bind(&hashes)
         .execute(&mut *tx)
         .await?;
         tracing::debug!(changed = ids.len(), "timers reconciled");
@@ -157,7 +161,7 @@ async fn fire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
         tx.commit().await?;
         return Ok(0);
     }
-    let now = Utc::now();
+    let now = due[0].now;
     let mut advance = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut fired = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for d in &due {

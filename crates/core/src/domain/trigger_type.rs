@@ -13,6 +13,9 @@ pub enum TriggerType {
     Custom,
 }
 
+/// Longest interval a `timer.interval` takes: 100 years.
+pub const MAX_INTERVAL_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+
 pub const TRIGGER_TYPES: &[&str] = &["webhook", "timer.interval", "timer.cron", "timer.date", "custom"];
 
 impl TriggerType {
@@ -48,8 +51,10 @@ impl TriggerType {
         let field = |name: &str| params.get(name);
         match self {
             TriggerType::Interval => match field("interval_seconds").and_then(|v| v.as_f64()) {
-                Some(s) if s > 0.0 && s.is_finite() => Ok(()),
-                Some(s) => Err(format!("parameters.interval_seconds must be a positive number of seconds, got {s}")),
+                Some(s) if s > 0.0 && s <= MAX_INTERVAL_SECONDS => Ok(()),
+                Some(s) => Err(format!(
+                    "parameters.interval_seconds must be a positive number of seconds, at most 100 years, got {s}"
+                )),
                 None => Err("timer.interval needs parameters.interval_seconds (a positive number)".into()),
             },
             TriggerType::Cron => {
