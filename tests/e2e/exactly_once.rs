@@ -112,3 +112,58 @@ async fn two_engines_and_two_workers_run_5000_events_exactly_once() {
     let workers = scalar(p, "SELECT count(DISTINCT worker_id) FROM attune.execution").await;
     eprintln!("5000 executions shared by {workers} workers");
 }
+
+/// A worker that dies mid-run: once it misses its heartbeats, its executions fail with
+/// failure_reason "worker_lost" instead of staying `running` forever.
+#[tokio::test]
+async fn executions_of_a_worker_that_stopped_heart_beating_fail_as_worker_lost() {
+    let app = TestApp::spawn().await;
+    let u = app.register("orphaned").await;
+    let p = app.pool();
+    let worker: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.worker (name, host, pid, runtimes, capacity, heartbeat_at)
+         VALUES ('gone/1/1', 'gone', 1, '{shell}', 4, now() - interval '1 minute') RETURNING id",
+    )
+    .fetch_one(p)
+    .await
+    .unwrap();
+    let alive: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.worker (name, host, pid, runtimes, capacity) VALUES ('here/2/1', 'here', 2, '{shell}', 4) RETURNING id",
+    )
+    .fetch_one(p)
+    .await
+    .unwrap();
+    let running = |w: i64| {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO attune.execution (tenant_id, action_ref, runner_type, status, worker_id, started_at)
+             VALUES ($1, 'core.local', 'shell', 'running', $2, now()) RETURNING id",
+        )
+        .bind(u.tenant_id)
+        .bind(w)
+        .fetch_one(p)
+    };
+    let orphan = running(worker).await.unwrap();
+    let healthy = running(alive).await.unwrap();
+
+    let failed = attune_executor::reaper::reap(p, attune_executor::reaper::LOST_AFTER).await.unwrap();
+    assert_eq!(failed, vec![orphan.to_string()]);
+    let ex = app.get(&u, &format!("/api/v1/executions/{orphan}")).await.body;
+    assert_eq!(ex["status"], "failed");
+    assert_eq!(ex["result"]["failure_reason"], "worker_lost");
+    assert!(ex["result"]["error"].as_str().unwrap().contains("gone/1/1"), "{ex}");
+    let still: String = sqlx::query_scalar("SELECT status FROM attune.execution WHERE id = $1")
+        .bind(healthy)
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(still, "running", "a heart-beating worker's execution is left alone");
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM attune.worker WHERE id = $1").bind(worker).fetch_one(p).await.unwrap();
+    assert_eq!(status, "lost");
+    assert!(
+        attune_executor::reaper::reap(p, attune_executor::reaper::LOST_AFTER).await.unwrap().is_empty(),
+        "idempotent"
+    );
+    let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={orphan}")).await;
+    assert_eq!(audit.body["data"][0]["action"], "execution.failed");
+}

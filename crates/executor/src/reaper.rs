@@ -1,0 +1,37 @@
+//! The reaper: work held by a worker that stopped heart-beating is not left `running`
+//! forever. Every few seconds (on any executor; the statement is idempotent), workers
+//! silent for [`LOST_AFTER`] are marked `lost` and their running executions fail with
+//! `failure_reason: "worker_lost"`.
+
+use std::time::Duration;
+
+use attune_core::{Context, Shutdown};
+
+/// Three missed heartbeats (the worker beats every 5 s).
+pub const LOST_AFTER: Duration = Duration::from_secs(15);
+const EVERY: Duration = Duration::from_secs(5);
+
+pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = reap(&ctx.pool, LOST_AFTER).await {
+            tracing::error!(error = %e, "reaper round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    Ok(())
+}
+
+/// One round; returns the ids of the executions it failed.
+pub async fn reap(pool: &sqlx::PgPool, lost_after: Duration) -> Result<Vec<String>, sqlx::Error> {
+    let failed: Vec<String> = sqlx::query_scalar(include_str!("../../../sql/executor/reap.sql"))
+        .bind(lost_after.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+    if !failed.is_empty() {
+        tracing::warn!(executions = failed.len(), "failed executions of lost workers");
+    }
+    Ok(failed)
+}
