@@ -466,3 +466,50 @@ async fn nul_characters_and_disabled_actions_are_handled_cleanly() {
         enforcements_of(&app, &u, event).await.iter().map(|e| e["rule_ref"].as_str().unwrap().to_string()).collect();
     assert!(!rules.contains(&"p.to_off".to_string()), "{rules:?}");
 }
+
+/// T3.23: canceling a running execution stops its process group (SIGTERM first, so the
+/// action can clean up), keeps its partial output, and ends it `canceled`.
+#[tokio::test]
+async fn t3_23_execution_cancellation() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("canceler").await;
+    let cmd = "trap 'echo got-term >&2; exit 143' TERM; echo started; sleep 61.4242 & wait";
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "core.local", "parameters": {"cmd": cmd}})).await;
+    let id = run.body["id"].as_i64().unwrap();
+    eventually("the execution to run", Duration::from_secs(20), || async {
+        (app.get(&u, &format!("/api/v1/executions/{id}")).await.body["status"] == "running").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let viewer = app.add_user(&u, "watcher", "viewer").await;
+    assert_eq!(app.post(&viewer, &format!("/api/v1/executions/{id}/cancel"), json!(null)).await.status, 403);
+    let asked = app.post(&u, &format!("/api/v1/executions/{id}/cancel"), json!(null)).await;
+    assert_eq!(asked.status, 202, "{:?}", asked.body);
+    assert_eq!(asked.body["status"], "canceling");
+    let ex = app.finished_execution(&u, id).await;
+    assert_eq!(ex["status"], "canceled", "{ex}");
+    assert_eq!(ex["result"]["failure_reason"], "canceled");
+    assert_eq!(ex["result"]["stdout"], "started\n", "partial output is kept");
+    assert!(ex["result"]["stderr"].as_str().unwrap().contains("got-term"), "SIGTERM came first: {ex}");
+    let leftover = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains("61.4242"));
+    assert!(!leftover, "no process of the action is left");
+    let again = app.post(&u, &format!("/api/v1/executions/{id}/cancel"), json!(null)).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(app.post(&u, "/api/v1/executions/99999999/cancel", json!(null)).await.status, 404);
+    let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={id}")).await;
+    let actions: Vec<&str> =
+        audit.body["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions[0], "execution.canceled", "{actions:?}");
+    assert!(actions.contains(&"execution.cancel_requested"));
+
+    // Not running yet (no executor here): canceled at once.
+    let idle = TestApp::spawn().await;
+    let v = idle.register("early").await;
+    let run = idle.post(&v, "/api/v1/executions", json!({"action": "core.noop"})).await;
+    let early = idle.post(&v, &format!("/api/v1/executions/{}/cancel", run.body["id"]), json!(null)).await;
+    assert_eq!(early.status, 202);
+    assert_eq!(early.body["status"], "canceled");
+}

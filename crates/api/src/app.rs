@@ -30,6 +30,8 @@ pub struct ApiState {
     pub event_hint: Hint,
     /// Wakes the scheduler after a manual run is committed.
     pub requested_hint: Hint,
+    /// Wakes the workers after a cancel request is committed.
+    pub cancel_hint: Hint,
 }
 
 impl ApiState {
@@ -39,8 +41,9 @@ impl ApiState {
             TokenKeys::new(&ctx.keys.jwt_secret, auth.access_token_ttl_seconds, auth.refresh_token_ttl_seconds);
         let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
         let event_hint = Hint::spawn(ctx.pool.clone(), "attune_event", shutdown.clone());
-        let requested_hint = Hint::spawn(ctx.pool.clone(), "attune_requested", shutdown);
-        ApiState { ctx, tokens: Arc::new(tokens), rate_limit, event_hint, requested_hint }
+        let requested_hint = Hint::spawn(ctx.pool.clone(), "attune_requested", shutdown.clone());
+        let cancel_hint = Hint::spawn(ctx.pool.clone(), "attune_cancel", shutdown);
+        ApiState { ctx, tokens: Arc::new(tokens), rate_limit, event_hint, requested_hint, cancel_hint }
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

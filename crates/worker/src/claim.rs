@@ -1,9 +1,10 @@
 //! The claim loop: take up to the free slots' worth of scheduled executions in one
 //! statement, run each on its own task, hand results to the completer.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use attune_core::execution::unseal_parameters;
@@ -43,6 +44,8 @@ pub struct Worker {
     shutdown: Shutdown,
     registration: Registration,
     running: Arc<AtomicU32>,
+    /// The cancel switch of every execution running here.
+    cancels: Arc<Mutex<HashMap<i64, Shutdown>>>,
 }
 
 /// One claim loop: the runner types it takes and the slots it has for them.
@@ -74,7 +77,7 @@ impl Worker {
         let capacity = ctx.config.worker.concurrency;
         let registration = registry::register(&ctx.pool, RUNTIMES, capacity).await?;
         tracing::info!(worker = %registration.name, capacity, runtimes = RUNTIMES.join(","), "worker registered");
-        Ok(Worker { ctx, shutdown, registration, running: Arc::new(AtomicU32::new(0)) })
+        Ok(Worker { ctx, shutdown, registration, running: Arc::new(AtomicU32::new(0)), cancels: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -92,6 +95,12 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<Finished>(4096);
         let completer = tokio::spawn(complete::run(self.ctx.pool.clone(), self.registration.name.clone(), rx));
 
+        let watcher = tokio::spawn(watch_cancels(
+            self.ctx.pool.clone(),
+            self.registration.id,
+            self.cancels.clone(),
+            beat_stop.clone(),
+        ));
         let processes = Lane::new(PROCESS_RUNTIMES, self.ctx.config.worker.concurrency);
         let in_process = Lane::new(&["builtin"], IN_PROCESS_SLOTS);
         let (a, b) = tokio::join!(self.claim_loop(processes, tx.clone()), self.claim_loop(in_process, tx));
@@ -99,6 +108,7 @@ impl Worker {
         let _ = completer.await;
         beat_stop.cancel();
         let _ = heartbeat.await;
+        let _ = watcher.await;
         registry::deregister(&self.ctx.pool, self.registration.id).await?;
         tracing::info!(worker = %self.registration.name, "worker stopped");
         a.and(b)
@@ -151,8 +161,10 @@ impl Worker {
         let permit = lane.slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
         let running = self.running.clone();
         running.fetch_add(1, Ordering::Relaxed);
+        let cancels = self.cancels.clone();
         tokio::spawn(async move {
             let outcome = runners::run(&job).await;
+            cancels.lock().expect("cancels lock").remove(&job.execution_id);
             let finished = Finished {
                 execution_id: job.execution_id,
                 tenant_id: job.tenant_id,
@@ -225,6 +237,11 @@ impl Worker {
             api_url: config.public_url(),
             max_output_bytes: config.worker.max_output_bytes,
             unrunnable,
+            cancel: {
+                let token = Shutdown::new();
+                self.cancels.lock().expect("cancels lock").insert(c.id, token.clone());
+                token
+            },
         }
     }
 
@@ -255,5 +272,60 @@ impl Worker {
             out.insert(key, value);
         }
         Ok(out)
+    }
+}
+
+/// Cancels the executions of this worker that someone asked to cancel (`canceling`):
+/// woken by the `attune_cancel` hint, and polling every second as the safety net.
+async fn watch_cancels(
+    pool: sqlx::PgPool,
+    worker_id: i64,
+    cancels: Arc<Mutex<HashMap<i64, Shutdown>>>,
+    stop: Shutdown,
+) {
+    let wakeup = match Wakeup::listen(&pool, &["attune_cancel"], stop.clone()).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for cancel requests; polling only");
+            return poll_cancels(pool, worker_id, cancels, stop).await;
+        }
+    };
+    while !stop.is_cancelled() {
+        cancel_requested(&pool, worker_id, &cancels).await;
+        wakeup.wait(POLL, &stop).await;
+    }
+}
+
+async fn poll_cancels(pool: sqlx::PgPool, worker_id: i64, cancels: Arc<Mutex<HashMap<i64, Shutdown>>>, stop: Shutdown) {
+    while !stop.is_cancelled() {
+        cancel_requested(&pool, worker_id, &cancels).await;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
+async fn cancel_requested(pool: &sqlx::PgPool, worker_id: i64, cancels: &Mutex<HashMap<i64, Shutdown>>) {
+    if cancels.lock().expect("cancels lock").is_empty() {
+        return;
+    }
+    let ids: Vec<i64> =
+        match sqlx::query_scalar("SELECT id FROM attune.execution WHERE worker_id = $1 AND status = 'canceling'")
+            .bind(worker_id)
+            .fetch_all(pool)
+            .await
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read cancel requests");
+                return;
+            }
+        };
+    let cancels = cancels.lock().expect("cancels lock");
+    for id in ids {
+        if let Some(token) = cancels.get(&id) {
+            token.cancel();
+        }
     }
 }

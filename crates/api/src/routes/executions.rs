@@ -21,7 +21,11 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{self, Page};
 
 pub fn router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one)).routes(routes!(children))
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one))
+        .routes(routes!(children))
+        .routes(routes!(cancel))
 }
 
 #[derive(sqlx::FromRow)]
@@ -323,4 +327,50 @@ async fn children(
     let params =
         ListParams { action: None, status: None, parent: Some(id), rule: None, limit: q.limit, offset: q.offset };
     Ok(Json(list_where(&state, &who, params).await?))
+}
+
+/// Cancels an execution: one not running yet is `canceled` at once; a running one becomes
+/// `canceling` and its worker stops the process group (SIGTERM, then SIGKILL after the
+/// grace period), ending it `canceled`. A finished execution is a 409.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = i64, Path)),
+    security(("bearer" = [])), responses((status = 202, body = ExecutionView), (status = 403), (status = 404), (status = 409)))]
+async fn cancel(
+    State(state): State<ApiState>,
+    who: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
+    who.require(Permission::Cancel)?;
+    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
+    let status: Option<String> = sqlx::query_scalar(include_str!("../../../../sql/api/cancel_execution.sql"))
+        .bind(id)
+        .bind(who.tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(status) = status else {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM attune.execution WHERE id = $1 AND tenant_id = $2")
+                .bind(id)
+                .bind(who.tenant_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        return Err(match current {
+            None => ApiError::not_found("execution", id),
+            Some(s) => {
+                ApiError::Conflict(format!("execution {id} has already ended ({s}); there is nothing to cancel"))
+            }
+        });
+    };
+    let entry = attune_core::audit::Entry {
+        tenant_id: Some(who.tenant_id),
+        actor: Actor::user(who.identity_id, &who.login),
+        action: if status == "canceled" { "execution.canceled".into() } else { "execution.cancel_requested".into() },
+        entity_type: "execution".into(),
+        entity_id: id.to_string(),
+        data: json!({}),
+    };
+    attune_core::audit::record(&mut tx, &[entry]).await?;
+    let view = fetch(&mut tx, who.tenant_id, id).await?;
+    tx.commit().await?;
+    state.cancel_hint.poke();
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }

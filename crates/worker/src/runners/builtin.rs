@@ -36,8 +36,10 @@ pub async fn run(job: &Job) -> Outcome {
                 out.failure_reason = Some("timeout");
                 return out;
             }
-            tokio::time::sleep(wanted).await;
-            ok(String::new())
+            tokio::select! {
+                _ = tokio::time::sleep(wanted) => ok(String::new()),
+                _ = job.cancel.cancelled() => Outcome::canceled(),
+            }
         }
         other => Outcome::failed(format!("no builtin action named {other}")),
     }

@@ -33,6 +33,8 @@ pub struct Job {
     /// Set when the job cannot run at all (its secrets could not be read): the runner
     /// reports this failure instead of running the action with missing values.
     pub unrunnable: Option<String>,
+    /// Cancelled when someone asks for the execution to be canceled.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,9 +67,18 @@ impl Outcome {
     pub fn status(&self) -> &'static str {
         if self.succeeded {
             "succeeded"
+        } else if self.failure_reason == Some("canceled") {
+            "canceled"
         } else {
             "failed"
         }
+    }
+
+    /// Ended by a cancel request.
+    pub fn canceled() -> Outcome {
+        let mut out = Outcome::failed("canceled on request");
+        out.failure_reason = Some("canceled");
+        out
     }
 
     /// The same outcome with every NUL character replaced (U+FFFD), so it can be stored.

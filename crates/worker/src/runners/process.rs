@@ -174,13 +174,25 @@ pub async fn run(job: &Job) -> Outcome {
         let _ = stdin.shutdown().await;
     });
 
-    let (status, timed_out) = match tokio::time::timeout(job.timeout, child.wait()).await {
-        Ok(status) => (status.ok(), false),
-        Err(_) => {
+    // Ends with the process, a timeout, or a cancel request; the last two stop the whole
+    // process group: SIGTERM, then SIGKILL after the grace period.
+    enum Ending {
+        Exited,
+        TimedOut,
+        Canceled,
+    }
+    let (status, ending) = tokio::select! {
+        status = child.wait() => (status.ok(), Ending::Exited),
+        _ = tokio::time::sleep(job.timeout) => (None, Ending::TimedOut),
+        _ = job.cancel.cancelled() => (None, Ending::Canceled),
+    };
+    let status = match ending {
+        Ending::Exited => status,
+        Ending::TimedOut | Ending::Canceled => {
             if let Some(g) = group {
                 let _ = killpg(g, Signal::SIGTERM);
             }
-            let status = match tokio::time::timeout(GRACE, child.wait()).await {
+            match tokio::time::timeout(GRACE, child.wait()).await {
                 Ok(s) => s.ok(),
                 Err(_) => {
                     if let Some(g) = group {
@@ -188,10 +200,11 @@ pub async fn run(job: &Job) -> Outcome {
                     }
                     child.wait().await.ok()
                 }
-            };
-            (status, true)
+            }
         }
     };
+    let timed_out = matches!(ending, Ending::TimedOut);
+    let canceled = matches!(ending, Ending::Canceled);
     // Whatever the action left running in its group goes with it.
     if let Some(g) = group {
         let _ = killpg(g, Signal::SIGKILL);
@@ -204,8 +217,10 @@ pub async fn run(job: &Job) -> Outcome {
     let stdout_text = out.text(limit);
     let output = last_json_object(&out.tail_text()).or_else(|| last_json_object(&stdout_text));
     let exit_code = status.and_then(|s| s.code());
-    let succeeded = !timed_out && exit_code == Some(0);
-    let error = if timed_out {
+    let succeeded = !timed_out && !canceled && exit_code == Some(0);
+    let error = if canceled {
+        Some("canceled on request".to_string())
+    } else if timed_out {
         Some(format!("timed out after {} s", job.timeout.as_secs()))
     } else if succeeded {
         None
@@ -229,6 +244,6 @@ pub async fn run(job: &Job) -> Outcome {
         truncated: out.truncated(limit) || err.truncated(limit),
         output,
         error,
-        failure_reason: timed_out.then_some("timeout"),
+        failure_reason: if canceled { Some("canceled") } else { timed_out.then_some("timeout") },
     }
 }
