@@ -1,21 +1,51 @@
--- Records a batch of finished attempts (one element per execution): status and result,
--- the attempt row, the captured output, and the audit entry — only for executions that
--- were still running (a late result for a reaped or canceled one changes nothing).
-WITH done AS (
+-- Records a batch of finished attempts (one element per execution) — only for executions
+-- still running (a late result for a reaped or canceled one changes nothing):
+-- * a failed attempt with attempts left is scheduled again (attempt + 1, run_after = now +
+--   the action's retry delay × multiplier^(attempt − 1), capped at max_delay_seconds);
+-- * otherwise the execution ends with the attempt's status and result;
+-- and, either way, the attempt row, the captured output and the audit entry.
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS r(id, status, result)
+), current AS (
+    SELECT e.id, e.tenant_id, e.action_ref, e.attempt, e.max_attempts, e.worker_id, e.started_at, a.retry,
+           r.status AS outcome, r.result
+      FROM attune.execution e
+      JOIN input r ON r.id = e.id
+      LEFT JOIN attune.action a ON a.id = e.action_id
+     WHERE e.status IN ('running', 'canceling')
+), decided AS (
+    SELECT c.*, (c.outcome = 'failed' AND c.attempt < c.max_attempts) AS again,
+           LEAST(COALESCE((c.retry ->> 'delay_seconds')::float8, 0)
+                   * power(COALESCE((c.retry ->> 'backoff_multiplier')::float8, 1), c.attempt - 1),
+                 COALESCE((c.retry ->> 'max_delay_seconds')::float8, 'Infinity'::float8)) AS delay
+      FROM current c
+), done AS (
     UPDATE attune.execution e
-       SET status = r.status, result = r.result, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-      FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS r(id, status, result)
-     WHERE e.id = r.id AND e.status IN ('running', 'canceling')
-    RETURNING e.id, e.tenant_id, e.action_ref, e.attempt, e.worker_id, e.started_at, e.finished_at, r.status,
-              (r.result ->> 'exit_code')::int AS exit_code, r.result ->> 'error' AS error
+       SET status       = CASE WHEN d.again THEN 'scheduled' ELSE d.outcome END,
+           result       = d.result,
+           attempt      = CASE WHEN d.again THEN e.attempt + 1 ELSE e.attempt END,
+           run_after    = CASE WHEN d.again THEN clock_timestamp() + make_interval(secs => d.delay) ELSE e.run_after END,
+           scheduled_at = CASE WHEN d.again THEN clock_timestamp() ELSE e.scheduled_at END,
+           worker_id    = CASE WHEN d.again THEN NULL ELSE e.worker_id END,
+           started_at   = CASE WHEN d.again THEN NULL ELSE e.started_at END,
+           finished_at  = CASE WHEN d.again THEN NULL ELSE clock_timestamp() END,
+           updated_at   = clock_timestamp()
+      FROM decided d
+     WHERE e.id = d.id
+    RETURNING d.id, d.tenant_id, d.action_ref, d.attempt, d.worker_id, d.started_at, d.outcome, d.again, d.delay,
+              (d.result ->> 'exit_code')::int AS exit_code, d.result ->> 'error' AS error
 ), attempts AS (
     INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, exit_code, error, started_at, finished_at)
-    SELECT id, attempt, worker_id, status, exit_code, error, started_at, finished_at FROM done
+    SELECT id, attempt, worker_id, outcome, exit_code, error, started_at, clock_timestamp() FROM done
     ON CONFLICT (execution_id, attempt) DO NOTHING
 ), audited AS (
     INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
-    SELECT tenant_id, 'worker', $8, 'execution.' || status, 'execution', id::text,
-           jsonb_build_object('action', action_ref, 'exit_code', exit_code, 'error', error)
+    SELECT tenant_id, 'worker', $8,
+           CASE WHEN again THEN 'execution.retried' ELSE 'execution.' || outcome END,
+           'execution', id::text,
+           CASE WHEN again
+                THEN jsonb_build_object('action', action_ref, 'failed_attempt', attempt, 'error', error, 'retry_in_seconds', delay)
+                ELSE jsonb_build_object('action', action_ref, 'exit_code', exit_code, 'error', error) END
       FROM done
 )
 INSERT INTO attune.execution_output (execution_id, stdout, stderr, truncated)

@@ -114,7 +114,8 @@ async fn two_engines_and_two_workers_run_5000_events_exactly_once() {
 }
 
 /// A worker that dies mid-run: once it misses its heartbeats, its executions fail with
-/// failure_reason "worker_lost" instead of staying `running` forever.
+/// failure_reason "worker_lost" (or run again when their retry policy allows) instead of
+/// staying `running` forever.
 #[tokio::test]
 async fn executions_of_a_worker_that_stopped_heart_beating_fail_as_worker_lost() {
     let app = TestApp::spawn().await;
@@ -144,9 +145,19 @@ async fn executions_of_a_worker_that_stopped_heart_beating_fail_as_worker_lost()
     };
     let orphan = running(worker).await.unwrap();
     let healthy = running(alive).await.unwrap();
+    // One with attempts left is scheduled again instead.
+    let retried = running(worker).await.unwrap();
+    sqlx::query("UPDATE attune.execution SET max_attempts = 2 WHERE id = $1").bind(retried).execute(p).await.unwrap();
 
-    let failed = attune_executor::reaper::reap(p, attune_executor::reaper::LOST_AFTER).await.unwrap();
-    assert_eq!(failed, vec![orphan.to_string()]);
+    let mut handled = attune_executor::reaper::reap(p, attune_executor::reaper::LOST_AFTER).await.unwrap();
+    handled.sort();
+    assert_eq!(handled, vec![orphan.to_string(), retried.to_string()]);
+    let (status, attempt): (String, i32) = sqlx::query_as("SELECT status, attempt FROM attune.execution WHERE id = $1")
+        .bind(retried)
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!((status.as_str(), attempt), ("scheduled", 2), "retried on another worker");
     let ex = app.get(&u, &format!("/api/v1/executions/{orphan}")).await.body;
     assert_eq!(ex["status"], "failed");
     assert_eq!(ex["result"]["failure_reason"], "worker_lost");

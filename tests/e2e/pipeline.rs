@@ -513,3 +513,54 @@ async fn t3_23_execution_cancellation() {
     assert_eq!(early.status, 202);
     assert_eq!(early.body["status"], "canceled");
 }
+
+/// T2.8: a failed attempt with attempts left runs again after the retry delay; the last
+/// attempt's outcome is the execution's; every attempt is recorded.
+#[tokio::test]
+async fn t2_8_retry_policy_runs_failed_attempts_again() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("retrier").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "r", "version": "1"})).await.status, 201);
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("count");
+    // Fails twice, then succeeds.
+    let command = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo attempt $n; [ $n -ge 3 ] || {{ echo boom $n >&2; exit 1; }}",
+        c = counter.display()
+    );
+    action(
+        &app,
+        &u,
+        json!({"ref": "r.flaky", "runner_type": "shell", "command": command,
+        "retry": {"max_attempts": 3, "delay_seconds": 0.3, "backoff_multiplier": 2}}),
+    )
+    .await;
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "r.flaky"})).await;
+    let id = run.body["id"].as_i64().unwrap();
+    let started = std::time::Instant::now();
+    let ex = app.finished_execution(&u, id).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["attempt"], 3);
+    assert_eq!(ex["max_attempts"], 3);
+    assert_eq!(ex["result"]["stdout"], "attempt 3\n");
+    assert!(started.elapsed() >= Duration::from_millis(850), "waited 0.3 s then 0.6 s between attempts");
+    let attempts: Vec<(i32, String)> =
+        sqlx::query_as("SELECT attempt, status FROM attune.execution_attempt WHERE execution_id = $1 ORDER BY attempt")
+            .bind(id)
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempts, vec![(1, "failed".into()), (2, "failed".into()), (3, "succeeded".into())]);
+    let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={id}")).await;
+    let retried = audit.body["data"].as_array().unwrap().iter().filter(|e| e["action"] == "execution.retried").count();
+    assert_eq!(retried, 2);
+
+    // Out of attempts: it ends failed after max_attempts.
+    action(&app, &u, json!({"ref": "r.never", "runner_type": "shell", "command": "exit 7", "retry": {"max_attempts": 2, "delay_seconds": 0}})).await;
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "r.never"})).await;
+    let ex = app.finished_execution(&u, run.body["id"].as_i64().unwrap()).await;
+    assert_eq!(
+        (ex["status"].as_str(), ex["attempt"].as_i64(), ex["result"]["exit_code"].as_i64()),
+        (Some("failed"), Some(2), Some(7))
+    );
+}

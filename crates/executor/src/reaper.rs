@@ -1,6 +1,7 @@
 //! The reaper: work held by a worker that stopped heart-beating is not left `running`
 //! forever. Every few seconds (on any executor; the statement is idempotent), workers
-//! silent for [`LOST_AFTER`] are marked `lost` and their running executions fail with
+//! silent for [`LOST_AFTER`] are marked `lost` and their running executions are scheduled
+//! again when their retry policy has attempts left, else fail with
 //! `failure_reason: "worker_lost"`.
 
 use std::time::Duration;
@@ -24,14 +25,14 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One round; returns the ids of the executions it failed.
+/// One round; returns the ids of the executions it failed or re-scheduled.
 pub async fn reap(pool: &sqlx::PgPool, lost_after: Duration) -> Result<Vec<String>, sqlx::Error> {
     let failed: Vec<String> = sqlx::query_scalar(include_str!("../../../sql/executor/reap.sql"))
         .bind(lost_after.as_secs_f64())
         .fetch_all(pool)
         .await?;
     if !failed.is_empty() {
-        tracing::warn!(executions = failed.len(), "failed executions of lost workers");
+        tracing::warn!(executions = failed.len(), "handled the executions of lost workers");
     }
     Ok(failed)
 }
