@@ -1,11 +1,16 @@
 -- The worker's claim, one statement and so one round trip: take up to $3 scheduled
 -- executions of the runner types it runs ($2), in priority order, mark them running on
 -- worker $1, record `execution.started` (actor $4), and return what running them needs.
+-- $5 NULL: executions of actions without a concurrency limit; $5 = an action id: that
+-- action's (the caller holds its row lock and passes its free slots as $3).
 -- The ORDER BY is exactly the partial index execution_ready (priority DESC, run_after, id)
 -- WHERE status = 'scheduled', so a claim never sorts the backlog.
 WITH picked AS (
     SELECT id FROM attune.execution
      WHERE status = 'scheduled' AND run_after <= now() AND runner_type = ANY($2)
+       AND CASE WHEN $5::bigint IS NULL
+                THEN NOT EXISTS (SELECT 1 FROM attune.action a WHERE a.id = action_id AND a.concurrency IS NOT NULL)
+                ELSE action_id = $5 END
      ORDER BY priority DESC, run_after, id
      LIMIT $3
        FOR UPDATE SKIP LOCKED

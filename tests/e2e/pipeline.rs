@@ -564,3 +564,31 @@ async fn t2_8_retry_policy_runs_failed_attempts_again() {
         (Some("failed"), Some(2), Some(7))
     );
 }
+
+/// An action's `concurrency` limit holds across every worker.
+#[tokio::test]
+async fn action_concurrency_limit_holds_across_workers() {
+    let app = TestApp::spawn_pipeline().await;
+    app.start_worker();
+    let u = app.register("limited").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "c", "version": "1"})).await.status, 201);
+    action(&app, &u, json!({"ref": "c.slow", "runner_type": "shell", "command": "sleep 0.4", "concurrency": 2})).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.post(&u, "/api/v1/executions", json!({"action": "c.slow"})).await.body["id"].as_i64().unwrap());
+    }
+    for id in &ids {
+        assert_eq!(app.finished_execution(&u, *id).await["status"], "succeeded");
+    }
+    let spans: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT a.started_at, a.finished_at FROM attune.execution_attempt a JOIN attune.execution e ON e.id = a.execution_id WHERE e.action_ref = 'c.slow'",
+    )
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(spans.len(), 6);
+    let most =
+        spans.iter().map(|(start, _)| spans.iter().filter(|(s, f)| s <= start && start < f).count()).max().unwrap();
+    assert!(most <= 2, "at most 2 ran at once, saw {most}");
+    assert_eq!(most, 2, "the limit is used, not just respected");
+}

@@ -113,7 +113,8 @@ async fn a_dying_sensor_is_restarted_with_backoff_and_stops_with_its_pack() {
     assert!(started.elapsed() >= Duration::from_millis(2500), "restarted with a growing backoff, not in a tight loop");
 
     let pack_id = loaded.body["id"].as_i64().unwrap();
-    assert_eq!(app.delete(&u, &format!("/api/v1/packs/{pack_id}")).await.status, 204);
+    let deleted = app.delete(&u, &format!("/api/v1/packs/{pack_id}")).await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let settled = payloads(&app).await.len();
     tokio::time::sleep(Duration::from_secs(5)).await;

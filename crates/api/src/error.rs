@@ -110,6 +110,13 @@ impl From<sqlx::Error> for ApiError {
                     return ApiError::Conflict(format!("still referenced by another record ({})", db.message()));
                 }
                 Some("23514") => return ApiError::Unprocessable(format!("value not allowed ({})", db.message())),
+                // A deadlock or serialization failure with a concurrent change: nothing was
+                // written; the same request can simply be sent again.
+                Some("40P01" | "40001") => {
+                    return ApiError::Unavailable(
+                        "the request collided with a concurrent change and was not applied; retry it".into(),
+                    );
+                }
                 // Text or JSON the database cannot hold (a NUL character, a bad escape).
                 Some(code) if code.starts_with("22") => {
                     return ApiError::BadRequest(format!(

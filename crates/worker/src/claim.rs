@@ -182,13 +182,18 @@ impl Worker {
     /// statement (it also records `execution.started`); only actions that declare
     /// datastore secrets cost one more query each.
     async fn claim(&self, runtimes: &[String], free: usize) -> Result<Vec<Job>, sqlx::Error> {
-        let claimed: Vec<Claimed> = sqlx::query_as(include_str!("../../../sql/worker/claim.sql"))
+        let mut claimed: Vec<Claimed> = sqlx::query_as(include_str!("../../../sql/worker/claim.sql"))
             .bind(self.registration.id)
             .bind(runtimes)
             .bind(free as i64)
             .bind(&self.registration.name)
+            .bind(None::<i64>)
             .fetch_all(&self.ctx.pool)
             .await?;
+        if claimed.len() < free {
+            let more = self.claim_limited(runtimes, free - claimed.len()).await?;
+            claimed.extend(more);
+        }
         // The rows are committed `running` now: every one becomes a job, and a job that
         // cannot be prepared fails with the reason rather than vanishing.
         let mut jobs = Vec::with_capacity(claimed.len());
@@ -203,6 +208,36 @@ impl Worker {
             jobs.push(self.job(c, secrets));
         }
         Ok(jobs)
+    }
+
+    /// Claims executions of actions with a `concurrency` limit: each such action's row is
+    /// locked while its running executions are counted and the free ones claimed, so the
+    /// limit holds across every worker.
+    async fn claim_limited(&self, runtimes: &[String], mut free: usize) -> Result<Vec<Claimed>, sqlx::Error> {
+        let mut tx = self.ctx.pool.begin().await?;
+        let limited: Vec<(i64, i32)> = sqlx::query_as(include_str!("../../../sql/worker/limited_actions.sql"))
+            .bind(runtimes)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut claimed = Vec::new();
+        for (action_id, slots) in limited {
+            let take = (slots.max(0) as usize).min(free);
+            if take == 0 {
+                continue;
+            }
+            let rows: Vec<Claimed> = sqlx::query_as(include_str!("../../../sql/worker/claim.sql"))
+                .bind(self.registration.id)
+                .bind(runtimes)
+                .bind(take as i64)
+                .bind(&self.registration.name)
+                .bind(Some(action_id))
+                .fetch_all(&mut *tx)
+                .await?;
+            free -= rows.len();
+            claimed.extend(rows);
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     fn job(&self, c: Claimed, secrets: Result<Map<String, Value>, String>) -> Job {

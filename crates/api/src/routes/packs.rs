@@ -297,6 +297,19 @@ async fn delete(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     who.require(Permission::WriteDefinitions)?;
+    // The services touch the same rows (events, leases) in their own order; a deadlock
+    // with them aborts our transaction without effect, so it is simply tried again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match delete_pack(&state, &who, id).await {
+            Err(ApiError::Unavailable(_)) if attempt < 3 => continue,
+            result => return result,
+        }
+    }
+}
+
+async fn delete_pack(state: &ApiState, who: &Principal, id: i64) -> Result<StatusCode, ApiError> {
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     let r = ensure_writable(&mut tx, "pack", who.tenant_id, id).await?;
     let outside: Vec<String> = sqlx::query_scalar(
@@ -314,9 +327,21 @@ async fn delete(
             outside.join(", ")
         )));
     }
+    // The pack's events and sensor leases first, in the order the rule engine and
+    // the sensor service take them (event, then action; lease, then sensor).
+    sqlx::query(
+        "SELECT 1 FROM attune.event WHERE trigger_id IN (SELECT id FROM attune.trigger WHERE pack_id = $1) FOR UPDATE",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM attune.sensor_lease WHERE sensor_id IN (SELECT id FROM attune.sensor WHERE pack_id = $1)")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM attune.rule WHERE pack_id = $1").bind(id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM attune.pack WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut tx, &who, "pack.deleted", "pack", id, json!({"ref": r})).await?;
+    audit::record(&mut tx, who, "pack.deleted", "pack", id, json!({"ref": r})).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
