@@ -592,3 +592,28 @@ async fn action_concurrency_limit_holds_across_workers() {
     assert!(most <= 2, "at most 2 ran at once, saw {most}");
     assert_eq!(most, 2, "the limit is used, not just respected");
 }
+
+/// An action reaches the API with the token on its stdin (`context.api_token`): the
+/// executor role in its own tenant.
+#[tokio::test]
+async fn actions_reach_the_api_with_their_execution_token() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("selfaware").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "t", "version": "1"})).await.status, 201);
+    let code = r#"import json, sys, urllib.request
+def run(params):
+    ctx = json.load(sys.stdin)["context"]
+    req = urllib.request.Request(ctx["api_url"] + "/auth/me", headers={"Authorization": "Bearer " + ctx["api_token"]})
+    return {"me": json.load(urllib.request.urlopen(req)), "execution_id": ctx["execution_id"]}
+"#;
+    action(&app, &u, json!({"ref": "t.whoami", "runner_type": "python", "code": code})).await;
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "t.whoami"})).await;
+    let id = run.body["id"].as_i64().unwrap();
+    let ex = app.finished_execution(&u, id).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let me = &ex["result"]["output"]["me"];
+    assert_eq!(me["role"], "executor");
+    assert_eq!(me["tenant_id"], u.tenant_id);
+    assert_eq!(me["login"], format!("execution/{id}"));
+    assert_eq!(ex["result"]["output"]["execution_id"], id);
+}

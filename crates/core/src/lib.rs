@@ -9,6 +9,7 @@
 //!   ([`pack::install`]).
 //! - [`service`]: the shared service context and the `run(ctx, shutdown)` shape.
 //! - [`bootstrap`]: first-start work (system packs, the default tenant and admin).
+//! - [`tokens`]: access, refresh and execution tokens (HS256 JWTs).
 //!
 //! Every service crate depends on this one; no service crate depends on another.
 
@@ -22,6 +23,7 @@ pub mod execution;
 pub mod local_pg;
 pub mod pack;
 pub mod service;
+pub mod tokens;
 pub mod wakeup;
 
 pub use config::Config;

@@ -46,6 +46,8 @@ pub struct Worker {
     running: Arc<AtomicU32>,
     /// The cancel switch of every execution running here.
     cancels: Arc<Mutex<HashMap<i64, Shutdown>>>,
+    /// Signs each execution's `context.api_token`.
+    tokens: attune_core::tokens::TokenKeys,
 }
 
 /// One claim loop: the runner types it takes and the slots it has for them.
@@ -77,7 +79,20 @@ impl Worker {
         let capacity = ctx.config.worker.concurrency;
         let registration = registry::register(&ctx.pool, RUNTIMES, capacity).await?;
         tracing::info!(worker = %registration.name, capacity, runtimes = RUNTIMES.join(","), "worker registered");
-        Ok(Worker { ctx, shutdown, registration, running: Arc::new(AtomicU32::new(0)), cancels: Default::default() })
+        let auth = &ctx.config.auth;
+        let tokens = attune_core::tokens::TokenKeys::new(
+            &ctx.keys.jwt_secret,
+            auth.access_token_ttl_seconds,
+            auth.refresh_token_ttl_seconds,
+        );
+        Ok(Worker {
+            ctx,
+            shutdown,
+            registration,
+            running: Arc::new(AtomicU32::new(0)),
+            cancels: Default::default(),
+            tokens,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -271,6 +286,8 @@ impl Worker {
             pack_dir: c.pack_path.map(PathBuf::from),
             api_url: config.public_url(),
             max_output_bytes: config.worker.max_output_bytes,
+            // Valid while the execution may run (its timeout, and a minute to spare).
+            api_token: self.tokens.issue_execution_token(c.tenant_id, c.id, timeout as i64 + 60),
             unrunnable,
             cancel: {
                 let token = Shutdown::new();

@@ -64,7 +64,9 @@ impl FromRequestParts<ApiState> for Principal {
             execution_id: claims.execution_id,
         };
         if let (Some(limit), false) = (&state.rate_limit, principal.role == Role::Admin) {
-            limit.check(identity_id).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+            // Execution tokens have no identity: each execution gets a bucket of its own.
+            let key = principal.execution_id.map_or(identity_id, |execution| -execution);
+            limit.check(key).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
         }
         Ok(principal)
     }

@@ -198,7 +198,8 @@ async fn create(
         enforcement_id: None,
         rule_id: None,
         rule_ref: None,
-        requested_by: Some(who.identity_id),
+        // An execution's own token has no identity behind it.
+        requested_by: who.execution_id.is_none().then_some(who.identity_id),
         parent_id: None,
     };
     let ids = execution::insert(&mut tx, &state.ctx.keys.encryption_key, &[new]).await?;

@@ -1,6 +1,7 @@
 //! Parse-don't-validate types: once a value is one of these, the engine never checks it again.
 
 pub mod params;
+pub mod rbac;
 pub mod refs;
 pub mod runner;
 pub mod templates;

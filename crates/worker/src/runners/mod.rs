@@ -29,6 +29,8 @@ pub struct Job {
     /// The pack's directory, when it was loaded from one.
     pub pack_dir: Option<PathBuf>,
     pub api_url: String,
+    /// `context.api_token`: the executor role in the execution's tenant, expiring with it.
+    pub api_token: String,
     pub max_output_bytes: usize,
     /// Set when the job cannot run at all (its secrets could not be read): the runner
     /// reports this failure instead of running the action with missing values.

@@ -162,7 +162,13 @@ pub async fn run(job: &Job) -> Outcome {
     let doc = json!({
         "parameters": job.parameters,
         "secrets": job.secrets,
-        "context": {"execution_id": job.execution_id, "action_ref": job.action_ref, "api_url": job.api_url, "attempt": job.attempt},
+        "context": {
+            "execution_id": job.execution_id,
+            "action_ref": job.action_ref,
+            "api_url": job.api_url,
+            "api_token": job.api_token,
+            "attempt": job.attempt,
+        },
     });
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let limit = job.max_output_bytes;
