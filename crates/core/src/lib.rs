@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod child;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use attune_core::wakeup::{Hint, Wakeup};
@@ -179,18 +178,9 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
             c
         }
     };
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
-        .env("LANG", "C.UTF-8")
-        .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+    attune_core::child::isolate(&mut cmd, &dir)
         .env("ATTUNE_POLL_INTERVAL", sensor.poll_interval.to_string())
-        .env("ATTUNE_SENSOR_REF", &sensor.sensor_ref)
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .env("ATTUNE_SENSOR_REF", &sensor.sensor_ref);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
     let doc = json!({"config": sensor.config, "poll_interval": sensor.poll_interval, "trigger": sensor.trigger_ref});

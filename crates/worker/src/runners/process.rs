@@ -10,7 +10,6 @@
 //!   JSON object becomes `result.output`, whatever the exit code.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -139,20 +138,11 @@ pub async fn run(job: &Job) -> Outcome {
     };
     let workdir =
         job.pack_dir.as_ref().map(|p| p.join("actions")).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
-        .env("LANG", "C.UTF-8")
-        .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+    attune_core::child::isolate(&mut cmd, &workdir)
         .env("ATTUNE_EXECUTION_ID", job.execution_id.to_string())
         .env("ATTUNE_ACTION_REF", &job.action_ref)
         .env("ATTUNE_API_URL", &job.api_url)
-        .envs(param_env(job))
-        .current_dir(workdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .envs(param_env(job));
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::failed(format!("cannot start the action: {e}")),
