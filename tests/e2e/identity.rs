@@ -114,8 +114,10 @@ async fn tampered_expired_foreign_and_unsigned_tokens_are_refused() {
     let tampered = format!("{}.{}.{}", parts[0], b64(&elevated), parts[2]);
     let alg_none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), parts[1]);
     let mut bad_sig = user.token.clone();
+    // The last of the 43 characters of an HS256 signature carries 2 bits and 4 zero bits:
+    // only A, Q, g and w decode, so swap between those (a 'B' would be malformed base64).
     let last = bad_sig.pop().unwrap();
-    bad_sig.push(if last == 'A' { 'B' } else { 'A' });
+    bad_sig.push(if last == 'A' { 'Q' } else { 'A' });
     let keys = TokenKeys::new(&app.ctx.keys.jwt_secret, 3600, 3600);
     let expired = keys.issue_for(user.id, user.tenant_id, Role::Admin, "mallory", None, -120);
     let foreign =
