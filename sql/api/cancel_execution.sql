@@ -10,4 +10,4 @@ UPDATE attune.execution
                           ELSE result END,
        updated_at  = clock_timestamp()
  WHERE id = $1 AND tenant_id = $2 AND status IN ('requested', 'scheduled', 'running', 'paused', 'canceling')
-RETURNING status
+RETURNING status AS "status: ExecutionStatus"

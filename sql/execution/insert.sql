@@ -1,4 +1,4 @@
--- New executions in `requested`, one row per array element (rule engine batches, manual runs).
+-- New executions in `requested`, one row per array element (manual runs; workflow tasks later).
 INSERT INTO attune.execution
     (tenant_id, action_id, action_ref, runner_type, parameters, secret_params,
      enforcement_id, rule_id, rule_ref, requested_by, parent_id)

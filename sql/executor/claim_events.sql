@@ -3,7 +3,7 @@
 -- with the definitions' version read in the same snapshot: a rule change committed before
 -- any claimed event is visible to it.
 SELECT e.id, e.tenant_id, e.trigger_id, e.trigger_ref, e.payload,
-       (SELECT version FROM attune.definition_version) AS definitions_version
+       (SELECT version FROM attune.definition_version) AS "definitions_version!"
   FROM attune.event e
  WHERE e.id IN (SELECT id FROM attune.event
                  WHERE processed_at IS NULL

@@ -1,6 +1,6 @@
 -- Custom sensors that should run: enabled, of an enabled trigger that an enabled rule uses,
 -- in a pack loaded from a directory.
-SELECT s.id, s.tenant_id, s.ref, s.runner_type, s.entry_point, s.poll_interval, s.config,
+SELECT s.id, s.tenant_id, s.ref AS sensor_ref, s.runner_type AS "runner_type: RunnerType", s.entry_point, s.poll_interval, s.config,
        s.trigger_id, t.ref AS trigger_ref, p.path AS pack_path, s.updated_at
   FROM attune.sensor s
   JOIN attune.trigger t ON t.id = s.trigger_id

@@ -3,6 +3,7 @@
 -- worker $1, record `execution.started` (actor $4), and return what running them needs.
 -- $5 NULL: executions of actions without a concurrency limit; $5 = an action id: that
 -- action's (the caller holds its row lock and passes its free slots as $3).
+-- The quoted column aliases tell the sqlx macros each column's nullability (! / ?) and type.
 -- The ORDER BY is exactly the partial index execution_ready (priority DESC, run_after, id)
 -- WHERE status = 'scheduled', so a claim never sorts the backlog.
 WITH picked AS (
@@ -27,8 +28,12 @@ WITH picked AS (
            jsonb_build_object('action', action_ref, 'attempt', attempt)
       FROM claimed
 )
-SELECT c.*, a.entry_point, a.command, a.code,
-       COALESCE(a.secret_params, '{}') AS secret_names, COALESCE(a.secrets, '{}') AS secrets, p.path AS pack_path
+SELECT c.id AS "id!", c.tenant_id AS "tenant_id!", c.action_ref AS "action_ref!",
+       c.runner_type AS "runner_type!: RunnerType", c.parameters AS "parameters!", c.secret_params AS "secret_params?",
+       c.attempt AS "attempt!", c.timeout_seconds AS "timeout_seconds?",
+       a.entry_point AS "entry_point?", a.command AS "command?", a.code AS "code?",
+       COALESCE(a.secret_params, '{}') AS "secret_names!", COALESCE(a.secrets, '{}') AS "secrets!",
+       p.path AS "pack_path?"
   FROM claimed c
   LEFT JOIN attune.action a ON a.id = c.action_id
   LEFT JOIN attune.pack p ON p.id = a.pack_id

@@ -1,20 +1,28 @@
 -- Records a batch of finished attempts (one element per execution) — only for executions
--- still running (a late result for a reaped or canceled one changes nothing):
--- * a failed attempt with attempts left is scheduled again (attempt + 1, run_after = now +
---   the action's retry delay × multiplier^(attempt − 1), capped at max_delay_seconds);
--- * otherwise the execution ends with the attempt's status and result;
+-- still running or canceling (a late result for a reaped or canceled one changes nothing):
+-- * a failed attempt with attempts left of an execution still `running` is scheduled again
+--   (attempt + 1, run_after = now + the action's retry delay × multiplier^(attempt − 1),
+--   capped at max_delay_seconds);
+-- * otherwise the execution ends with the attempt's status and result — in particular one
+--   in `canceling` never runs again: a cancel does not retry, it ends however the process
+--   ended (`canceled`, or `failed`/`succeeded` when it ended before the cancel reached it);
 -- and, either way, the attempt row, the captured output and the audit entry.
+-- $1..$3 (id, status, result) and $4..$6 (stdout, stderr, truncated) are the batch's
+-- columns, element i of each for execution $1[i]; $7 is the worker's name (audit actor).
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS r(id, status, result)
 ), current AS (
-    SELECT e.id, e.tenant_id, e.action_ref, e.attempt, e.max_attempts, e.worker_id, e.started_at, a.retry,
+    SELECT e.id, e.tenant_id, e.action_ref, e.status, e.attempt, e.max_attempts, e.worker_id, e.started_at, a.retry,
            r.status AS outcome, r.result
       FROM attune.execution e
       JOIN input r ON r.id = e.id
       LEFT JOIN attune.action a ON a.id = e.action_id
      WHERE e.status IN ('running', 'canceling')
+       -- Locked, so `status` is the current one: a cancel request committed meanwhile is
+       -- seen here (and one arriving later waits for this statement).
+       FOR UPDATE OF e
 ), decided AS (
-    SELECT c.*, (c.outcome = 'failed' AND c.attempt < c.max_attempts) AS again,
+    SELECT c.*, (c.outcome = 'failed' AND c.attempt < c.max_attempts AND c.status = 'running') AS again,
            LEAST(COALESCE((c.retry ->> 'delay_seconds')::float8, 0)
                    * power(COALESCE((c.retry ->> 'backoff_multiplier')::float8, 1), c.attempt - 1),
                  COALESCE((c.retry ->> 'max_delay_seconds')::float8, 'Infinity'::float8)) AS delay
@@ -40,7 +48,7 @@ WITH input AS (
     ON CONFLICT (execution_id, attempt) DO NOTHING
 ), audited AS (
     INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
-    SELECT tenant_id, 'worker', $8,
+    SELECT tenant_id, 'worker', $7,
            CASE WHEN again THEN 'execution.retried' ELSE 'execution.' || outcome END,
            'execution', id::text,
            CASE WHEN again
@@ -50,6 +58,6 @@ WITH input AS (
 )
 INSERT INTO attune.execution_output (execution_id, stdout, stderr, truncated)
 SELECT o.id, o.stdout, o.stderr, o.truncated
-  FROM unnest($4::bigint[], $5::text[], $6::text[], $7::bool[]) AS o(id, stdout, stderr, truncated)
+  FROM unnest($1::bigint[], $4::text[], $5::text[], $6::bool[]) AS o(id, stdout, stderr, truncated)
   JOIN done ON done.id = o.id
 ON CONFLICT (execution_id) DO UPDATE SET stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr, truncated = EXCLUDED.truncated

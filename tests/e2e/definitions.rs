@@ -393,6 +393,21 @@ async fn malformed_requests_get_json_4xx_never_5xx() {
     assert!(b["error"]["message"].as_str().unwrap().contains("Content-Type"), "{b}");
     let (s, _) = send(app.http.post(url("/api/v1/packs")).bearer_auth(&u.token).json(&json!(["a", "list"]))).await;
     assert_eq!(s, 422);
+    // A body cut short is not JSON, on every route, even after a field serde would refuse:
+    // 400, and 422 only for complete JSON of the wrong shape.
+    for (path, cut) in [
+        ("/api/v1/executions", r#"{"ref": "#),
+        ("/api/v1/executions", r#"{"action": "core.noop""#),
+        ("/api/v1/actions", r#"{"ref": "p.a", "runner_type": "#),
+        ("/api/v1/rules", r#"{"bogus": 1,"#),
+    ] {
+        let req = app.http.post(url(path)).bearer_auth(&u.token).header("content-type", "application/json");
+        let (s, b) = send(req.body(cut)).await;
+        assert_eq!(s, 400, "{path} {cut}: {b}");
+    }
+    let (s, b) = send(app.http.post(url("/api/v1/executions")).bearer_auth(&u.token).json(&json!({"ref": "x"}))).await;
+    assert_eq!(s, 422, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("unknown field `ref`"), "{b}");
     let (s, b) = send(app.http.get(url("/api/v1/actions/abc")).bearer_auth(&u.token)).await;
     assert_eq!(s, 400, "{b}");
     let (s, b) = send(app.http.put(url("/api/v1/actions")).bearer_auth(&u.token)).await;
@@ -553,6 +568,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/rules/ref/{ref}", "get"),
         ("/api/v1/sensors", "get"),
         ("/api/v1/sensors/{id}", "get"),
+        ("/api/v1/sensors/ref/{ref}", "get"),
         ("/api/v1/audit", "get"),
         ("/api/v1/workers", "get"),
         ("/api/v1/webhooks/{key}", "post"),

@@ -195,3 +195,46 @@ async fn private_cluster_is_reused_and_survives_a_stale_pid_file() {
     .await
     .unwrap();
 }
+
+/// The values a column's CHECK (`col IN (...)`) allows, read from the live schema.
+async fn allowed_values(db: &TestDb, table: &str, column: &str) -> Vec<String> {
+    let defs: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid = ('attune.' || $1)::regclass AND contype = 'c'",
+    )
+    .bind(table)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let def = defs
+        .iter()
+        .find(|d| d.contains(&format!("({column} = ANY")) || d.contains(&format!("(({column} = ANY")))
+        .unwrap_or_else(|| panic!("a CHECK on {table}.{column}: {defs:?}"));
+    let mut values: Vec<String> = def.split('\'').skip(1).step_by(2).map(str::to_string).collect();
+    values.sort();
+    values
+}
+
+fn sorted(names: impl IntoIterator<Item = &'static str>) -> Vec<String> {
+    let mut v: Vec<String> = names.into_iter().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn status_and_kind_checks_match_the_core_enums() {
+    use attune_core::domain::rbac::Role;
+    use attune_core::domain::{EnforcementStatus, ExecutionStatus, RunnerType, TriggerType, WorkerStatus};
+    let db = TestDb::new().await;
+    let cases = [
+        ("execution", "status", sorted(ExecutionStatus::ALL.map(ExecutionStatus::as_str))),
+        ("enforcement", "status", sorted(EnforcementStatus::ALL.map(EnforcementStatus::as_str))),
+        ("worker", "status", sorted(WorkerStatus::ALL.map(WorkerStatus::as_str))),
+        ("identity", "role", sorted(Role::ALL.map(Role::as_str))),
+        ("action", "runner_type", sorted(RunnerType::ALL.map(RunnerType::as_str))),
+        ("trigger", "type", sorted(TriggerType::ALL.map(TriggerType::as_str))),
+    ];
+    for (table, column, expected) in cases {
+        assert_eq!(allowed_values(&db, table, column).await, expected, "{table}.{column}");
+    }
+}

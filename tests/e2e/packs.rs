@@ -256,6 +256,14 @@ const BROKEN: &[Broken] = &[
         says: &["triggers/on_hook.yaml", "unknown field `secret_sauce`"],
     },
     Broken {
+        what: "a sensor file naming another pack",
+        breaks: |p| {
+            let yaml = "name: watcher\npack: other\nrunner_type: python\nentry_point: watcher.py\ntrigger: test_pack.files_seen\n";
+            fs::write(p.join("sensors/watcher.yaml"), yaml).unwrap()
+        },
+        says: &["sensors/watcher.yaml", "pack", "\"other\" does not match the pack \"test_pack\""],
+    },
+    Broken {
         what: "entry point file missing",
         breaks: |p| fs::remove_file(p.join("actions/echo_payload.py")).unwrap(),
         says: &["actions/echo_payload.yaml", "entry_point", "echo_payload.py", "does not exist"],

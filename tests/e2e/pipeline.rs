@@ -234,11 +234,22 @@ async fn t3_13_invalid_parameters_fail_before_any_worker() {
     let unknown = app.post(&u, "/api/v1/executions", json!({"action": "p.nope"})).await;
     assert_eq!(unknown.status, 404);
 
-    // A runner this version does not have fails clearly instead of waiting forever.
+    // A runner this version does not have: a manual run is refused at once, naming it, and
+    // creates nothing; a rule's execution fails clearly instead of waiting forever.
     action(&app, &u, json!({"ref": "p.js", "runner_type": "node", "code": "module.exports.run = () => 1"})).await;
     let js = app.post(&u, "/api/v1/executions", json!({"action": "p.js"})).await;
-    let ex = app.finished_execution(&u, js.body["id"].as_i64().unwrap()).await;
-    assert_eq!(ex["status"], "failed");
+    assert_eq!(js.status, 422, "{:?}", js.body);
+    assert_eq!(js.body["error"]["message"], "runner_type node is not available in this version of Attune");
+    assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"].as_i64().unwrap(), before);
+    let hook = app.post(&u, "/api/v1/triggers", json!({"ref": "p.js_hook", "type": "webhook"})).await;
+    let rule = json!({"ref": "p.run_js", "trigger": "p.js_hook", "action": "p.js"});
+    assert_eq!(app.post(&u, "/api/v1/rules", rule).await.status, 201);
+    app.fire(hook.body["webhook_url"].as_str().unwrap(), json!({})).await;
+    let ex = eventually("the rule's execution to fail", Duration::from_secs(10), || async {
+        let list = app.get(&u, "/api/v1/executions?action=p.js").await;
+        list.body["data"].as_array().and_then(|d| d.first().cloned()).filter(|e| e["status"] == "failed")
+    })
+    .await;
     assert_eq!(ex["result"]["error"], "runner_type node is not available in this version of Attune");
 }
 
@@ -305,6 +316,8 @@ async fn t3_28_execution_audit_trail() {
     let id = run.body["id"].as_i64().unwrap();
     let ex = app.finished_execution(&u, id).await;
     assert_eq!(ex["status"], "succeeded");
+    assert_eq!(ex["result"]["output"], json!({"message": "hi"}), "core.echo returns its message as output");
+    assert_eq!(ex["result"]["stdout"], "hi\n");
     let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={id}")).await;
     let entries: Vec<&Value> = audit.body["data"].as_array().unwrap().iter().rev().collect();
     let trail: Vec<(&str, &str)> =

@@ -251,7 +251,7 @@ impl TestApp {
     /// A context like the app's, with a connection pool of its own (a separate process's view).
     pub async fn separate_context(&self) -> Context {
         let pool = attune_core::db::connect_with(self.db.connect_options(), 10).await.expect("a second pool");
-        Context { config: self.ctx.config.clone(), pool, keys: self.ctx.keys.clone() }
+        self.ctx.with_pool(pool)
     }
 
     /// Starts one more executor (rule engine and scheduler) on this app's database.

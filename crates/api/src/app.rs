@@ -1,9 +1,8 @@
-//! The router, its state and its middleware.
+//! The router and its middleware.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use attune_core::wakeup::Hint;
 use attune_core::{Context, Shutdown};
 use axum::http::{HeaderName, StatusCode};
 use axum::routing::get;
@@ -16,40 +15,8 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::rate_limit::UserRateLimit;
-use crate::auth::tokens::TokenKeys;
+use crate::state::ApiState;
 use crate::{error, openapi, routes};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct ApiState {
-    pub ctx: Context,
-    pub tokens: Arc<TokenKeys>,
-    pub rate_limit: Option<Arc<UserRateLimit>>,
-    /// Wakes the rule engine after an event is committed.
-    pub event_hint: Hint,
-    /// Wakes the scheduler after a manual run is committed.
-    pub requested_hint: Hint,
-    /// Wakes the workers after a cancel request is committed.
-    pub cancel_hint: Hint,
-}
-
-impl ApiState {
-    pub fn new(ctx: Context, shutdown: Shutdown) -> ApiState {
-        let auth = &ctx.config.auth;
-        let tokens =
-            TokenKeys::new(&ctx.keys.jwt_secret, auth.access_token_ttl_seconds, auth.refresh_token_ttl_seconds);
-        let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
-        let event_hint = Hint::spawn(ctx.pool.clone(), "attune_event", shutdown.clone());
-        let requested_hint = Hint::spawn(ctx.pool.clone(), "attune_requested", shutdown.clone());
-        let cancel_hint = Hint::spawn(ctx.pool.clone(), "attune_cancel", shutdown);
-        ApiState { ctx, tokens: Arc::new(tokens), rate_limit, event_hint, requested_hint, cancel_hint }
-    }
-
-    pub fn pool(&self) -> &sqlx::PgPool {
-        &self.ctx.pool
-    }
-}
 
 /// Every documented route, with its OpenAPI description. A route exists only if it is
 /// registered here through `routes!`, so the document cannot miss one.
@@ -71,15 +38,17 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
 }
 
 pub fn router(ctx: Context, shutdown: Shutdown) -> Router {
-    let state = ApiState::new(ctx, shutdown);
+    let state = ApiState::new(ctx);
     let body_limit = state.ctx.config.api.max_body_bytes;
     let timeout = Duration::from_secs(state.ctx.config.api.request_timeout_seconds);
     if let Some(limit) = state.rate_limit.clone() {
         // Keep the limiter's memory bounded to recently active users.
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                limit.forget_idle();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => limit.forget_idle(),
+                    _ = shutdown.cancelled() => break,
+                }
             }
         });
     }

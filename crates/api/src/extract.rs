@@ -2,16 +2,33 @@
 //! with plain text).
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::FromRequest;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// A JSON body. Not JSON: 400. Wrong shape (missing or unknown field, wrong type): 422,
-/// the message naming the field. Too large: 413.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body. Not complete, valid JSON (a truncated body included): 400. Well-formed
+/// JSON of the wrong shape (missing or unknown field, wrong type): 422, the message naming
+/// the field. Too large: 413.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The whole document is parsed before its shape is checked: read field by field,
+        // a body cut short after `{"ref": ` would otherwise fail on the field, not the end.
+        let axum::Json(document) = axum::Json::<Value>::from_request(req, state).await?;
+        serde_path_to_error::deserialize(document).map(ApiJson).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => ApiError::Unprocessable(e.into_inner().to_string()),
+                _ => ApiError::Unprocessable(format!("{path}: {}", e.into_inner())),
+            }
+        })
+    }
+}
 
 /// A query string; a bad one is 400 naming the parameter.
 #[derive(FromRequestParts)]

@@ -1,20 +1,24 @@
 //! Attune's REST API (axum).
 //!
 //! # Layout
-//! - [`app`]: the router, its state ([`app::ApiState`]) and middleware (request ids,
-//!   body limit, timeouts, JSON errors for every rejection).
-//! - [`auth`]: tokens, roles and the [`auth::Principal`] extractor (with the rate limit).
+//! - [`app`]: the router and its middleware (request ids, body limit, timeouts, JSON
+//!   errors for every rejection).
+//! - [`state`]: what every handler can reach ([`state::ApiState`]).
+//! - [`auth`]: tokens, roles, credentials rules and the [`auth::Principal`] extractor
+//!   (which applies the per-user [`rate_limit`]).
 //! - [`routes`]: one module per resource, each registering its handlers with their
 //!   OpenAPI description, so `/openapi.json` covers every route.
+//! - [`definitions`]: the one CRUD path the definition kinds (packs, actions, triggers,
+//!   rules, sensors) share, each kind described by [`definitions::Definition`].
 //! - [`db`]: the tenant-confined transaction every tenant request runs in (RLS).
-//! - [`definitions`]: what the pack/action/trigger/rule routes share.
-//! - [`audit`], [`pagination`], [`extract`], [`error`], [`openapi`].
+//! - [`pagination`], [`extract`], [`error`], [`openapi`].
+//!
+//! Audit entries go through `attune_core::audit`, the log's one writer.
 //!
 //! [`run`] is the service entry point; [`serve`] runs on a listener the caller bound
 //! (tests bind port 0).
 
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod definitions;
@@ -22,7 +26,9 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod pagination;
+pub mod rate_limit;
 pub mod routes;
+pub mod state;
 
 use attune_core::{Context, Shutdown};
 use tokio::net::TcpListener;

@@ -123,7 +123,7 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         None => hook,
     };
 
-    let baseline: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM attune.event").fetch_one(pool).await?;
+    let baseline = last_event(pool).await?;
     println!(
         "firing {} webhook events at {} concurrency{} ({:?} mode)",
         args.events,
@@ -167,11 +167,11 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     let expected = args.events as i64;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM attune.execution x JOIN attune.enforcement f ON f.id = x.enforcement_id
-              WHERE f.event_id > $1 AND x.status IN ('succeeded', 'failed')",
+        let done = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "done!" FROM attune.execution x JOIN attune.enforcement f ON f.id = x.enforcement_id
+                WHERE f.event_id > $1 AND x.status IN ('succeeded', 'failed')"#,
+            baseline
         )
-        .bind(baseline)
         .fetch_one(pool)
         .await?;
         if done >= expected {
@@ -183,25 +183,10 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let row: (f64, f64, f64, f64, f64, f64, f64, f64, i64) = sqlx::query_as(
-        "SELECT extract(epoch FROM max(ev.created_at) - min(ev.created_at))::float8,
-                extract(epoch FROM max(x.finished_at) - min(ev.created_at))::float8,
-                percentile_cont(0.50) WITHIN GROUP (ORDER BY extract(epoch FROM x.started_at - ev.created_at)) * 1000,
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM x.started_at - ev.created_at)) * 1000,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM x.started_at - ev.created_at)) * 1000,
-                percentile_cont(0.50) WITHIN GROUP (ORDER BY extract(epoch FROM x.finished_at - ev.created_at)) * 1000,
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM x.finished_at - ev.created_at)) * 1000,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM x.finished_at - ev.created_at)) * 1000,
-                count(*) FILTER (WHERE x.status = 'failed')
-           FROM attune.event ev
-           JOIN attune.enforcement f ON f.event_id = ev.id
-           JOIN attune.execution x ON x.enforcement_id = f.id
-          WHERE ev.id > $1",
-    )
-    .bind(baseline)
-    .fetch_one(pool)
-    .await?;
-    let (ingest_s, total_s, r50, r95, r99, f50, f95, f99, failed) = row;
+    let row = sqlx::query_file!("../../sql/bench/pipeline_figures.sql", baseline).fetch_one(pool).await?;
+    let (ingest_s, total_s, failed) = (row.ingest_s, row.total_s, row.failed);
+    let (r50, r95, r99) = (row.running_p50, row.running_p95, row.running_p99);
+    let (f50, f95, f99) = (row.finished_p50, row.finished_p95, row.finished_p99);
     println!();
     println!("events:                  {}", args.events);
     println!(
@@ -231,25 +216,22 @@ async fn timers(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<()
         api.ensure("/api/v1/triggers", json!({"ref": format!("bench_timers.t{i}"), "type": "timer.interval", "parameters": {"interval_seconds": 1}})).await?;
         api.ensure("/api/v1/rules", json!({"ref": format!("bench_timers.r{i}"), "trigger": format!("bench_timers.t{i}"), "action": "core.noop", "criteria": "false", "enabled": false})).await?;
     }
-    let baseline: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM attune.event").fetch_one(pool).await?;
+    let baseline = last_event(pool).await?;
     // Start them together: enable every rule in one statement.
-    sqlx::query("UPDATE attune.rule SET enabled = true WHERE ref LIKE 'bench_timers.%'").execute(pool).await?;
+    sqlx::query!("UPDATE attune.rule SET enabled = true WHERE ref LIKE 'bench_timers.%'").execute(pool).await?;
     println!("ticking for {} s", args.seconds);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    sqlx::query("UPDATE attune.rule SET enabled = false WHERE ref LIKE 'bench_timers.%'").execute(pool).await?;
-    let row: (i64, f64, f64, f64, f64) = sqlx::query_as(
-        "WITH t AS (SELECT extract(epoch FROM (payload->>'fired_at')::timestamptz - (payload->>'scheduled_at')::timestamptz)::float8 * 1000 AS late
-                      FROM attune.event WHERE id > $1 AND source = 'timer' AND trigger_ref LIKE 'bench_timers.%')
-         SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY late), percentile_cont(0.95) WITHIN GROUP (ORDER BY late),
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY late), max(late) FROM t",
-    )
-    .bind(baseline)
-    .fetch_one(pool)
-    .await?;
-    let (n, p50, p95, p99, max) = row;
+    sqlx::query!("UPDATE attune.rule SET enabled = false WHERE ref LIKE 'bench_timers.%'").execute(pool).await?;
+    let row = sqlx::query_file!("../../sql/bench/timer_figures.sql", baseline).fetch_one(pool).await?;
+    let (n, p50, p95, p99, max) = (row.ticks, row.p50, row.p95, row.p99, row.max);
     println!();
     println!("timers:                  {}", args.timers);
     println!("ticks:                   {n} ({:.0}/s)", n as f64 / args.seconds as f64);
     println!("|fired − scheduled| ms:  p50 {p50:.1}  p95 {p95:.1}  p99 {p99:.1}  max {max:.1}");
     Ok(())
+}
+
+/// The newest event's id: what a run's figures start after.
+async fn last_event(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT COALESCE(max(id), 0) AS "id!" FROM attune.event"#).fetch_one(pool).await
 }

@@ -35,13 +35,16 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
     let local = Arc::new(local);
     let admin =
         db::connect_with(local.connect_options("postgres"), 1).await.context("cannot reach the private cluster")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(LOCAL_DATABASE)
-        .fetch_one(&admin)
-        .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        LOCAL_DATABASE
+    )
+    .fetch_one(&admin)
+    .await?;
     if !exists {
         // Two processes may race here; the loser sees duplicate_database and goes on.
-        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {LOCAL_DATABASE}")).execute(&admin).await {
+        // (A database name cannot be a parameter: this is LOCAL_DATABASE.)
+        if let Err(e) = sqlx::query!("CREATE DATABASE attune").execute(&admin).await {
             if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04")) {
                 return Err(e.into());
             }

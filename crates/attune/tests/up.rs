@@ -179,3 +179,47 @@ fn an_unknown_service_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bogus"), "{stderr}");
 }
+
+/// The `url` field of the start-up log line naming the private cluster.
+fn cluster_url(stderr: &str) -> Option<String> {
+    let line = stderr.lines().find(|l| l.contains("using the private PostgreSQL cluster"))?;
+    let start = line.find("url=")? + 4;
+    Some(line[start..].split_whitespace().next()?.to_string())
+}
+
+#[test]
+fn up_holds_exactly_one_listen_connection() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut run = attune(data.path(), port, &["up"], &[("RUST_LOG", "info,sqlx=warn")]);
+    wait_ready(&mut run, port, Duration::from_secs(180));
+    let url = cluster_url(&run.stderr.lock().unwrap()).expect("the log names the cluster's URL");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Every service of the process (rule engine, scheduler, workers' lanes and cancel
+    // watch, timers, custom sensors) waits on wake-ups; all through one connection.
+    let listening = runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(&url).await.expect("the private cluster answers");
+        let count = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = 'attune' AND application_name = 'attune' AND query LIKE 'LISTEN %'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        };
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        // The services subscribe as they start: watch for a few seconds.
+        while started.elapsed() < Duration::from_secs(5) {
+            seen.push(count().await);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        pool.close().await;
+        seen
+    });
+    let (code, _, stderr) = terminate(run);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(listening.last(), Some(&1), "one LISTEN connection once started: {listening:?}");
+    assert!(listening.iter().all(|&n| n <= 1), "never more than one: {listening:?}");
+}

@@ -1,9 +1,15 @@
-//! The audit log: who did what to which entity. Entries are written in the same
-//! transaction as the change they record, many at once on hot paths.
+//! The audit log's one writer: who did what to which entity. Entries are written in the
+//! same transaction as the change they record, many at once on hot paths.
+//!
+//! The batch statements of the pipeline (admission, claim, completion, reaper) append
+//! their entries inside their own single statement (`sql/executor/*.sql`,
+//! `sql/worker/*.sql`) so a batch stays one round trip; everything else goes through
+//! [`record`] or [`record_one`].
 
 use serde_json::Value;
 use sqlx::PgConnection;
 
+/// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActorType {
     User,
@@ -44,10 +50,61 @@ impl Actor {
 pub struct Entry {
     pub tenant_id: Option<i64>,
     pub actor: Actor,
+    /// `<entity>.<verb>`, e.g. `action.created`.
     pub action: String,
     pub entity_type: String,
     pub entity_id: String,
     pub data: Value,
+}
+
+impl Entry {
+    pub fn new(
+        tenant_id: Option<i64>,
+        actor: &Actor,
+        action: impl Into<String>,
+        entity_type: &str,
+        entity_id: impl ToString,
+        data: Value,
+    ) -> Entry {
+        Entry {
+            tenant_id,
+            actor: actor.clone(),
+            action: action.into(),
+            entity_type: entity_type.to_string(),
+            entity_id: entity_id.to_string(),
+            data,
+        }
+    }
+}
+
+/// The entries as the columns of `sql/audit/insert.sql`.
+#[derive(Default)]
+struct Columns {
+    tenant_ids: Vec<Option<i64>>,
+    actor_types: Vec<&'static str>,
+    actor_ids: Vec<Option<String>>,
+    actor_logins: Vec<Option<String>>,
+    actions: Vec<String>,
+    entity_types: Vec<String>,
+    entity_ids: Vec<String>,
+    data: Vec<Value>,
+}
+
+impl Columns {
+    fn of(entries: &[Entry]) -> Columns {
+        let mut c = Columns::default();
+        for e in entries {
+            c.tenant_ids.push(e.tenant_id);
+            c.actor_types.push(e.actor.kind.as_str());
+            c.actor_ids.push(e.actor.id.clone());
+            c.actor_logins.push(e.actor.login.clone());
+            c.actions.push(e.action.clone());
+            c.entity_types.push(e.entity_type.clone());
+            c.entity_ids.push(e.entity_id.clone());
+            c.data.push(e.data.clone());
+        }
+        c
+    }
 }
 
 /// Appends `entries` in one statement.
@@ -55,17 +112,32 @@ pub async fn record(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sq
     if entries.is_empty() {
         return Ok(());
     }
-    let col = |f: &dyn Fn(&Entry) -> Option<String>| entries.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(include_str!("../../../sql/audit/insert.sql"))
-        .bind(entries.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
-        .bind(col(&|e| Some(e.actor.kind.as_str().to_string())))
-        .bind(col(&|e| e.actor.id.clone()))
-        .bind(col(&|e| e.actor.login.clone()))
-        .bind(col(&|e| Some(e.action.clone())))
-        .bind(col(&|e| Some(e.entity_type.clone())))
-        .bind(col(&|e| Some(e.entity_id.clone())))
-        .bind(entries.iter().map(|e| e.data.clone()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
+    let c = Columns::of(entries);
+    sqlx::query_file!(
+        "../../sql/audit/insert.sql",
+        &c.tenant_ids as &[Option<i64>],
+        &c.actor_types as &[&str],
+        &c.actor_ids as &[Option<String>],
+        &c.actor_logins as &[Option<String>],
+        &c.actions,
+        &c.entity_types,
+        &c.entity_ids,
+        &c.data,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// Appends one entry.
+pub async fn record_one(
+    conn: &mut PgConnection,
+    tenant_id: Option<i64>,
+    actor: &Actor,
+    action: &str,
+    entity_type: &str,
+    entity_id: impl ToString,
+    data: Value,
+) -> Result<(), sqlx::Error> {
+    record(conn, &[Entry::new(tenant_id, actor, action, entity_type, entity_id, data)]).await
 }

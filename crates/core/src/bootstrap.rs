@@ -127,7 +127,7 @@ pub async fn load_system_packs(pool: &PgPool, config: &Config) -> Result<Vec<Str
         let def = loader::load(&dir).map_err(|source| BootstrapError::SystemPack { dir: dir.clone(), source })?;
         let mut tx = pool.begin().await?;
         // Serialise concurrent starts: the second one then sees an unchanged hash.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.system_packs'))").execute(&mut *tx).await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('attune.system_packs'))").execute(&mut *tx).await?;
         let installed = install::install(&mut tx, None, &def, false)
             .await
             .map_err(|source| BootstrapError::SystemPack { dir: dir.clone(), source })?;
@@ -153,9 +153,9 @@ pub struct FirstAdmin {
 /// password, or a generated one saved to `<data_dir>/admin_password` (mode 0600).
 pub async fn ensure_first_admin(pool: &PgPool, config: &Config) -> Result<Option<FirstAdmin>, BootstrapError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.first_admin'))").execute(&mut *tx).await?;
-    let any_user: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.identity)").fetch_one(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtext('attune.first_admin'))").execute(&mut *tx).await?;
+    let any_user =
+        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM attune.identity) AS "any!""#).fetch_one(&mut *tx).await?;
     if any_user {
         return Ok(None);
     }
@@ -163,16 +163,19 @@ pub async fn ensure_first_admin(pool: &PgPool, config: &Config) -> Result<Option
         Some(p) => (p.clone(), false),
         None => (random_b64(18).replace(['+', '/'], "x"), true),
     };
-    let tenant_id: i64 = sqlx::query_scalar(
+    let tenant_id = sqlx::query_scalar!(
         "INSERT INTO attune.tenant (name) VALUES ('default') ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
     )
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role) VALUES ($1, 'admin', 'Administrator', $2, 'admin')")
-        .bind(tenant_id)
-        .bind(crate::crypto::hash_password(&password))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role)
+         VALUES ($1, 'admin', 'Administrator', $2, 'admin')",
+        tenant_id,
+        crate::crypto::hash_password(&password),
+    )
+    .execute(&mut *tx)
+    .await?;
     let password_file = if generated {
         let path = config.data_dir.join("admin_password");
         fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;

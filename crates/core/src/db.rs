@@ -31,7 +31,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// True once the database answers and every embedded migration is applied.
 pub async fn is_ready(pool: &PgPool) -> bool {
     let expected = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count() as i64;
-    let applied: Result<i64, _> =
-        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(pool).await;
+    // sqlx creates this table at the first migration (and so does `scripts/sqlx.sh`).
+    let applied = sqlx::query_scalar!(r#"SELECT count(*) AS "applied!" FROM _sqlx_migrations WHERE success"#)
+        .fetch_one(pool)
+        .await;
     matches!(applied, Ok(n) if n >= expected)
 }

@@ -1,23 +1,26 @@
-//! Creating executions: shared by the rule engine (batches) and manual runs (one).
+//! Creating executions (manual runs; later workflow tasks).
 //! Secret parameters are sealed before they are stored; `parameters` keeps them masked.
 
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
 use crate::crypto;
+use crate::domain::RunnerType;
 
 pub const MASK: &str = "********";
 
-/// An execution to create in `requested`.
+/// An execution to create in `requested`, its parameters admitted
+/// ([`crate::admission::admit`]): defaults applied, secret ones masked and sealed.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
     pub tenant_id: i64,
     pub action_id: i64,
     pub action_ref: String,
-    pub runner_type: String,
-    /// Plain parameters; the names in `secret_names` are sealed and masked on insert.
+    pub runner_type: RunnerType,
+    /// Secret parameters masked.
     pub parameters: Value,
-    pub secret_names: Vec<String>,
+    /// The secret parameters, sealed.
+    pub secret_params: Option<Vec<u8>>,
     pub enforcement_id: Option<i64>,
     pub rule_id: Option<i64>,
     pub rule_ref: Option<String>,
@@ -54,27 +57,64 @@ pub fn unseal_parameters(key: &[u8; 32], parameters: &Value, sealed: Option<&[u8
     Ok(out)
 }
 
+/// New executions as the columns of `sql/execution/insert.sql`.
+#[derive(Default)]
+struct Columns {
+    tenant_ids: Vec<i64>,
+    action_ids: Vec<i64>,
+    action_refs: Vec<String>,
+    runner_types: Vec<RunnerType>,
+    parameters: Vec<Value>,
+    secret_params: Vec<Option<Vec<u8>>>,
+    enforcement_ids: Vec<Option<i64>>,
+    rule_ids: Vec<Option<i64>>,
+    rule_refs: Vec<Option<String>>,
+    requested_by: Vec<Option<i64>>,
+    parent_ids: Vec<Option<i64>>,
+}
+
+impl Columns {
+    fn of(rows: &[NewExecution]) -> Columns {
+        let mut c = Columns::default();
+        for r in rows {
+            c.tenant_ids.push(r.tenant_id);
+            c.action_ids.push(r.action_id);
+            c.action_refs.push(r.action_ref.clone());
+            c.runner_types.push(r.runner_type);
+            c.parameters.push(r.parameters.clone());
+            c.secret_params.push(r.secret_params.clone());
+            c.enforcement_ids.push(r.enforcement_id);
+            c.rule_ids.push(r.rule_id);
+            c.rule_refs.push(r.rule_ref.clone());
+            c.requested_by.push(r.requested_by);
+            c.parent_ids.push(r.parent_id);
+        }
+        c
+    }
+}
+
 /// Inserts `rows` in one statement; returns their ids in order.
-pub async fn insert(conn: &mut PgConnection, key: &[u8; 32], rows: &[NewExecution]) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, rows: &[NewExecution]) -> Result<Vec<i64>, sqlx::Error> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let (params, sealed): (Vec<Value>, Vec<Option<Vec<u8>>>) =
-        rows.iter().map(|r| seal_secrets(key, &r.parameters, &r.secret_names)).unzip();
-    sqlx::query_scalar(include_str!("../../../sql/execution/insert.sql"))
-        .bind(rows.iter().map(|r| r.tenant_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.action_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.action_ref.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.runner_type.clone()).collect::<Vec<_>>())
-        .bind(params)
-        .bind(sealed)
-        .bind(rows.iter().map(|r| r.enforcement_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.rule_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.rule_ref.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.requested_by).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.parent_id).collect::<Vec<_>>())
-        .fetch_all(conn)
-        .await
+    let c = Columns::of(rows);
+    sqlx::query_file_scalar!(
+        "../../sql/execution/insert.sql",
+        &c.tenant_ids,
+        &c.action_ids,
+        &c.action_refs,
+        &c.runner_types as &[RunnerType],
+        &c.parameters,
+        &c.secret_params as &[Option<Vec<u8>>],
+        &c.enforcement_ids as &[Option<i64>],
+        &c.rule_ids as &[Option<i64>],
+        &c.rule_refs as &[Option<String>],
+        &c.requested_by as &[Option<i64>],
+        &c.parent_ids as &[Option<i64>],
+    )
+    .fetch_all(conn)
+    .await
 }
 
 #[cfg(test)]

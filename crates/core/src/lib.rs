@@ -1,18 +1,29 @@
 //! Attune core: what every service shares.
 //!
 //! # Layout
+//! - [`admission`]: whether an execution may run (runner, action, parameters): one rule for
+//!   manual runs, the scheduler and the rule engine.
+//! - [`audit`]: the audit log's one writer (typed actors, batched).
 //! - [`config`]: typed settings, layered defaults < YAML file < environment.
 //! - [`db`]: the connection pool and the embedded migrations (schema `attune`).
 //! - [`local_pg`]: the private PostgreSQL cluster used when no database URL is configured.
-//! - [`domain`]: parse-don't-validate types (refs, runner types, parameter schemas, templates).
+//! - [`domain`]: parse-don't-validate types (refs, runner and trigger types, roles, the
+//!   states of executions, enforcements and workers with the execution transition table,
+//!   parameter schemas, templates).
+//! - [`execution`]: creating executions; sealing and unsealing secret parameters.
+//! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
+//! - [`child`]: starting a pack's program (action runners, custom sensors) isolated.
 //! - [`pack`]: the pack directory loader ([`pack::loader`]) and its all-or-nothing installer
 //!   ([`pack::install`]).
 //! - [`service`]: the shared service context and the `run(ctx, shutdown)` shape.
 //! - [`bootstrap`]: first-start work (system packs, the default tenant and admin).
 //! - [`tokens`]: access, refresh and execution tokens (HS256 JWTs).
+//! - [`wakeup`]: the process's one LISTEN connection ([`wakeup::Notifier`]), its
+//!   [`wakeup::Channel`]s and coalesced NOTIFY hints.
 //!
 //! Every service crate depends on this one; no service crate depends on another.
 
+pub mod admission;
 pub mod audit;
 pub mod bootstrap;
 pub mod child;

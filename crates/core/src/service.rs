@@ -8,21 +8,36 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::bootstrap::Keys;
+use crate::tokens::TokenKeys;
+use crate::wakeup::Notifier;
 use crate::Config;
 
 /// Cancelled once, when the process is asked to stop.
 pub type Shutdown = tokio_util::sync::CancellationToken;
 
-/// What a service needs: settings, the pool, and the process's keys.
+/// What a service needs: settings, the pool, the process's keys, its token signer
+/// (built from the config once) and its wake-ups (one LISTEN connection for all services).
 #[derive(Clone)]
 pub struct Context {
     pub config: Arc<Config>,
     pub pool: PgPool,
     pub keys: Arc<Keys>,
+    pub tokens: Arc<TokenKeys>,
+    pub notifier: Notifier,
 }
 
 impl Context {
     pub fn new(config: Config, pool: PgPool, keys: Keys) -> Self {
-        Context { config: Arc::new(config), pool, keys: Arc::new(keys) }
+        let auth = &config.auth;
+        let tokens = TokenKeys::new(&keys.jwt_secret, auth.access_token_ttl_seconds, auth.refresh_token_ttl_seconds);
+        let notifier = Notifier::new(pool.clone());
+        Context { config: Arc::new(config), pool, keys: Arc::new(keys), tokens: Arc::new(tokens), notifier }
+    }
+
+    /// The same settings and keys over another pool, with wake-ups of its own: how another
+    /// process sharing the database sees it (tests run several "processes" in one).
+    pub fn with_pool(&self, pool: PgPool) -> Context {
+        let notifier = Notifier::new(pool.clone());
+        Context { pool, notifier, ..self.clone() }
     }
 }

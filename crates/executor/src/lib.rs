@@ -2,13 +2,17 @@
 //!
 //! # Layout
 //! - [`rule_engine`]: claims unprocessed events, matches rules (criteria), renders action
-//!   parameters, writes enforcements and `requested` executions — one transaction a batch.
+//!   parameters, admits the executions ([`attune_core::admission`]) and writes the
+//!   enforcements and `scheduled` (or `failed`) executions — one transaction a batch.
 //! - [`scheduler`]: validates requested executions against their action's schema and
 //!   schedules them for the workers (or fails them at once, naming the bad parameter).
-//! - [`reaper`]: fails the executions of workers that stopped heart-beating.
+//! - [`reaper`]: retries or fails the running executions of workers that stopped
+//!   heart-beating (and ends the ones they were canceling `canceled`).
 //!
-//! Each stage LISTENs for its wake-up and polls every second as a fallback. Several
-//! executors may run against one database: every claim is `FOR UPDATE SKIP LOCKED`.
+//! The rule engine (woken on `Event` and `Rule`) and the scheduler (on `Requested`)
+//! subscribe through the process's notifier (`ctx.notifier`) and poll every second as a
+//! fallback; both hint `Scheduled` for the workers. The reaper runs every few seconds.
+//! Several executors may run against one database: every claim is `FOR UPDATE SKIP LOCKED`.
 //! Later issues add the workflow engine and inquiry expiry here.
 
 pub mod reaper;

@@ -2,9 +2,10 @@
 //! forever. Every few seconds (on any executor; the statement is idempotent), workers
 //! silent for [`LOST_AFTER`] are marked `lost` and their running executions are scheduled
 //! again when their retry policy has attempts left, else fail with
-//! `failure_reason: "worker_lost"`.
+//! `failure_reason: "worker_lost"`. Executions they were canceling end `canceled` (a
+//! cancel never retries).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use attune_core::{Context, Shutdown};
 
@@ -25,12 +26,12 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One round; returns the ids of the executions it failed or re-scheduled.
+/// One round; returns the ids of the executions it failed, canceled or re-scheduled.
 pub async fn reap(pool: &sqlx::PgPool, lost_after: Duration) -> Result<Vec<String>, sqlx::Error> {
-    let failed: Vec<String> = sqlx::query_scalar(include_str!("../../../sql/executor/reap.sql"))
-        .bind(lost_after.as_secs_f64())
-        .fetch_all(pool)
-        .await?;
+    let started = Instant::now();
+    let failed =
+        sqlx::query_file_scalar!("../../sql/executor/reap.sql", lost_after.as_secs_f64()).fetch_all(pool).await?;
+    tracing::debug!(rows = failed.len(), ms = started.elapsed().as_millis() as u64, "reaper round");
     if !failed.is_empty() {
         tracing::warn!(executions = failed.len(), "handled the executions of lost workers");
     }

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use attune_core::wakeup::{Hint, Wakeup};
+use attune_core::domain::RunnerType;
+use attune_core::wakeup::{Channel, Hint};
 use attune_core::{Context, Shutdown};
 use chrono::{DateTime, Utc};
 use nix::sys::signal::{killpg, Signal};
@@ -28,13 +29,13 @@ pub const LEASE: Duration = Duration::from_secs(15);
 const TICK: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-#[derive(sqlx::FromRow, Clone, Debug)]
+/// One row of `wanted_sensors.sql`.
+#[derive(Clone, Debug)]
 struct SensorRow {
     id: i64,
     tenant_id: Option<i64>,
-    #[sqlx(rename = "ref")]
     sensor_ref: String,
-    runner_type: String,
+    runner_type: RunnerType,
     entry_point: String,
     poll_interval: i32,
     config: Value,
@@ -56,8 +57,8 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| "localhost".into());
     // Unique even for containers sharing a hostname and a pid.
     let holder = format!("{host}/{}/{:016x}", std::process::id(), rand::random::<u64>());
-    let definitions = Wakeup::listen(&pool, &["attune_rule", "attune_timer"], shutdown.clone()).await?;
-    let events = Hint::spawn(pool.clone(), "attune_event", shutdown.clone());
+    let definitions = ctx.notifier.subscribe(&[Channel::Rule, Channel::Timer]).await?;
+    let events = ctx.notifier.hint(Channel::Event);
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut renewed = std::time::Instant::now();
     while !shutdown.is_cancelled() {
@@ -87,7 +88,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     for (_, r) in running.drain() {
         let _ = tokio::time::timeout(Duration::from_secs(10), r.task).await;
     }
-    let _ = sqlx::query("DELETE FROM attune.sensor_lease WHERE holder = $1").bind(&holder).execute(&pool).await;
+    let _ = sqlx::query!("DELETE FROM attune.sensor_lease WHERE holder = $1", holder).execute(&pool).await;
     Ok(())
 }
 
@@ -100,15 +101,11 @@ async fn supervise(
     events: &Hint,
     running: &mut HashMap<i64, Running>,
 ) -> Result<(), sqlx::Error> {
-    let wanted: Vec<SensorRow> =
-        sqlx::query_as(include_str!("../../../sql/sensor/wanted_sensors.sql")).fetch_all(pool).await?;
+    let wanted = sqlx::query_file_as!(SensorRow, "../../sql/sensor/wanted_sensors.sql").fetch_all(pool).await?;
     let mut ids: Vec<i64> = wanted.iter().map(|s| s.id).collect();
     let stopping: Vec<i64> = running.keys().copied().filter(|id| !ids.contains(id)).collect();
     ids.extend(stopping);
-    let held: Vec<i64> = sqlx::query_scalar(include_str!("../../../sql/sensor/take_leases.sql"))
-        .bind(holder)
-        .bind(&ids)
-        .bind(LEASE.as_secs_f64())
+    let held = sqlx::query_file_scalar!("../../sql/sensor/take_leases.sql", holder, &ids, LEASE.as_secs_f64())
         .fetch_all(pool)
         .await?;
     let keep: HashMap<i64, &SensorRow> = wanted.iter().filter(|s| held.contains(&s.id)).map(|s| (s.id, s)).collect();
@@ -120,9 +117,7 @@ async fn supervise(
     running.retain(|_, r| !(r.stop.is_cancelled() && r.task.is_finished()));
     // Leases of sensors neither wanted nor still stopping go back at once.
     let still: Vec<i64> = running.keys().copied().chain(keep.keys().copied()).collect();
-    sqlx::query("DELETE FROM attune.sensor_lease WHERE holder = $1 AND NOT (sensor_id = ANY($2))")
-        .bind(holder)
-        .bind(&still)
+    sqlx::query!("DELETE FROM attune.sensor_lease WHERE holder = $1 AND NOT (sensor_id = ANY($2))", holder, &still)
         .execute(pool)
         .await?;
     for (id, sensor) in keep {
@@ -161,13 +156,13 @@ async fn keep_running(pool: PgPool, sensor: SensorRow, events: Hint, stop: Shutd
 async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutdown) -> Result<String, String> {
     let dir = sensor.pack_path.as_ref().map(|p| PathBuf::from(p).join("sensors")).ok_or("its pack has no directory")?;
     let program = dir.join(&sensor.entry_point);
-    let mut cmd = match sensor.runner_type.as_str() {
-        "python" => {
+    let mut cmd = match sensor.runner_type {
+        RunnerType::Python => {
             let mut c = Command::new("python3");
             c.arg("-u").arg(&program);
             c
         }
-        "node" => {
+        RunnerType::Node => {
             let mut c = Command::new("node");
             c.arg(&program);
             c
@@ -247,13 +242,13 @@ async fn emit(pool: &PgPool, sensor: &SensorRow, events: &Hint, line: &str) {
             return;
         }
     };
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source) VALUES ($1, $2, $3, $4, 'sensor')",
+        sensor.tenant_id,
+        sensor.trigger_id,
+        sensor.trigger_ref,
+        payload,
     )
-    .bind(sensor.tenant_id)
-    .bind(sensor.trigger_id)
-    .bind(&sensor.trigger_ref)
-    .bind(&payload)
     .execute(pool)
     .await;
     match inserted {

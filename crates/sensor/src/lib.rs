@@ -4,9 +4,12 @@
 //! - [`schedule`]: when interval, cron and date timers tick, and the missed-tick policy.
 //! - [`timers`]: the service loop — reconcile `timer_state` with triggers and rules, claim
 //!   due ticks with `FOR UPDATE SKIP LOCKED`, insert their events, sleep until the next.
-//!
 //! - [`custom`]: pack sensors — one supervised process per sensor across all services
 //!   (leases), restarted with backoff; each JSON line it writes becomes an event.
+//!
+//! Both take the [`Context`]: they wake early through its notifier (`ctx.notifier`, on the
+//! `Timer` and `Rule` channels) when triggers or rules change, and hint `Event` after
+//! inserting events, for the rule engine.
 
 pub mod custom;
 pub mod schedule;

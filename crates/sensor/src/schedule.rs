@@ -13,6 +13,7 @@
 use std::str::FromStr;
 
 use attune_core::domain::trigger_type::MAX_INTERVAL_SECONDS;
+use attune_core::domain::TriggerType;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
@@ -24,9 +25,9 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    pub fn parse(kind: &str, params: &Value) -> Result<Schedule, String> {
+    pub fn parse(kind: TriggerType, params: &Value) -> Result<Schedule, String> {
         match kind {
-            "timer.interval" => {
+            TriggerType::Interval => {
                 let seconds = params
                     .get("interval_seconds")
                     .and_then(Value::as_f64)
@@ -35,7 +36,7 @@ impl Schedule {
                     seconds.ok_or("interval_seconds must be a positive number of seconds, at most 100 years")?;
                 Ok(Schedule::Interval(Duration::microseconds((seconds * 1_000_000.0).round().max(1000.0) as i64)))
             }
-            "timer.cron" => {
+            TriggerType::Cron => {
                 let expr = params.get("cron").and_then(Value::as_str).ok_or("cron is missing")?;
                 let schedule = cron::Schedule::from_str(expr).map_err(|e| format!("cron {expr:?}: {e}"))?;
                 let tz = match params.get("timezone").and_then(Value::as_str) {
@@ -44,12 +45,12 @@ impl Schedule {
                 };
                 Ok(Schedule::Cron(Box::new(schedule), tz))
             }
-            "timer.date" => {
+            TriggerType::Date => {
                 let date = params.get("date").and_then(Value::as_str).ok_or("date is missing")?;
                 let date = DateTime::parse_from_rfc3339(date).map_err(|e| format!("date {date:?}: {e}"))?;
                 Ok(Schedule::Date(date.with_timezone(&Utc)))
             }
-            other => Err(format!("{other} is not a timer")),
+            other @ (TriggerType::Webhook | TriggerType::Custom) => Err(format!("{} is not a timer", other.as_str())),
         }
     }
 
@@ -95,38 +96,41 @@ mod tests {
 
     #[test]
     fn intervals_never_drift_and_skip_missed_ticks() {
-        let s = Schedule::parse("timer.interval", &json!({"interval_seconds": 5})).unwrap();
+        let s = Schedule::parse(TriggerType::Interval, &json!({"interval_seconds": 5})).unwrap();
         let t0 = at("2026-01-01T00:00:00Z");
         // Fired 30 ms late: the next tick is still on the grid.
         assert_eq!(s.next(t0, t0 + Duration::milliseconds(30)), Some(at("2026-01-01T00:00:05Z")));
         // Down for 23 s: one catch-up fire now, then back on the grid (no burst).
         assert_eq!(s.next(t0, at("2026-01-01T00:00:23Z")), Some(at("2026-01-01T00:00:25Z")));
-        let half = Schedule::parse("timer.interval", &json!({"interval_seconds": 0.5})).unwrap();
+        let half = Schedule::parse(TriggerType::Interval, &json!({"interval_seconds": 0.5})).unwrap();
         assert_eq!(half.first(t0), Some(at("2026-01-01T00:00:00.5Z")));
     }
 
     #[test]
     fn cron_with_seconds_and_time_zones() {
-        let s = Schedule::parse("timer.cron", &json!({"cron": "0,3,6,12 * * * * *"})).unwrap();
+        let s = Schedule::parse(TriggerType::Cron, &json!({"cron": "0,3,6,12 * * * * *"})).unwrap();
         let t = at("2026-01-01T00:00:04Z");
         assert_eq!(s.first(t), Some(at("2026-01-01T00:00:06Z")));
         assert_eq!(
             s.next(at("2026-01-01T00:00:12Z"), at("2026-01-01T00:00:12.010Z")),
             Some(at("2026-01-01T00:01:00Z"))
         );
-        let paris = Schedule::parse("timer.cron", &json!({"cron": "0 0 9 * * *", "timezone": "Europe/Paris"})).unwrap();
+        let paris =
+            Schedule::parse(TriggerType::Cron, &json!({"cron": "0 0 9 * * *", "timezone": "Europe/Paris"})).unwrap();
         assert_eq!(
             paris.first(at("2026-01-01T00:00:00Z")),
             Some(at("2026-01-01T08:00:00Z")),
             "09:00 in Paris is 08:00 UTC in winter"
         );
-        assert!(Schedule::parse("timer.cron", &json!({"cron": "0 0 9 * * *", "timezone": "Mars/Olympus"})).is_err());
+        assert!(
+            Schedule::parse(TriggerType::Cron, &json!({"cron": "0 0 9 * * *", "timezone": "Mars/Olympus"})).is_err()
+        );
     }
 
     #[test]
     fn cron_never_returns_a_past_tick_when_clocks_go_back() {
-        let s =
-            Schedule::parse("timer.cron", &json!({"cron": "0 */15 * * * *", "timezone": "America/New_York"})).unwrap();
+        let s = Schedule::parse(TriggerType::Cron, &json!({"cron": "0 */15 * * * *", "timezone": "America/New_York"}))
+            .unwrap();
         let now = at("2026-11-01T06:10:00Z"); // 01:10 in the repeated hour
         let next = s.first(now).unwrap();
         assert!(next > now, "{next}");
@@ -135,12 +139,12 @@ mod tests {
 
     #[test]
     fn absurd_intervals_are_refused_not_panicking() {
-        assert!(Schedule::parse("timer.interval", &json!({"interval_seconds": 1e13})).is_err());
+        assert!(Schedule::parse(TriggerType::Interval, &json!({"interval_seconds": 1e13})).is_err());
     }
 
     #[test]
     fn dates_fire_once() {
-        let s = Schedule::parse("timer.date", &json!({"date": "2020-01-01T00:00:00Z"})).unwrap();
+        let s = Schedule::parse(TriggerType::Date, &json!({"date": "2020-01-01T00:00:00Z"})).unwrap();
         assert_eq!(s.first(at("2026-01-01T00:00:00Z")), Some(at("2020-01-01T00:00:00Z")), "a past date is due at once");
         assert_eq!(s.next(at("2020-01-01T00:00:00Z"), at("2026-01-01T00:00:00Z")), None);
     }

@@ -11,9 +11,10 @@
 //! reconciliation sets `next_fire_at` to NULL when the last rule is disabled, and to the
 //! schedule's next tick after *now* when one is enabled again (no burst).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use attune_core::wakeup::{Hint, Wakeup};
+use attune_core::domain::TriggerType;
+use attune_core::wakeup::Channel;
 use attune_core::{Context, Shutdown};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -26,11 +27,10 @@ const BATCH: i64 = 500;
 /// Reconcile at least this often even without a notification (the safety net).
 const RESYNC: Duration = Duration::from_secs(30);
 
-#[derive(sqlx::FromRow)]
+/// One row of `timer_triggers.sql`.
 struct TimerTrigger {
     id: i64,
-    #[sqlx(rename = "type")]
-    kind: String,
+    kind: TriggerType,
     parameters: Value,
     schedule_hash: String,
     active: bool,
@@ -41,33 +41,80 @@ struct TimerTrigger {
     now: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
+/// One row of `claim_due.sql`.
 struct Due {
     trigger_id: i64,
     next_fire_at: DateTime<Utc>,
     seq: i64,
-    #[sqlx(rename = "type")]
-    kind: String,
+    kind: TriggerType,
     parameters: Value,
     tenant_id: Option<i64>,
-    #[sqlx(rename = "ref")]
     trigger_ref: String,
     now: DateTime<Utc>,
 }
 
+/// The binds of `fire.sql`: one array per column, built in one pass over the due ticks.
+#[derive(Default)]
+struct FireColumns {
+    // Every claimed timer, advanced ($1..$4).
+    trigger_ids: Vec<i64>,
+    seqs: Vec<i64>,
+    next_fire_ats: Vec<Option<DateTime<Utc>>>,
+    dones: Vec<bool>,
+    // One event per tick that fires ($5..$8).
+    event_tenant_ids: Vec<Option<i64>>,
+    event_trigger_ids: Vec<i64>,
+    event_trigger_refs: Vec<String>,
+    payloads: Vec<Value>,
+}
+
+impl FireColumns {
+    fn of(due: &[Due], now: DateTime<Utc>) -> FireColumns {
+        let mut c = FireColumns::default();
+        for d in due {
+            let schedule = match Schedule::parse(d.kind, &d.parameters) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(trigger = %d.trigger_ref, error = %e, "timer cannot be scheduled; stopping it");
+                    c.trigger_ids.push(d.trigger_id);
+                    c.seqs.push(d.seq);
+                    c.next_fire_ats.push(None);
+                    c.dones.push(false);
+                    continue;
+                }
+            };
+            let seq = d.seq + 1;
+            c.trigger_ids.push(d.trigger_id);
+            c.seqs.push(seq);
+            c.next_fire_ats.push(schedule.next(d.next_fire_at, now));
+            c.dones.push(matches!(schedule, Schedule::Date(_)));
+            c.event_tenant_ids.push(d.tenant_id);
+            c.event_trigger_ids.push(d.trigger_id);
+            c.event_trigger_refs.push(d.trigger_ref.clone());
+            c.payloads.push(json!({
+                "scheduled_at": d.next_fire_at,
+                "fired_at": now,
+                "seq": seq,
+                "trigger": d.trigger_ref,
+            }));
+        }
+        c
+    }
+}
+
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = ctx.pool.clone();
-    let definitions = Wakeup::listen(&pool, &["attune_timer", "attune_rule"], shutdown.clone()).await?;
-    let events = Hint::spawn(pool.clone(), "attune_event", shutdown.clone());
+    let definitions = ctx.notifier.subscribe(&[Channel::Timer, Channel::Rule]).await?;
+    let events = ctx.notifier.hint(Channel::Event);
     let mut resync = true;
-    let mut last_sync = std::time::Instant::now();
+    let mut last_sync = Instant::now();
     while !shutdown.is_cancelled() {
         if resync || last_sync.elapsed() > RESYNC {
             if let Err(e) = reconcile(&pool).await {
                 tracing::error!(error = %e, "timer reconciliation failed");
             }
             resync = false;
-            last_sync = std::time::Instant::now();
+            last_sync = Instant::now();
         }
         match fire_due(&pool).await {
             Ok(n) if n as i64 == BATCH => continue,
@@ -79,10 +126,8 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
             }
         }
         // Seconds to the next tick by the database's clock, which every service shares.
-        let seconds: Option<f64> = sqlx::query_scalar(include_str!("../../../sql/sensor/next_wait.sql"))
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(None);
+        let seconds: Option<f64> =
+            sqlx::query_file_scalar!("../../sql/sensor/next_wait.sql").fetch_one(&pool).await.unwrap_or(None);
         let wait = seconds
             .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(RESYNC))
             .unwrap_or(RESYNC)
@@ -100,14 +145,13 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
 /// time does it (advisory lock); the others skip.
 pub async fn reconcile(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('attune.timer_sync'))")
+    let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(hashtext('attune.timer_sync')) AS "locked!""#)
         .fetch_one(&mut *tx)
         .await?;
     if !locked {
         return Ok(());
     }
-    let timers: Vec<TimerTrigger> =
-        sqlx::query_as(include_str!("../../../sql/sensor/timer_triggers.sql")).fetch_all(&mut *tx).await?;
+    let timers = sqlx::query_file_as!(TimerTrigger, "../../sql/sensor/timer_triggers.sql").fetch_all(&mut *tx).await?;
     let (mut ids, mut nexts, mut dones, mut hashes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for t in timers {
         // Re-armed only when the schedule itself changed (or the timer is new).
@@ -118,7 +162,7 @@ pub async fn reconcile(pool: &PgPool) -> Result<(), sqlx::Error> {
         } else if t.next_fire_at.is_some() && !rearm {
             t.next_fire_at
         } else {
-            match Schedule::parse(&t.kind, &t.parameters) {
+            match Schedule::parse(t.kind, &t.parameters) {
                 Ok(schedule) => schedule.first(t.now),
                 Err(e) => {
                     tracing::warn!(trigger = t.id, error = %e, "timer cannot be scheduled");
@@ -134,17 +178,17 @@ pub async fn reconcile(pool: &PgPool) -> Result<(), sqlx::Error> {
         }
     }
     if !ids.is_empty() {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO attune.timer_state (trigger_id, next_fire_at, done, schedule_hash)
              SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::bool[], $4::text[])
              ON CONFLICT (trigger_id) DO UPDATE
                 SET next_fire_at = EXCLUDED.next_fire_at, done = EXCLUDED.done,
                     schedule_hash = EXCLUDED.schedule_hash, updated_at = clock_timestamp()",
+            &ids,
+            &nexts as &[Option<DateTime<Utc>>],
+            &dones,
+            &hashes,
         )
-        .bind(&ids)
-        .bind(&nexts)
-        .bind(&dones)
-        .bind(&hashes)
         .execute(&mut *tx)
         .await?;
         tracing::debug!(changed = ids.len(), "timers reconciled");
@@ -154,55 +198,33 @@ pub async fn reconcile(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 /// Fires every due tick (up to a batch); returns how many fired.
 async fn fire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let started = Instant::now();
     let mut tx = pool.begin().await?;
-    let due: Vec<Due> =
-        sqlx::query_as(include_str!("../../../sql/sensor/claim_due.sql")).bind(BATCH).fetch_all(&mut *tx).await?;
+    let due = sqlx::query_file_as!(Due, "../../sql/sensor/claim_due.sql", BATCH).fetch_all(&mut *tx).await?;
     if due.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let now = due[0].now;
-    let mut advance = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut fired = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for d in &due {
-        let schedule = match Schedule::parse(&d.kind, &d.parameters) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(trigger = %d.trigger_ref, error = %e, "timer cannot be scheduled; stopping it");
-                advance.0.push(d.trigger_id);
-                advance.1.push(d.seq);
-                advance.2.push(None);
-                advance.3.push(false);
-                continue;
-            }
-        };
-        let next = schedule.next(d.next_fire_at, now);
-        let seq = d.seq + 1;
-        advance.0.push(d.trigger_id);
-        advance.1.push(seq);
-        advance.2.push(next);
-        advance.3.push(matches!(schedule, Schedule::Date(_)));
-        fired.0.push(d.tenant_id);
-        fired.1.push(d.trigger_id);
-        fired.2.push(d.trigger_ref.clone());
-        fired.3.push(json!({
-            "scheduled_at": d.next_fire_at,
-            "fired_at": now,
-            "seq": seq,
-            "trigger": d.trigger_ref,
-        }));
-    }
-    sqlx::query(include_str!("../../../sql/sensor/fire.sql"))
-        .bind(&advance.0)
-        .bind(&advance.1)
-        .bind(&advance.2)
-        .bind(&advance.3)
-        .bind(&fired.0)
-        .bind(&fired.1)
-        .bind(&fired.2)
-        .bind(&fired.3)
-        .execute(&mut *tx)
-        .await?;
+    let c = FireColumns::of(&due, due[0].now);
+    sqlx::query_file!(
+        "../../sql/sensor/fire.sql",
+        &c.trigger_ids,
+        &c.seqs,
+        &c.next_fire_ats as &[Option<DateTime<Utc>>],
+        &c.dones,
+        &c.event_tenant_ids as &[Option<i64>],
+        &c.event_trigger_ids,
+        &c.event_trigger_refs,
+        &c.payloads,
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
+    tracing::debug!(
+        rows = due.len(),
+        fired = c.payloads.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "timer claim round"
+    );
     Ok(due.len())
 }

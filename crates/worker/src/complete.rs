@@ -6,8 +6,10 @@
 //! the database refuses for its content (SQLSTATE class 22), which is split up so a single
 //! bad result can never block the others: that execution is recorded as failed instead.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use attune_core::domain::ExecutionStatus;
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -27,7 +29,9 @@ pub struct Finished {
 pub async fn run(pool: PgPool, worker_name: String, mut rx: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let started = Instant::now();
         write_resilient(&pool, &worker_name, &mut batch).await;
+        tracing::debug!(rows = batch.len(), ms = started.elapsed().as_millis() as u64, "completer batch");
         batch.clear();
     }
 }
@@ -62,17 +66,46 @@ async fn write_resilient(pool: &PgPool, worker_name: &str, batch: &mut [Finished
     }
 }
 
+/// The batch as the columns of `sql/worker/complete.sql`, element i of each for the
+/// i-th finished attempt.
+#[derive(Default)]
+struct Columns<'a> {
+    ids: Vec<i64>,
+    statuses: Vec<ExecutionStatus>,
+    results: Vec<Value>,
+    stdouts: Vec<&'a str>,
+    stderrs: Vec<&'a str>,
+    truncated: Vec<bool>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(batch: &'a [Finished]) -> Columns<'a> {
+        let mut c = Columns::default();
+        for f in batch {
+            c.ids.push(f.execution_id);
+            c.statuses.push(f.outcome.status());
+            c.results.push(f.outcome.result_json());
+            c.stdouts.push(&f.outcome.stdout);
+            c.stderrs.push(&f.outcome.stderr);
+            c.truncated.push(f.outcome.truncated);
+        }
+        c
+    }
+}
+
 async fn write(pool: &PgPool, worker_name: &str, batch: &[Finished]) -> Result<(), sqlx::Error> {
-    sqlx::query(include_str!("../../../sql/worker/complete.sql"))
-        .bind(batch.iter().map(|f| f.execution_id).collect::<Vec<_>>())
-        .bind(batch.iter().map(|f| f.outcome.status()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|f| f.outcome.result_json()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|f| f.execution_id).collect::<Vec<_>>())
-        .bind(batch.iter().map(|f| f.outcome.stdout.clone()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|f| f.outcome.stderr.clone()).collect::<Vec<_>>())
-        .bind(batch.iter().map(|f| f.outcome.truncated).collect::<Vec<_>>())
-        .bind(worker_name)
-        .execute(pool)
-        .await?;
+    let c = Columns::of(batch);
+    sqlx::query_file!(
+        "../../sql/worker/complete.sql",
+        &c.ids,
+        &c.statuses as &[ExecutionStatus],
+        &c.results,
+        &c.stdouts as &[&str],
+        &c.stderrs as &[&str],
+        &c.truncated,
+        worker_name,
+    )
+    .execute(pool)
+    .await?;
     Ok(())
 }

@@ -1,30 +1,42 @@
 //! Attune worker: claims scheduled executions and runs them.
 //!
 //! # Layout
-//! - [`registry`]: the worker's row in `attune.worker` and its heartbeat.
-//! - [`claim`]: the claim loops — one statement (`UPDATE … FOR UPDATE SKIP LOCKED …
-//!   RETURNING`) takes up to the free slots' worth of executions. Two lanes: child-process
-//!   runners (`worker.concurrency` slots) and in-process builtins (their own larger budget).
+//! - [`worker`]: the worker's life — registration, heartbeat, the completer, the cancel
+//!   watcher and the two lanes, then drain and deregistration on shutdown.
+//! - [`lane`]: the claim loop of one lane: claims up to its free slots' worth of
+//!   executions, runs each on its own task and hands the outcome to the completer. Two
+//!   lanes: child-process runners (`worker.concurrency` slots) and in-process runners
+//!   ([`IN_PROCESS_SLOTS`]); the runner types of each come from
+//!   [`RunnerType`](attune_core::domain::RunnerType).
+//! - [`claim`]: the claim itself — one statement (`sql/worker/claim.sql`:
+//!   `UPDATE … FOR UPDATE SKIP LOCKED … RETURNING`), plus the claim of actions with a
+//!   `concurrency` limit under their action's row lock.
+//! - [`prepare`]: a claimed row becomes a [`runners::Job`]: secret parameters unsealed,
+//!   declared datastore secrets decrypted, the execution token issued, the cancel switch
+//!   registered.
+//! - [`cancel_watch`]: stops the executions running here that someone asked to cancel.
 //! - [`runners`]: how an action runs: `builtin` (in-process core actions), and child
 //!   processes for `shell` and `python` with the action protocol (JSON on stdin, bounded
-//!   output capture, timeouts, process groups).
-//! - [`complete`]: results are written in batches, one statement per batch.
+//!   output capture ([`output`]), timeouts, process groups).
+//! - [`complete`]: results are written in batches, one statement per batch
+//!   (`sql/worker/complete.sql`).
+//! - [`registry`]: the worker's row in `attune.worker` and its heartbeat.
 //!
 //! Shutdown stops claiming first, lets running executions finish, flushes their results,
 //! then marks the worker stopped.
 
+pub mod cancel_watch;
 pub mod claim;
 pub mod complete;
+pub mod lane;
 pub mod output;
+pub mod prepare;
 pub mod registry;
 pub mod runners;
+pub mod worker;
 
 use attune_core::{Context, Shutdown};
 
-/// Runner types this worker runs.
-pub const RUNTIMES: &[&str] = &["builtin", "shell", "python"];
-/// Runner types that start a child process: at most `worker.concurrency` at once.
-pub const PROCESS_RUNTIMES: &[&str] = &["shell", "python"];
 /// In-process actions (`builtin`) use no process and next to no CPU, so they get a
 /// budget of their own: a worker full of long shell actions still runs `core.noop` at
 /// once, and a burst of no-ops is claimed hundreds at a time, not one slot at a time.
@@ -33,5 +45,5 @@ pub const IN_PROCESS_SLOTS: usize = 256;
 /// Runs the worker: one registration, two claim loops (child processes and in-process
 /// actions), one completer.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    claim::Worker::start(ctx, shutdown).await?.run().await
+    worker::Worker::start(ctx, shutdown).await?.run().await
 }

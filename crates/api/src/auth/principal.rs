@@ -1,12 +1,13 @@
 //! The authenticated caller of an `/api/v1` route.
 
+use attune_core::audit::Actor;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use super::{Permission, Role};
-use crate::app::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -19,6 +20,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The caller as the audit log names it.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.identity_id, &self.login)
+    }
+
     /// 403 naming the missing permission unless the role has it.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.role.allows(permission) {

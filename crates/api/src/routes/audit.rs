@@ -8,18 +8,17 @@ use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::pagination::{self, Page};
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(sqlx::FromRow)]
 struct AuditRow {
     id: i64,
     timestamp: DateTime<Utc>,
@@ -66,26 +65,32 @@ async fn list(
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     who.require(Permission::ReadAudit)?;
     let (limit, offset) = pagination::resolve(q.limit, q.offset)?;
-    let filter = "WHERE tenant_id = $1 AND ($2::text IS NULL OR entity_type = $2)
-                    AND ($3::text IS NULL OR entity_id = $3) AND ($4::text IS NULL OR action = $4)";
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM attune.audit_log {filter}"))
-        .bind(who.tenant_id)
-        .bind(&q.entity_type)
-        .bind(&q.entity_id)
-        .bind(&q.action)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM attune.audit_log
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR entity_type = $2)
+              AND ($3::text IS NULL OR entity_id = $3) AND ($4::text IS NULL OR action = $4)"#,
+        who.tenant_id,
+        q.entity_type,
+        q.entity_id,
+        q.action
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows = sqlx::query_as!(
+        AuditRow,
         "SELECT id, timestamp, tenant_id, actor_type, actor_id, actor_login, action, entity_type, entity_id, data
-           FROM attune.audit_log {filter} ORDER BY id DESC LIMIT $5 OFFSET $6"
-    ))
-    .bind(who.tenant_id)
-    .bind(&q.entity_type)
-    .bind(&q.entity_id)
-    .bind(&q.action)
-    .bind(limit)
-    .bind(offset)
+           FROM attune.audit_log
+          WHERE tenant_id = $1 AND ($2::text IS NULL OR entity_type = $2)
+            AND ($3::text IS NULL OR entity_id = $3) AND ($4::text IS NULL OR action = $4)
+          ORDER BY id DESC LIMIT $5 OFFSET $6",
+        who.tenant_id,
+        q.entity_type,
+        q.entity_id,
+        q.action,
+        limit,
+        offset
+    )
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

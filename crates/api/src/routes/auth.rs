@@ -1,17 +1,21 @@
 //! `/auth/*`: register, login, refresh (rotating), me.
 
+use attune_core::audit::{self, Actor};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
+use crate::auth::credentials::{check_login, check_password, hash_in_background};
 use crate::auth::tokens::{hash_refresh_token, random_token};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(register)).routes(routes!(login)).routes(routes!(refresh)).routes(routes!(me))
@@ -55,28 +59,6 @@ pub struct Me {
     pub role: Role,
 }
 
-/// Logins: 1-128 of letters, digits and `_ . @ -`.
-pub fn check_login(login: &str) -> Result<(), ApiError> {
-    let ok = !login.is_empty()
-        && login.len() <= 128
-        && login.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Unprocessable(format!("login {login:?} must be 1-128 letters, digits, '_', '.', '@' or '-'")))
-    }
-}
-
-pub fn check_password(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < 8 {
-        return Err(ApiError::Unprocessable("password must be at least 8 characters".into()));
-    }
-    if password.len() > 1024 {
-        return Err(ApiError::Unprocessable("password must be at most 1024 bytes".into()));
-    }
-    Ok(())
-}
-
 /// Creates a new tenant whose first user is its admin.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = Me), (status = 403, description = "registration is disabled"),
@@ -92,18 +74,18 @@ async fn register(
     check_password(&body.password)?;
     let hash = hash_in_background(body.password).await?;
     let mut tx = state.pool().begin().await?;
-    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.identity WHERE login = $1)")
-        .bind(&body.login)
-        .fetch_one(&mut *tx)
-        .await?;
+    let taken = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM attune.identity WHERE login = $1) AS "taken!""#,
+        body.login
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if taken {
         return Err(ApiError::Conflict(format!("login {:?} is taken", body.login)));
     }
     // The tenant is named after its first user; a clash (a tenant named like this login)
     // gets a random suffix.
-    let insert_tenant = "INSERT INTO attune.tenant (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id";
-    let tenant_id: Option<i64> = sqlx::query_scalar(insert_tenant).bind(&body.login).fetch_optional(&mut *tx).await?;
-    let tenant_id = match tenant_id {
+    let tenant_id = match insert_tenant(&mut tx, &body.login).await? {
         Some(id) => id,
         None => {
             // Keep the name within bounds, and try a few suffixes before giving up.
@@ -111,7 +93,7 @@ async fn register(
             let mut found = None;
             for _ in 0..5 {
                 let name = format!("{base}-{}", random_token(6).to_lowercase());
-                if let Some(id) = sqlx::query_scalar(insert_tenant).bind(name).fetch_optional(&mut *tx).await? {
+                if let Some(id) = insert_tenant(&mut tx, &name).await? {
                     found = Some(id);
                     break;
                 }
@@ -119,33 +101,28 @@ async fn register(
             found.ok_or_else(|| ApiError::Conflict("could not find a free tenant name; try again".into()))?
         }
     };
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role) VALUES ($1, $2, $3, $4, 'admin') RETURNING id",
+    let id = sqlx::query_scalar!(
+        "INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        tenant_id,
+        body.login,
+        body.display_name,
+        hash,
+        Role::Admin as Role,
     )
-    .bind(tenant_id)
-    .bind(&body.login)
-    .bind(&body.display_name)
-    .bind(&hash)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, actor_login, action, entity_type, entity_id)
-         VALUES ($1, 'user', $2, $3, 'tenant.registered', 'tenant', $1::text)",
-    )
-    .bind(tenant_id)
-    .bind(id.to_string())
-    .bind(&body.login)
-    .execute(&mut *tx)
-    .await?;
+    let actor = Actor::user(id, &body.login);
+    audit::record_one(&mut tx, Some(tenant_id), &actor, "tenant.registered", "tenant", tenant_id, json!({})).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Me { id, login: body.login, tenant_id, role: Role::Admin })))
 }
 
-/// argon2 is deliberately slow: keep it off the async workers.
-pub async fn hash_in_background(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || attune_core::crypto::hash_password(&password))
+/// A new tenant named `name`; None when the name is taken.
+async fn insert_tenant(conn: &mut PgConnection, name: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!("INSERT INTO attune.tenant (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id", name)
+        .fetch_optional(conn)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 const BAD_CREDENTIALS: &str = "invalid login or password";
@@ -158,29 +135,28 @@ async fn login(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let row: Option<(i64, i64, String, String, bool)> =
-        sqlx::query_as("SELECT id, tenant_id, role, password_hash, disabled FROM attune.identity WHERE login = $1")
-            .bind(&body.login)
-            .fetch_optional(state.pool())
-            .await?;
+    let row = sqlx::query!(
+        r#"SELECT id, tenant_id, role AS "role: Role", password_hash, disabled FROM attune.identity WHERE login = $1"#,
+        body.login
+    )
+    .fetch_optional(state.pool())
+    .await?;
     // Verify against a real hash even for unknown logins, so timing does not tell them apart.
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| attune_core::crypto::hash_password("not a real password")).clone();
-    let hash = row.as_ref().map_or(dummy, |r| r.3.clone());
+    let hash = row.as_ref().map_or(dummy, |r| r.password_hash.clone());
     let password = body.password;
     let verified = tokio::task::spawn_blocking(move || attune_core::crypto::verify_password(&password, &hash))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let Some((id, tenant_id, role, _, disabled)) = row else {
+    let Some(row) = row else {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     };
-    if !verified || disabled {
+    if !verified || row.disabled {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     }
-    let role = Role::parse(&role)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("identity {id} has unknown role {role}")))?;
     let mut tx = state.pool().begin().await?;
-    let pair = issue_pair(&state, &mut tx, id, tenant_id, role, &body.login, None).await?;
+    let pair = issue_pair(&state, &mut tx, row.id, row.tenant_id, row.role, &body.login, None).await?;
     tx.commit().await?;
     Ok(Json(pair))
 }
@@ -189,7 +165,7 @@ async fn login(
 /// and signs the access token.
 async fn issue_pair(
     state: &ApiState,
-    conn: &mut sqlx::PgConnection,
+    conn: &mut PgConnection,
     identity_id: i64,
     tenant_id: i64,
     role: Role,
@@ -197,19 +173,17 @@ async fn issue_pair(
     replaces: Option<i64>,
 ) -> Result<TokenPair, ApiError> {
     let refresh = random_token(32);
-    let new_id: i64 = sqlx::query_scalar(
+    let new_id = sqlx::query_scalar!(
         "INSERT INTO attune.refresh_token (identity_id, token_hash, expires_at)
          VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
+        identity_id,
+        hash_refresh_token(&refresh),
+        state.tokens.refresh_ttl_seconds as f64,
     )
-    .bind(identity_id)
-    .bind(hash_refresh_token(&refresh))
-    .bind(state.tokens.refresh_ttl_seconds as f64)
     .fetch_one(&mut *conn)
     .await?;
     if let Some(old) = replaces {
-        sqlx::query("UPDATE attune.refresh_token SET replaced_by = $2 WHERE id = $1")
-            .bind(old)
-            .bind(new_id)
+        sqlx::query!("UPDATE attune.refresh_token SET replaced_by = $2 WHERE id = $1", old, new_id)
             .execute(&mut *conn)
             .await?;
     }
@@ -232,24 +206,25 @@ async fn refresh(
     // Revoking the old token and storing its successor commit together; and the revoke is
     // one statement, so two concurrent uses of the same token cannot both succeed.
     let mut tx = state.pool().begin().await?;
-    let used: Option<(i64, i64, i64, String, String, bool)> = sqlx::query_as(
-        "UPDATE attune.refresh_token r SET revoked_at = now()
-           FROM attune.identity i
-          WHERE r.token_hash = $1 AND r.revoked_at IS NULL AND r.expires_at > now() AND i.id = r.identity_id
-          RETURNING r.id, i.id, i.tenant_id, i.role, i.login, i.disabled",
+    let used = sqlx::query!(
+        r#"UPDATE attune.refresh_token r SET revoked_at = now()
+             FROM attune.identity i
+            WHERE r.token_hash = $1 AND r.revoked_at IS NULL AND r.expires_at > now() AND i.id = r.identity_id
+        RETURNING r.id AS token_id, i.id AS identity_id, i.tenant_id, i.role AS "role: Role", i.login, i.disabled"#,
+        hash
     )
-    .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((token_id, identity_id, tenant_id, role, login, disabled)) = used else {
+    let Some(used) = used else {
         tx.rollback().await?;
         // A revoked token presented again: it leaked or was replayed. End every session of that user.
-        let revoked = sqlx::query(
+        let revoked = sqlx::query!(
             "UPDATE attune.refresh_token SET revoked_at = now()
               WHERE revoked_at IS NULL
-                AND identity_id = (SELECT identity_id FROM attune.refresh_token WHERE token_hash = $1 AND revoked_at IS NOT NULL)",
+                AND identity_id = (SELECT identity_id FROM attune.refresh_token
+                                    WHERE token_hash = $1 AND revoked_at IS NOT NULL)",
+            hash
         )
-        .bind(&hash)
         .execute(state.pool())
         .await?;
         if revoked.rows_affected() > 0 {
@@ -257,11 +232,12 @@ async fn refresh(
         }
         return Err(ApiError::Unauthorized("refresh token is invalid, expired or already used".into()));
     };
-    if disabled {
+    if used.disabled {
         return Err(ApiError::Unauthorized("refresh token is invalid, expired or already used".into()));
     }
-    let role = Role::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role}")))?;
-    let pair = issue_pair(&state, &mut tx, identity_id, tenant_id, role, &login, Some(token_id)).await?;
+    let pair =
+        issue_pair(&state, &mut tx, used.identity_id, used.tenant_id, used.role, &used.login, Some(used.token_id))
+            .await?;
     tx.commit().await?;
     Ok(Json(pair))
 }

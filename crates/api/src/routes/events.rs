@@ -1,19 +1,21 @@
 //! `/api/v1/events` and `/api/v1/enforcements`: what fired, and which rules it matched.
 
+use attune_core::domain::EnforcementStatus;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::pagination::{self, Page};
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -23,7 +25,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_enforcement))
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub trigger_ref: String,
@@ -34,9 +36,6 @@ pub struct EventView {
     /// When the rule engine matched it (null while pending).
     pub processed_at: Option<DateTime<Utc>>,
 }
-
-const SELECT_EVENT: &str =
-    "SELECT id, trigger_ref, trigger_id, payload, source, created_at, processed_at FROM attune.event";
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -57,22 +56,30 @@ async fn list_events(
 ) -> Result<Json<Page<EventView>>, ApiError> {
     who.require(Permission::Read)?;
     let (limit, offset) = pagination::resolve(q.limit, q.offset)?;
-    let filter = "WHERE tenant_id = $1 AND ($2::text IS NULL OR trigger_ref = $2)";
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM attune.event {filter}"))
-        .bind(who.tenant_id)
-        .bind(&q.trigger)
-        .fetch_one(&mut *tx)
-        .await?;
-    let data = sqlx::query_as(&format!("{SELECT_EVENT} {filter} ORDER BY id DESC LIMIT $3 OFFSET $4"))
-        .bind(who.tenant_id)
-        .bind(&q.trigger)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *tx)
-        .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM attune.event WHERE tenant_id = $1 AND ($2::text IS NULL OR trigger_ref = $2)"#,
+        who.tenant_id,
+        q.trigger
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let data = events(&mut tx, who.tenant_id, None, q.trigger.as_deref(), limit, offset).await?;
     tx.commit().await?;
     Ok(Json(Page { data, total, limit, offset }))
+}
+
+async fn events(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    id: Option<i64>,
+    trigger: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<EventView>, sqlx::Error> {
+    sqlx::query_file_as!(EventView, "../../sql/api/events.sql", tenant_id, id, trigger, limit, offset)
+        .fetch_all(conn)
+        .await
 }
 
 /// One event.
@@ -84,11 +91,13 @@ async fn get_event(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<EventView>, ApiError> {
     who.require(Permission::Read)?;
-    let sql = format!("{SELECT_EVENT} WHERE id = $1 AND tenant_id = $2");
-    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "event").await?))
+    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
+    let found = events(&mut tx, who.tenant_id, Some(id), None, 1, 0).await?;
+    tx.commit().await?;
+    Ok(Json(db::the_one(found, "event", id)?))
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnforcementView {
     pub id: i64,
     pub rule_ref: String,
@@ -97,16 +106,11 @@ pub struct EnforcementView {
     /// The execution it requested (none when it failed).
     pub execution_id: Option<i64>,
     /// `created`, `processed` or `failed`.
-    pub status: String,
+    pub status: EnforcementStatus,
     /// Why it failed: the rule and the template error.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
-
-const SELECT_ENFORCEMENT: &str = "SELECT f.id, f.rule_ref, f.rule_id, f.event_id,
-        (SELECT x.id FROM attune.execution x WHERE x.enforcement_id = f.id ORDER BY x.id LIMIT 1) AS execution_id,
-        f.status, f.error, f.created_at
-   FROM attune.enforcement f";
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -129,25 +133,33 @@ async fn list_enforcements(
 ) -> Result<Json<Page<EnforcementView>>, ApiError> {
     who.require(Permission::Read)?;
     let (limit, offset) = pagination::resolve(q.limit, q.offset)?;
-    let filter =
-        "WHERE f.tenant_id = $1 AND ($2::text IS NULL OR f.rule_ref = $2) AND ($3::bigint IS NULL OR f.event_id = $3)";
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM attune.enforcement f {filter}"))
-        .bind(who.tenant_id)
-        .bind(&q.rule)
-        .bind(q.event)
-        .fetch_one(&mut *tx)
-        .await?;
-    let data = sqlx::query_as(&format!("{SELECT_ENFORCEMENT} {filter} ORDER BY f.id DESC LIMIT $4 OFFSET $5"))
-        .bind(who.tenant_id)
-        .bind(&q.rule)
-        .bind(q.event)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *tx)
-        .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM attune.enforcement
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR rule_ref = $2) AND ($3::bigint IS NULL OR event_id = $3)"#,
+        who.tenant_id,
+        q.rule,
+        q.event
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let filter = (q.rule.as_deref(), q.event);
+    let data = enforcements(&mut tx, who.tenant_id, None, filter, limit, offset).await?;
     tx.commit().await?;
     Ok(Json(Page { data, total, limit, offset }))
+}
+
+async fn enforcements(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    id: Option<i64>,
+    (rule, event): (Option<&str>, Option<i64>),
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<EnforcementView>, sqlx::Error> {
+    sqlx::query_file_as!(EnforcementView, "../../sql/api/enforcements.sql", tenant_id, id, rule, event, limit, offset)
+        .fetch_all(conn)
+        .await
 }
 
 /// One enforcement.
@@ -159,6 +171,8 @@ async fn get_enforcement(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<EnforcementView>, ApiError> {
     who.require(Permission::Read)?;
-    let sql = format!("{SELECT_ENFORCEMENT} WHERE f.id = $1 AND f.tenant_id = $2");
-    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "enforcement").await?))
+    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
+    let found = enforcements(&mut tx, who.tenant_id, Some(id), (None, None), 1, 0).await?;
+    tx.commit().await?;
+    Ok(Json(db::the_one(found, "enforcement", id)?))
 }

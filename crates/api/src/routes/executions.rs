@@ -1,7 +1,8 @@
 //! `/api/v1/executions`: manual runs, lists, one execution, its children.
 
-use attune_core::audit::Actor;
-use attune_core::domain::ParamSchema;
+use attune_core::admission::{admit, ActionTerms};
+use attune_core::audit;
+use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::{self, NewExecution};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,12 +14,12 @@ use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::db;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{self, Page};
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -28,11 +29,11 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(cancel))
 }
 
-#[derive(sqlx::FromRow)]
+/// One row of `sql/api/executions.sql`.
 struct ExecutionRow {
     id: i64,
     action_ref: String,
-    status: String,
+    status: ExecutionStatus,
     parameters: Value,
     result: Option<Value>,
     stdout: Option<String>,
@@ -54,7 +55,7 @@ pub struct ExecutionView {
     pub id: i64,
     pub action_ref: String,
     /// requested, scheduled, running, paused, canceling, succeeded, failed, canceled, succeeded_with_errors
-    pub status: String,
+    pub status: ExecutionStatus,
     /// Secret parameters are shown as "********".
     pub parameters: Value,
     /// `{exit_code, stdout, stderr, output, error, truncated}` once finished (lists leave
@@ -99,44 +100,44 @@ fn view(row: ExecutionRow, with_output: bool) -> ExecutionView {
     }
 }
 
-/// `$OUTPUT` is replaced by the output columns or NULLs.
-const SELECT: &str =
-    "SELECT e.id, e.action_ref, e.status, e.parameters, e.result, $OUTPUT, e.parent_id, e.enforcement_id,
-                             e.rule_ref, e.attempt, e.max_attempts, e.created_at, e.scheduled_at, e.started_at,
-                             e.finished_at, w.name AS worker
-                        FROM attune.execution e
-                        LEFT JOIN attune.worker w ON w.id = e.worker_id";
+/// Which executions `select` reads.
+#[derive(Default)]
+struct Filter<'a> {
+    id: Option<i64>,
+    action: Option<&'a str>,
+    status: Option<ExecutionStatus>,
+    parent: Option<i64>,
+    rule: Option<&'a str>,
+}
 
-fn select(with_output: bool) -> String {
-    if with_output {
-        SELECT.replace("$OUTPUT", "o.stdout, o.stderr").replace(
-            "LEFT JOIN attune.worker w ON w.id = e.worker_id",
-            "LEFT JOIN attune.worker w ON w.id = e.worker_id LEFT JOIN attune.execution_output o ON o.execution_id = e.id",
-        )
-    } else {
-        SELECT.replace("$OUTPUT", "NULL::text AS stdout, NULL::text AS stderr")
-    }
+async fn select(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    f: &Filter<'_>,
+    (limit, offset): (i64, i64),
+    with_output: bool,
+) -> Result<Vec<ExecutionView>, sqlx::Error> {
+    let rows = sqlx::query_file_as!(
+        ExecutionRow,
+        "../../sql/api/executions.sql",
+        tenant_id,
+        f.id,
+        f.action,
+        f.status.map(ExecutionStatus::as_str),
+        f.parent,
+        f.rule,
+        limit,
+        offset,
+        with_output
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| view(r, with_output)).collect())
 }
 
 async fn fetch(conn: &mut PgConnection, tenant_id: i64, id: i64) -> Result<ExecutionView, ApiError> {
-    let row: ExecutionRow = sqlx::query_as(&format!("{} WHERE e.id = $1 AND e.tenant_id = $2", select(true)))
-        .bind(id)
-        .bind(tenant_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("execution", id))?;
-    Ok(view(row, true))
-}
-
-#[derive(sqlx::FromRow)]
-struct RunnableAction {
-    id: i64,
-    #[sqlx(rename = "ref")]
-    action_ref: String,
-    runner_type: String,
-    param_schema: Value,
-    secret_params: Vec<String>,
-    enabled: bool,
+    let found = select(conn, tenant_id, &Filter { id: Some(id), ..Filter::default() }, (1, 0), true).await?;
+    db::the_one(found, "execution", id)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -159,42 +160,48 @@ async fn create(
 ) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
     who.require(Permission::Run)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let action: Option<RunnableAction> = sqlx::query_as(
-        "SELECT id, ref, runner_type, param_schema, secret_params, enabled FROM attune.action
-          WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1",
+    let action = sqlx::query!(
+        r#"SELECT id, ref, runner_type AS "runner_type: RunnerType", param_schema, secret_params, enabled,
+                  timeout_seconds, retry
+             FROM attune.action
+            WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"#,
+        body.action,
+        who.tenant_id
     )
-    .bind(&body.action)
-    .bind(who.tenant_id)
     .fetch_optional(&mut *tx)
-    .await?;
-    let Some(RunnableAction {
-        id: action_id,
-        action_ref,
-        runner_type,
-        param_schema: schema,
-        secret_params: secret_names,
-        enabled,
-    }) = action
-    else {
-        return Err(ApiError::NotFound(format!("action {:?} not found", body.action)));
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("action {:?} not found", body.action)))?;
+    // The same admission the scheduler and the rule engine apply, answered now.
+    let schema = ParamSchema::parse(&action.param_schema);
+    let terms = ActionTerms {
+        action_ref: &action.r#ref,
+        runner_type: action.runner_type,
+        enabled: action.enabled,
+        schema: Some(&schema),
+        secret_names: &action.secret_params,
+        timeout_seconds: action.timeout_seconds,
+        retry: action.retry.as_ref(),
     };
-    if !enabled {
-        return Err(ApiError::Conflict(format!("action {action_ref} is disabled")));
+    let admission = admit(&state.ctx, &terms, Ok(Value::Object(body.parameters)));
+    match admission.failure_reason {
+        None => {}
+        Some("action_disabled") => return Err(ApiError::Conflict(format!("action {} is disabled", action.r#ref))),
+        Some("invalid_parameters") if schema.is_err() => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "action {}: {}",
+                action.r#ref,
+                admission.error().unwrap_or("")
+            )))
+        }
+        Some(_) => return Err(ApiError::Unprocessable(admission.error().unwrap_or("not admitted").to_string())),
     }
-    let schema =
-        ParamSchema::parse(&schema).map_err(|e| ApiError::Internal(anyhow::anyhow!("action {action_ref}: {e}")))?;
-    let mut params = body.parameters;
-    schema.apply_defaults(&mut params);
-    let params = Value::Object(params);
-    schema.validate(&params).map_err(|errors| ApiError::Unprocessable(errors.join("; ")))?;
-
     let new = NewExecution {
         tenant_id: who.tenant_id,
-        action_id,
-        action_ref: action_ref.clone(),
-        runner_type,
-        parameters: params,
-        secret_names,
+        action_id: action.id,
+        action_ref: action.r#ref.clone(),
+        runner_type: action.runner_type,
+        parameters: admission.parameters,
+        secret_params: admission.secret_params,
         enforcement_id: None,
         rule_id: None,
         rule_ref: None,
@@ -202,17 +209,9 @@ async fn create(
         requested_by: who.execution_id.is_none().then_some(who.identity_id),
         parent_id: None,
     };
-    let ids = execution::insert(&mut tx, &state.ctx.keys.encryption_key, &[new]).await?;
-    let id = ids[0];
-    let entry = attune_core::audit::Entry {
-        tenant_id: Some(who.tenant_id),
-        actor: Actor::user(who.identity_id, &who.login),
-        action: "execution.requested".into(),
-        entity_type: "execution".into(),
-        entity_id: id.to_string(),
-        data: json!({"action": action_ref}),
-    };
-    attune_core::audit::record(&mut tx, &[entry]).await?;
+    let id = execution::insert(&mut tx, &[new]).await?[0];
+    let data = json!({"action": action.r#ref});
+    audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "execution.requested", "execution", id, data).await?;
     let view = fetch(&mut tx, who.tenant_id, id).await?;
     tx.commit().await?;
     state.requested_hint.poke();
@@ -234,49 +233,25 @@ pub struct ListParams {
     offset: Option<i64>,
 }
 
-const STATUSES: &[&str] = &[
-    "requested",
-    "scheduled",
-    "running",
-    "paused",
-    "canceling",
-    "succeeded",
-    "failed",
-    "canceled",
-    "succeeded_with_errors",
-];
-
 async fn list_where(state: &ApiState, who: &Principal, q: ListParams) -> Result<Page<ExecutionView>, ApiError> {
     who.require(Permission::Read)?;
     let (limit, offset) = pagination::resolve(q.limit, q.offset)?;
-    if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::BadRequest(format!("status {s:?} is not one of {}", STATUSES.join(", "))));
-    }
-    let filter =
-        "WHERE e.tenant_id = $1 AND ($2::text IS NULL OR e.action_ref = $2) AND ($3::text IS NULL OR e.status = $3)
-                    AND ($4::bigint IS NULL OR e.parent_id = $4) AND ($5::text IS NULL OR e.rule_ref = $5)";
+    let status = q.status.as_deref().map(ExecutionStatus::parse).transpose().map_err(ApiError::BadRequest)?;
+    let f = Filter { id: None, action: q.action.as_deref(), status, parent: q.parent, rule: q.rule.as_deref() };
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM attune.execution e {filter}"))
-        .bind(who.tenant_id)
-        .bind(&q.action)
-        .bind(&q.status)
-        .bind(q.parent)
-        .bind(&q.rule)
-        .fetch_one(&mut *tx)
-        .await?;
-    let rows: Vec<ExecutionRow> =
-        sqlx::query_as(&format!("{} {filter} ORDER BY e.id DESC LIMIT $6 OFFSET $7", select(false)))
-            .bind(who.tenant_id)
-            .bind(&q.action)
-            .bind(&q.status)
-            .bind(q.parent)
-            .bind(&q.rule)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut *tx)
-            .await?;
+    let total = sqlx::query_file_scalar!(
+        "../../sql/api/executions_count.sql",
+        who.tenant_id,
+        f.action,
+        f.status.map(ExecutionStatus::as_str),
+        f.parent,
+        f.rule
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let data = select(&mut tx, who.tenant_id, &f, (limit, offset), false).await?;
     tx.commit().await?;
-    Ok(Page { data: rows.into_iter().map(|r| view(r, false)).collect(), total, limit, offset })
+    Ok(Page { data, total, limit, offset })
 }
 
 /// The caller's executions, newest first.
@@ -342,18 +317,17 @@ async fn cancel(
 ) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
     who.require(Permission::Cancel)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let status: Option<String> = sqlx::query_scalar(include_str!("../../../../sql/api/cancel_execution.sql"))
-        .bind(id)
-        .bind(who.tenant_id)
+    let status = sqlx::query_file_scalar!("../../sql/api/cancel_execution.sql", id, who.tenant_id)
         .fetch_optional(&mut *tx)
         .await?;
     let Some(status) = status else {
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM attune.execution WHERE id = $1 AND tenant_id = $2")
-                .bind(id)
-                .bind(who.tenant_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let current = sqlx::query_scalar!(
+            r#"SELECT status AS "status: ExecutionStatus" FROM attune.execution WHERE id = $1 AND tenant_id = $2"#,
+            id,
+            who.tenant_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         return Err(match current {
             None => ApiError::not_found("execution", id),
             Some(s) => {
@@ -361,15 +335,8 @@ async fn cancel(
             }
         });
     };
-    let entry = attune_core::audit::Entry {
-        tenant_id: Some(who.tenant_id),
-        actor: Actor::user(who.identity_id, &who.login),
-        action: if status == "canceled" { "execution.canceled".into() } else { "execution.cancel_requested".into() },
-        entity_type: "execution".into(),
-        entity_id: id.to_string(),
-        data: json!({}),
-    };
-    attune_core::audit::record(&mut tx, &[entry]).await?;
+    let action = if status == ExecutionStatus::Canceled { "execution.canceled" } else { "execution.cancel_requested" };
+    audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), action, "execution", id, json!({})).await?;
     let view = fetch(&mut tx, who.tenant_id, id).await?;
     tx.commit().await?;
     state.cancel_hint.poke();

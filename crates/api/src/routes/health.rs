@@ -6,8 +6,8 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))

@@ -3,24 +3,28 @@
 
 use std::path::PathBuf;
 
+use attune_core::audit;
 use attune_core::domain::PackRef;
+use attune_core::pack::install::Mode;
 use attune_core::pack::{install, loader, PackError};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
 use crate::auth::{Permission, Principal};
-use crate::definitions::{duplicate, ensure_writable, system_read_only};
+use crate::db;
+use crate::definitions::routes::{change_routes, read_routes};
+use crate::definitions::{self, duplicate, find, system_read_only, Definition, Head, Key, Select};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::pagination::{self, Page};
-use crate::{audit, db};
+use crate::extract::{ApiJson, ApiPath};
+use crate::pagination::Page;
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -30,11 +34,10 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(reload))
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PackView {
     pub id: i64,
     #[serde(rename = "ref")]
-    #[sqlx(rename = "ref")]
     pub pack_ref: String,
     pub label: Option<String>,
     pub version: String,
@@ -47,41 +50,152 @@ pub struct PackView {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT: &str =
-    "SELECT id, ref, label, version, description, tenant_id IS NULL AS system, path, created_at, updated_at
-                      FROM attune.pack";
-
-#[derive(Deserialize, utoipa::IntoParams)]
+#[derive(Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
-/// Packs the caller can see (its own and the system packs), in ref order.
-#[utoipa::path(get, path = "/api/v1/packs", tag = "packs", params(ListParams), security(("bearer" = [])),
-    responses((status = 200, body = Page<PackView>)))]
-async fn list(
-    State(state): State<ApiState>,
-    who: Principal,
-    ApiQuery(q): ApiQuery<ListParams>,
-) -> Result<Json<Page<PackView>>, ApiError> {
-    who.require(Permission::Read)?;
-    let (limit, offset) = pagination::resolve(q.limit, q.offset)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let filter = "WHERE tenant_id = $1 OR tenant_id IS NULL";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM attune.pack {filter}"))
-        .bind(who.tenant_id)
-        .fetch_one(&mut *tx)
+/// What a PATCH may change.
+const PATCHABLE: &[&str] = &["label", "version", "description"];
+
+impl Definition for PackView {
+    const KIND: &'static str = "pack";
+    const SPEC_FIELDS: &'static [&'static str] = &["ref", "label", "version", "description"];
+    type Filter = ListParams;
+    type Spec = CreatePack;
+
+    fn head(&self) -> Head<'_> {
+        Head { id: self.id, reference: &self.pack_ref, system: self.system }
+    }
+
+    async fn select(conn: &mut PgConnection, q: Select<'_, ListParams>) -> Result<Vec<Self>, sqlx::Error> {
+        sqlx::query_file_as!(
+            PackView,
+            "../../sql/api/definitions/pack_select.sql",
+            q.tenant_id,
+            q.id,
+            q.reference,
+            q.limit,
+            q.offset
+        )
+        .fetch_all(conn)
+        .await
+    }
+
+    async fn count(conn: &mut PgConnection, tenant_id: i64, _: &ListParams) -> Result<i64, sqlx::Error> {
+        sqlx::query_file_scalar!("../../sql/api/definitions/pack_count.sql", tenant_id).fetch_one(conn).await
+    }
+
+    /// Registers an empty pack, loads a pack directory (create), or changes a pack's label,
+    /// version or description (PATCH).
+    async fn save(conn: &mut PgConnection, who: &Principal, body: CreatePack, mode: Mode) -> Result<i64, ApiError> {
+        let version = body.version.unwrap_or_else(|| "0.0.0".into());
+        if version.trim().is_empty() || version.len() > 64 {
+            return Err(ApiError::Unprocessable("version: must be a non-empty version string such as 1.0.0".into()));
+        }
+        let Some(raw) = body.pack_ref else {
+            return Err(ApiError::Unprocessable("ref: missing: give ref (and version) or path".into()));
+        };
+        let pack_ref = PackRef::parse(&raw).map_err(|e| ApiError::Unprocessable(format!("ref: {e}")))?;
+        if mode == Mode::Upsert {
+            let id = sqlx::query_scalar!(
+                "UPDATE attune.pack SET label = $3, version = $4, description = $5, updated_at = now()
+                  WHERE ref = $1 AND tenant_id = $2
+                 RETURNING id",
+                pack_ref.as_str(),
+                who.tenant_id,
+                body.label,
+                version,
+                body.description,
+            )
+            .fetch_optional(conn)
+            .await?;
+            return id.ok_or_else(|| ApiError::NotFound(format!("pack {:?} not found", pack_ref.as_str())));
+        }
+        refuse_taken(conn, who.tenant_id, pack_ref.as_str()).await?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO attune.pack (tenant_id, ref, label, version, description) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id",
+            who.tenant_id,
+            pack_ref.as_str(),
+            body.label,
+            version,
+            body.description,
+        )
+        .fetch_one(conn)
+        .await
+        .map_err(duplicate("pack", pack_ref.as_str()))?;
+        Ok(id)
+    }
+
+    /// Deletes the pack and every definition in it, unless rules of other packs use them.
+    async fn remove(conn: &mut PgConnection, this: &Self) -> Result<(), ApiError> {
+        let id = this.id;
+        let outside = sqlx::query_scalar!(
+            "SELECT r.ref FROM attune.rule r
+               JOIN attune.action a ON a.id = r.action_id
+               JOIN attune.trigger t ON t.id = r.trigger_id
+              WHERE r.pack_id <> $1 AND (a.pack_id = $1 OR t.pack_id = $1) ORDER BY r.ref",
+            id
+        )
+        .fetch_all(&mut *conn)
         .await?;
-    let data = sqlx::query_as(&format!("{SELECT} {filter} ORDER BY ref, id LIMIT $2 OFFSET $3"))
-        .bind(who.tenant_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *tx)
+        if !outside.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "pack {:?} is used by rules of other packs: {}; delete or change them first",
+                this.pack_ref,
+                outside.join(", ")
+            )));
+        }
+        // The pack's events and sensor leases first, in the order the rule engine and
+        // the sensor service take them (event, then action; lease, then sensor).
+        sqlx::query!(
+            "SELECT 1 AS locked FROM attune.event
+              WHERE trigger_id IN (SELECT id FROM attune.trigger WHERE pack_id = $1) FOR UPDATE",
+            id
+        )
+        .fetch_all(&mut *conn)
         .await?;
-    tx.commit().await?;
-    Ok(Json(Page { data, total, limit, offset }))
+        sqlx::query!(
+            "DELETE FROM attune.sensor_lease WHERE sensor_id IN (SELECT id FROM attune.sensor WHERE pack_id = $1)",
+            id
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query!("DELETE FROM attune.rule WHERE pack_id = $1", id).execute(&mut *conn).await?;
+        sqlx::query!("DELETE FROM attune.pack WHERE id = $1", id).execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    fn created_data(&self) -> Value {
+        match &self.path {
+            Some(path) => json!({"ref": self.pack_ref, "path": path}),
+            None => json!({"ref": self.pack_ref}),
+        }
+    }
+
+    fn check_patch(patch: &Value) -> Result<(), ApiError> {
+        match patch.as_object().and_then(|map| map.keys().find(|k| !PATCHABLE.contains(&k.as_str()))) {
+            Some(bad) => Err(ApiError::Unprocessable(format!(
+                "{bad}: cannot be changed on a pack; a PATCH may change {} (reload a pack to change its content)",
+                PATCHABLE.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+read_routes! {
+    view: PackView, params: ListParams, tag: "packs", what: "pack",
+    list: "/api/v1/packs", one: "/api/v1/packs/{id}", by_ref: "/api/v1/packs/ref/{ref}"
+}
+
+change_routes! {
+    view: PackView, tag: "packs", path: "/api/v1/packs/{id}",
+    patch_doc: "Changes a pack's `label`, `version` or `description` (`null` clears a label or description).",
+    delete_doc: "Deletes a pack and every definition in it, unless rules of other packs use them (409 naming them)."
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -95,15 +209,6 @@ pub struct CreatePack {
     description: Option<String>,
     /// ...or loads the pack directory at this path on the server.
     path: Option<String>,
-}
-
-async fn fetch(conn: &mut sqlx::PgConnection, tenant_id: i64, id: i64) -> Result<PackView, ApiError> {
-    sqlx::query_as(&db::definition_by_id(SELECT, ""))
-        .bind(id)
-        .bind(tenant_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("pack", id))
 }
 
 fn pack_error(e: PackError) -> ApiError {
@@ -130,69 +235,34 @@ async fn create(
     who: Principal,
     ApiJson(body): ApiJson<CreatePack>,
 ) -> Result<(StatusCode, Json<PackView>), ApiError> {
-    who.require(Permission::WriteDefinitions)?;
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let id = match body.path {
-        Some(path) => {
-            if body.pack_ref.is_some() || body.version.is_some() || body.label.is_some() || body.description.is_some() {
-                return Err(ApiError::Unprocessable(
-                    "path: give either path (the pack.yaml says the rest) or ref/version/label/description, not both"
-                        .into(),
-                ));
-            }
-            let def = load_dir(PathBuf::from(&path)).await?;
-            refuse_taken(&mut tx, who.tenant_id, def.meta.pack_ref.as_str()).await?;
-            let installed = install::install(&mut tx, Some(who.tenant_id), &def, true).await.map_err(pack_error)?;
-            audit::record(
-                &mut tx,
-                &who,
-                "pack.created",
-                "pack",
-                installed.pack_id,
-                json!({"ref": def.meta.pack_ref.as_str(), "path": path}),
-            )
-            .await?;
-            installed.pack_id
-        }
-        None => {
-            let Some(raw) = body.pack_ref else {
-                return Err(ApiError::Unprocessable("ref: missing: give ref (and version) or path".into()));
-            };
-            let pack_ref = PackRef::parse(&raw).map_err(|e| ApiError::Unprocessable(format!("ref: {e}")))?;
-            let version = body.version.unwrap_or_else(|| "0.0.0".into());
-            if version.trim().is_empty() || version.len() > 64 {
-                return Err(ApiError::Unprocessable(
-                    "version: must be a non-empty version string such as 1.0.0".into(),
-                ));
-            }
-            refuse_taken(&mut tx, who.tenant_id, pack_ref.as_str()).await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO attune.pack (tenant_id, ref, label, version, description) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .bind(who.tenant_id)
-            .bind(pack_ref.as_str())
-            .bind(&body.label)
-            .bind(&version)
-            .bind(&body.description)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(duplicate("pack", pack_ref.as_str()))?;
-            audit::record(&mut tx, &who, "pack.created", "pack", id, json!({"ref": pack_ref.as_str()})).await?;
-            id
-        }
+    let Some(path) = body.path.clone() else {
+        return definitions::create(&state, &who, body).await;
     };
-    let view = fetch(&mut tx, who.tenant_id, id).await?;
+    who.require(Permission::WriteDefinitions)?;
+    if body.pack_ref.is_some() || body.version.is_some() || body.label.is_some() || body.description.is_some() {
+        return Err(ApiError::Unprocessable(
+            "path: give either path (the pack.yaml says the rest) or ref/version/label/description, not both".into(),
+        ));
+    }
+    let def = load_dir(PathBuf::from(&path)).await?;
+    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
+    refuse_taken(&mut tx, who.tenant_id, def.meta.pack_ref.as_str()).await?;
+    let installed = install::install(&mut tx, Some(who.tenant_id), &def, true).await.map_err(pack_error)?;
+    let view = find::<PackView>(&mut tx, &who, Key::Id(installed.pack_id)).await?;
+    audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "pack.created", "pack", view.id, view.created_data())
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// A pack ref is taken when the tenant or a system pack has it.
-async fn refuse_taken(conn: &mut sqlx::PgConnection, tenant_id: i64, r: &str) -> Result<(), ApiError> {
-    let system: Option<bool> = sqlx::query_scalar(
-        "SELECT tenant_id IS NULL FROM attune.pack WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) LIMIT 1",
+async fn refuse_taken(conn: &mut PgConnection, tenant_id: i64, r: &str) -> Result<(), ApiError> {
+    let system = sqlx::query_scalar!(
+        r#"SELECT tenant_id IS NULL AS "system!" FROM attune.pack
+            WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) LIMIT 1"#,
+        r,
+        tenant_id
     )
-    .bind(r)
-    .bind(tenant_id)
     .fetch_optional(conn)
     .await?;
     match system {
@@ -204,146 +274,6 @@ async fn refuse_taken(conn: &mut sqlx::PgConnection, tenant_id: i64, r: &str) ->
             Err(ApiError::Conflict(format!("pack {r:?} already exists; reload it with POST /api/v1/packs/{r}/reload")))
         }
     }
-}
-
-/// One pack by id.
-#[utoipa::path(get, path = "/api/v1/packs/{id}", tag = "packs", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = PackView), (status = 404)))]
-async fn get_one(
-    State(state): State<ApiState>,
-    who: Principal,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Json<PackView>, ApiError> {
-    who.require(Permission::Read)?;
-    let sql = db::definition_by_id(SELECT, "");
-    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, id, "pack").await?))
-}
-
-/// One pack by ref (the tenant's own, else the system pack of that ref).
-#[utoipa::path(get, path = "/api/v1/packs/ref/{ref}", tag = "packs", params(("ref" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = PackView), (status = 404)))]
-async fn get_by_ref(
-    State(state): State<ApiState>,
-    who: Principal,
-    ApiPath(r): ApiPath<String>,
-) -> Result<Json<PackView>, ApiError> {
-    who.require(Permission::Read)?;
-    let sql = db::definition_by_ref(SELECT, "");
-    Ok(Json(db::read_one(state.pool(), who.tenant_id, &sql, r, "pack").await?))
-}
-
-async fn by_ref(conn: &mut sqlx::PgConnection, tenant_id: i64, r: &str) -> Result<PackView, ApiError> {
-    sqlx::query_as(&db::definition_by_ref(SELECT, ""))
-        .bind(r)
-        .bind(tenant_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ApiError::not_found("pack", format!("{r:?}")))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdatePack {
-    label: Option<String>,
-    version: Option<String>,
-    description: Option<String>,
-}
-
-/// Changes a pack's label, version or description.
-#[utoipa::path(patch, path = "/api/v1/packs/{id}", tag = "packs", params(("id" = i64, Path)), request_body = UpdatePack,
-    security(("bearer" = [])), responses((status = 200, body = PackView), (status = 403), (status = 404)))]
-async fn update(
-    State(state): State<ApiState>,
-    who: Principal,
-    ApiPath(id): ApiPath<i64>,
-    ApiJson(body): ApiJson<UpdatePack>,
-) -> Result<Json<PackView>, ApiError> {
-    who.require(Permission::WriteDefinitions)?;
-    if body.version.as_deref().is_some_and(|v| v.trim().is_empty() || v.len() > 64) {
-        return Err(ApiError::Unprocessable("version: must be a non-empty version string such as 1.0.0".into()));
-    }
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    ensure_writable(&mut tx, "pack", who.tenant_id, id).await?;
-    sqlx::query(
-        "UPDATE attune.pack SET label = COALESCE($2, label), version = COALESCE($3, version),
-                description = COALESCE($4, description), updated_at = now() WHERE id = $1",
-    )
-    .bind(id)
-    .bind(&body.label)
-    .bind(&body.version)
-    .bind(&body.description)
-    .execute(&mut *tx)
-    .await?;
-    audit::record(
-        &mut tx,
-        &who,
-        "pack.updated",
-        "pack",
-        id,
-        json!({"label": body.label, "version": body.version, "description": body.description}),
-    )
-    .await?;
-    let view = fetch(&mut tx, who.tenant_id, id).await?;
-    tx.commit().await?;
-    Ok(Json(view))
-}
-
-/// Deletes a pack and every definition in it.
-#[utoipa::path(delete, path = "/api/v1/packs/{id}", tag = "packs", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 403), (status = 404), (status = 409)))]
-async fn delete(
-    State(state): State<ApiState>,
-    who: Principal,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<StatusCode, ApiError> {
-    who.require(Permission::WriteDefinitions)?;
-    // The services touch the same rows (events, leases) in their own order; a deadlock
-    // with them aborts our transaction without effect, so it is simply tried again.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match delete_pack(&state, &who, id).await {
-            Err(ApiError::Unavailable(_)) if attempt < 3 => continue,
-            result => return result,
-        }
-    }
-}
-
-async fn delete_pack(state: &ApiState, who: &Principal, id: i64) -> Result<StatusCode, ApiError> {
-    let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let r = ensure_writable(&mut tx, "pack", who.tenant_id, id).await?;
-    let outside: Vec<String> = sqlx::query_scalar(
-        "SELECT r.ref FROM attune.rule r
-           JOIN attune.action a ON a.id = r.action_id
-           JOIN attune.trigger t ON t.id = r.trigger_id
-          WHERE r.pack_id <> $1 AND (a.pack_id = $1 OR t.pack_id = $1) ORDER BY r.ref",
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
-    if !outside.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "pack {r:?} is used by rules of other packs: {}; delete or change them first",
-            outside.join(", ")
-        )));
-    }
-    // The pack's events and sensor leases first, in the order the rule engine and
-    // the sensor service take them (event, then action; lease, then sensor).
-    sqlx::query(
-        "SELECT 1 FROM attune.event WHERE trigger_id IN (SELECT id FROM attune.trigger WHERE pack_id = $1) FOR UPDATE",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM attune.sensor_lease WHERE sensor_id IN (SELECT id FROM attune.sensor WHERE pack_id = $1)")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM attune.rule WHERE pack_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM attune.pack WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut tx, who, "pack.deleted", "pack", id, json!({"ref": r})).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -366,10 +296,10 @@ async fn reload(
 ) -> Result<Json<Reloaded>, ApiError> {
     who.require(Permission::WriteDefinitions)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let pack = match by_ref(&mut tx, who.tenant_id, &key).await {
+    let pack = match find::<PackView>(&mut tx, &who, Key::Ref(&key)).await {
         Ok(p) => p,
         Err(ApiError::NotFound(m)) => match key.parse::<i64>() {
-            Ok(id) => fetch(&mut tx, who.tenant_id, id).await?,
+            Ok(id) => find::<PackView>(&mut tx, &who, Key::Id(id)).await?,
             Err(_) => return Err(ApiError::NotFound(m)),
         },
         Err(e) => return Err(e),
@@ -393,17 +323,10 @@ async fn reload(
     }
     let installed = install::install(&mut tx, Some(who.tenant_id), &def, false).await.map_err(pack_error)?;
     if installed.changed {
-        audit::record(
-            &mut tx,
-            &who,
-            "pack.reloaded",
-            "pack",
-            pack.id,
-            json!({"ref": pack.pack_ref, "version": def.meta.version}),
-        )
-        .await?;
+        let data = json!({"ref": pack.pack_ref, "version": def.meta.version});
+        audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "pack.reloaded", "pack", pack.id, data).await?;
     }
-    let view = fetch(&mut tx, who.tenant_id, pack.id).await?;
+    let view = find::<PackView>(&mut tx, &who, Key::Id(pack.id)).await?;
     tx.commit().await?;
     Ok(Json(Reloaded { pack: view, changed: installed.changed }))
 }

@@ -9,14 +9,16 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{check_login, check_password, hash_in_background};
-use crate::app::ApiState;
+use attune_core::audit;
+
+use crate::auth::credentials::{check_login, check_password, hash_in_background};
 use crate::auth::{Permission, Principal, Role};
+use crate::db;
 use crate::definitions::duplicate;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{self, Page};
-use crate::{audit, db};
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(list, create))
@@ -31,17 +33,15 @@ pub struct CreateUser {
     display_name: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: i64,
     pub login: String,
     pub display_name: Option<String>,
     pub tenant_id: i64,
-    pub role: String,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
 }
-
-const SELECT: &str = "SELECT id, login, display_name, tenant_id, role, created_at FROM attune.identity";
 
 /// Adds a user with a role to the caller's tenant (admin only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
@@ -58,22 +58,22 @@ async fn create(
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     // The login is unique across tenants; the tenant's RLS cannot see the others, so ask
     // the database to refuse it (unique violation -> 409).
-    let view: UserView = sqlx::query_as(&format!(
-        "WITH created AS (INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role)
-                          VALUES ($1, $2, $3, $4, $5) RETURNING *)
-         {} FROM created",
-        SELECT.trim_end_matches(" FROM attune.identity")
-    ))
-    .bind(who.tenant_id)
-    .bind(&body.login)
-    .bind(&body.display_name)
-    .bind(&hash)
-    .bind(body.role.as_str())
+    let view = sqlx::query_as!(
+        UserView,
+        r#"INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role)
+           VALUES ($1, $2, $3, $4, $5)
+           RETURNING id, login, display_name, tenant_id, role AS "role: Role", created_at"#,
+        who.tenant_id,
+        body.login,
+        body.display_name,
+        hash,
+        body.role as Role,
+    )
     .fetch_one(&mut *tx)
     .await
     .map_err(duplicate("login", &body.login))?;
-    audit::record(&mut tx, &who, "user.created", "identity", view.id, json!({"login": view.login, "role": view.role}))
-        .await?;
+    let data = json!({"login": view.login, "role": view.role});
+    audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "user.created", "identity", view.id, data).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -96,16 +96,20 @@ async fn list(
     who.require(Permission::ManageUsers)?;
     let (limit, offset) = pagination::resolve(q.limit, q.offset)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.identity WHERE tenant_id = $1")
-        .bind(who.tenant_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let data = sqlx::query_as(&format!("{SELECT} WHERE tenant_id = $1 ORDER BY login, id LIMIT $2 OFFSET $3"))
-        .bind(who.tenant_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *tx)
-        .await?;
+    let total =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM attune.identity WHERE tenant_id = $1"#, who.tenant_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let data = sqlx::query_as!(
+        UserView,
+        r#"SELECT id, login, display_name, tenant_id, role AS "role: Role", created_at
+             FROM attune.identity WHERE tenant_id = $1 ORDER BY login, id LIMIT $2 OFFSET $3"#,
+        who.tenant_id,
+        limit,
+        offset
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Json(Page { data, total, limit, offset }))
 }

@@ -14,9 +14,9 @@ use sha2::Sha256;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::ApiState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(receive))
@@ -27,7 +27,6 @@ pub struct Accepted {
     event_id: i64,
 }
 
-#[derive(sqlx::FromRow)]
 struct WebhookTrigger {
     id: i64,
     tenant_id: Option<i64>,
@@ -66,14 +65,14 @@ async fn receive(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     // Fast path, one statement: an enabled trigger without a secret takes any JSON body.
     if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
-        let event_id: Option<i64> = sqlx::query_scalar(
+        let event_id = sqlx::query_scalar!(
             "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source)
              SELECT tenant_id, id, ref, $2, 'webhook' FROM attune.trigger
               WHERE webhook_key = $1 AND type = 'webhook' AND enabled AND webhook_secret IS NULL
              RETURNING id",
+            key,
+            payload
         )
-        .bind(&key)
-        .bind(&payload)
         .fetch_optional(state.pool())
         .await?;
         if let Some(event_id) = event_id {
@@ -81,11 +80,12 @@ async fn receive(
             return Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })));
         }
     }
-    let trigger: Option<WebhookTrigger> = sqlx::query_as(
+    let trigger = sqlx::query_as!(
+        WebhookTrigger,
         "SELECT id, tenant_id, ref AS trigger_ref, webhook_secret, enabled FROM attune.trigger
           WHERE webhook_key = $1 AND type = 'webhook'",
+        key
     )
-    .bind(&key)
     .fetch_optional(state.pool())
     .await?;
     let Some(WebhookTrigger { id: trigger_id, tenant_id, trigger_ref, webhook_secret: secret, enabled }) = trigger
@@ -100,13 +100,14 @@ async fn receive(
     }
     let payload: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
-    let event_id: i64 = sqlx::query_scalar(
-        "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source) VALUES ($1, $2, $3, $4, 'webhook') RETURNING id",
+    let event_id = sqlx::query_scalar!(
+        "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source)
+         VALUES ($1, $2, $3, $4, 'webhook') RETURNING id",
+        tenant_id,
+        trigger_id,
+        trigger_ref,
+        payload
     )
-    .bind(tenant_id)
-    .bind(trigger_id)
-    .bind(&trigger_ref)
-    .bind(&payload)
     .fetch_one(state.pool())
     .await?;
     state.event_hint.poke();

@@ -4,10 +4,12 @@ pub mod params;
 pub mod rbac;
 pub mod refs;
 pub mod runner;
+pub mod status;
 pub mod templates;
 pub mod trigger_type;
 
 pub use params::ParamSchema;
 pub use refs::{PackRef, Ref};
 pub use runner::RunnerType;
+pub use status::{EnforcementStatus, ExecutionStatus, WorkerStatus};
 pub use trigger_type::TriggerType;

@@ -4,7 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stored as `text` (see [`super::status`] for why not a PostgreSQL enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum RunnerType {
     /// The core pack's native actions, run in-process.
     Builtin,
@@ -17,35 +19,56 @@ pub enum RunnerType {
     Inquiry,
 }
 
-pub const RUNNER_TYPES: &[&str] = &["builtin", "shell", "python", "node", "http", "container", "workflow", "inquiry"];
+use RunnerType::*;
 
 impl RunnerType {
+    pub const ALL: [RunnerType; 8] = [Builtin, Shell, Python, Node, Http, Container, Workflow, Inquiry];
+
+    /// What this version's workers run. Executions of the others fail at admission,
+    /// naming the runner, instead of waiting forever for a worker.
+    pub const AVAILABLE: [RunnerType; 3] = [Builtin, Shell, Python];
+
+    pub fn is_available(self) -> bool {
+        Self::AVAILABLE.contains(&self)
+    }
+
+    /// Runs inside the worker's process (no child process, next to no CPU).
+    pub fn in_process(self) -> bool {
+        self == Builtin
+    }
+
+    /// Why an execution of this runner type cannot run, if it cannot.
+    pub fn unavailable_reason(self) -> Option<String> {
+        (!self.is_available()).then(|| format!("runner_type {self} is not available in this version of Attune"))
+    }
+
     pub fn parse(s: &str) -> Result<RunnerType, String> {
         Ok(match s {
-            "builtin" => RunnerType::Builtin,
-            "shell" | "local-shell-cmd" | "local-shell-script" => RunnerType::Shell,
-            "python" | "python3" | "python-script" => RunnerType::Python,
-            "node" | "nodejs" => RunnerType::Node,
-            "http" | "http-request" => RunnerType::Http,
-            "container" => RunnerType::Container,
-            "workflow" => RunnerType::Workflow,
-            "inquiry" => RunnerType::Inquiry,
+            "builtin" => Builtin,
+            "shell" | "local-shell-cmd" | "local-shell-script" => Shell,
+            "python" | "python3" | "python-script" => Python,
+            "node" | "nodejs" => Node,
+            "http" | "http-request" => Http,
+            "container" => Container,
+            "workflow" => Workflow,
+            "inquiry" => Inquiry,
             other => {
-                return Err(format!("unknown runner_type {other:?}: expected one of {}", RUNNER_TYPES.join(", ")));
+                let names: Vec<&str> = Self::ALL.iter().map(|r| r.as_str()).collect();
+                return Err(format!("unknown runner_type {other:?}: expected one of {}", names.join(", ")));
             }
         })
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            RunnerType::Builtin => "builtin",
-            RunnerType::Shell => "shell",
-            RunnerType::Python => "python",
-            RunnerType::Node => "node",
-            RunnerType::Http => "http",
-            RunnerType::Container => "container",
-            RunnerType::Workflow => "workflow",
-            RunnerType::Inquiry => "inquiry",
+            Builtin => "builtin",
+            Shell => "shell",
+            Python => "python",
+            Node => "node",
+            Http => "http",
+            Container => "container",
+            Workflow => "workflow",
+            Inquiry => "inquiry",
         }
     }
 }

@@ -4,21 +4,29 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stored as `text` (see [`super::status`] for why not a PostgreSQL enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text")]
 pub enum TriggerType {
+    #[sqlx(rename = "webhook")]
     Webhook,
+    #[sqlx(rename = "timer.interval")]
     Interval,
+    #[sqlx(rename = "timer.cron")]
     Cron,
+    #[sqlx(rename = "timer.date")]
     Date,
+    #[sqlx(rename = "custom")]
     Custom,
 }
 
 /// Longest interval a `timer.interval` takes: 100 years.
 pub const MAX_INTERVAL_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
 
-pub const TRIGGER_TYPES: &[&str] = &["webhook", "timer.interval", "timer.cron", "timer.date", "custom"];
-
 impl TriggerType {
+    pub const ALL: [TriggerType; 5] =
+        [TriggerType::Webhook, TriggerType::Interval, TriggerType::Cron, TriggerType::Date, TriggerType::Custom];
+
     pub fn parse(s: &str) -> Result<TriggerType, String> {
         Ok(match s {
             "webhook" => TriggerType::Webhook,
@@ -27,7 +35,8 @@ impl TriggerType {
             "timer.date" => TriggerType::Date,
             "custom" => TriggerType::Custom,
             other => {
-                return Err(format!("unknown trigger type {other:?}: expected one of {}", TRIGGER_TYPES.join(", ")))
+                let names: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+                return Err(format!("unknown trigger type {other:?}: expected one of {}", names.join(", ")));
             }
         })
     }

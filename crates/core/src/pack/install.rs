@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use super::loader::PackDefinition;
 use super::spec::{ActionDef, RuleDef, SensorDef, TriggerDef};
 use super::{FileError, PackError};
-use crate::domain::Ref;
+use crate::domain::{Ref, RunnerType, TriggerType};
 
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,44 +35,47 @@ pub async fn install(
     pack: &PackDefinition,
     force: bool,
 ) -> Result<Installed, PackError> {
-    let existing: Option<(i64, Option<String>)> = sqlx::query_as(
-        "SELECT id, content_hash FROM attune.pack WHERE COALESCE(tenant_id, 0) = COALESCE($1, 0) AND ref = $2 FOR UPDATE",
+    let existing = sqlx::query!(
+        "SELECT id, content_hash FROM attune.pack WHERE COALESCE(tenant_id, 0) = COALESCE($1::bigint, 0) AND ref = $2 FOR UPDATE",
+        tenant,
+        pack.meta.pack_ref.as_str(),
     )
-    .bind(tenant)
-    .bind(pack.meta.pack_ref.as_str())
     .fetch_optional(&mut *conn)
     .await?;
-
+    let path = pack.dir.to_string_lossy();
+    let meta = &pack.meta;
     let pack_id = match existing {
-        Some((id, hash)) if !force && hash.as_deref() == Some(pack.content_hash.as_str()) => {
-            return Ok(Installed { pack_id: id, changed: false });
+        Some(row) if !force && row.content_hash.as_deref() == Some(pack.content_hash.as_str()) => {
+            return Ok(Installed { pack_id: row.id, changed: false });
         }
-        Some((id, _)) => {
-            sqlx::query(
-                "UPDATE attune.pack SET label = $2, version = $3, description = $4, path = $5, content_hash = $6, updated_at = now() WHERE id = $1",
+        Some(row) => {
+            sqlx::query!(
+                "UPDATE attune.pack SET label = $2, version = $3, description = $4, path = $5, content_hash = $6,
+                        updated_at = now()
+                  WHERE id = $1",
+                row.id,
+                meta.label,
+                meta.version,
+                meta.description,
+                path.as_ref(),
+                pack.content_hash,
             )
-            .bind(id)
-            .bind(&pack.meta.label)
-            .bind(&pack.meta.version)
-            .bind(&pack.meta.description)
-            .bind(pack.dir.to_string_lossy().as_ref())
-            .bind(&pack.content_hash)
             .execute(&mut *conn)
             .await?;
-            id
+            row.id
         }
         None => {
-            sqlx::query_scalar(
+            sqlx::query_scalar!(
                 "INSERT INTO attune.pack (tenant_id, ref, label, version, description, path, content_hash)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                tenant,
+                meta.pack_ref.as_str(),
+                meta.label,
+                meta.version,
+                meta.description,
+                path.as_ref(),
+                pack.content_hash,
             )
-            .bind(tenant)
-            .bind(pack.meta.pack_ref.as_str())
-            .bind(&pack.meta.label)
-            .bind(&pack.meta.version)
-            .bind(&pack.meta.description)
-            .bind(pack.dir.to_string_lossy().as_ref())
-            .bind(&pack.content_hash)
             .fetch_one(&mut *conn)
             .await?
         }
@@ -85,15 +88,16 @@ pub async fn install(
         write_action(conn, tenant, pack_id, a, Mode::Upsert).await?;
     }
     for s in &pack.sensors {
-        let trigger_id =
-            resolve(conn, "trigger", tenant, &s.trigger).await?.expect("checked by the loader: the pack defines it");
+        let trigger_id = resolve(conn, RefKind::Trigger, tenant, &s.trigger)
+            .await?
+            .expect("checked by the loader: the pack defines it");
         write_sensor(conn, tenant, pack_id, s, trigger_id).await?;
     }
     let mut problems = Vec::new();
     for r in &pack.rules {
         let file = pack.rule_files.get(r.rule_ref.as_str()).cloned().unwrap_or_else(|| pack.dir.join("rules"));
-        let trigger_id = resolve(conn, "trigger", tenant, &r.trigger).await?;
-        let action_id = resolve(conn, "action", tenant, &r.action).await?;
+        let trigger_id = resolve(conn, RefKind::Trigger, tenant, &r.trigger).await?;
+        let action_id = resolve(conn, RefKind::Action, tenant, &r.action).await?;
         let (Some(trigger_id), Some(action_id)) = (trigger_id, action_id) else {
             if trigger_id.is_none() {
                 problems.push(missing(&file, "trigger", &r.trigger));
@@ -117,11 +121,14 @@ pub async fn install(
         ("action", keep(pack.actions.iter().map(|a| &a.action_ref).collect())),
         ("trigger", keep(pack.triggers.iter().map(|t| &t.trigger_ref).collect())),
     ] {
-        let result = sqlx::query(&format!("DELETE FROM attune.{table} WHERE pack_id = $1 AND ref <> ALL($2)"))
-            .bind(pack_id)
-            .bind(&refs)
-            .execute(&mut *conn)
-            .await;
+        let result = match table {
+            "rule" => sqlx::query!("DELETE FROM attune.rule WHERE pack_id = $1 AND ref <> ALL($2)", pack_id, &refs),
+            "sensor" => sqlx::query!("DELETE FROM attune.sensor WHERE pack_id = $1 AND ref <> ALL($2)", pack_id, &refs),
+            "action" => sqlx::query!("DELETE FROM attune.action WHERE pack_id = $1 AND ref <> ALL($2)", pack_id, &refs),
+            _ => sqlx::query!("DELETE FROM attune.trigger WHERE pack_id = $1 AND ref <> ALL($2)", pack_id, &refs),
+        }
+        .execute(&mut *conn)
+        .await;
         if let Err(sqlx::Error::Database(db)) = &result {
             if db.code().as_deref() == Some("23503") {
                 return Err(PackError::invalid(
@@ -150,37 +157,15 @@ fn missing(file: &Path, kind: &str, r: &Ref) -> FileError {
 /// How a definition is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// A new definition: an existing ref is a unique violation (the API's 409).
+    /// A new definition: an existing ref is left alone and the write returns None (the
+    /// API's 409).
     Create,
-    /// Insert, or update the definition of the same ref in place (pack reloads, PATCH).
+    /// Insert, or update the definition of the same ref in place (pack reloads, PATCH);
+    /// None when that ref belongs to another pack.
     Upsert,
 }
 
-const INSERT_TRIGGER: &str = include_str!("../../../../sql/definitions/insert_trigger.sql");
-const UPSERT_TRIGGER: &str = concat!(
-    include_str!("../../../../sql/definitions/insert_trigger.sql"),
-    include_str!("../../../../sql/definitions/on_conflict_trigger.sql")
-);
-const INSERT_ACTION: &str = include_str!("../../../../sql/definitions/insert_action.sql");
-const UPSERT_ACTION: &str = concat!(
-    include_str!("../../../../sql/definitions/insert_action.sql"),
-    include_str!("../../../../sql/definitions/on_conflict_action.sql")
-);
-const UPSERT_SENSOR: &str = concat!(
-    include_str!("../../../../sql/definitions/insert_sensor.sql"),
-    include_str!("../../../../sql/definitions/on_conflict_sensor.sql")
-);
-const INSERT_RULE: &str = include_str!("../../../../sql/definitions/insert_rule.sql");
-const UPSERT_RULE: &str = concat!(
-    include_str!("../../../../sql/definitions/insert_rule.sql"),
-    include_str!("../../../../sql/definitions/on_conflict_rule.sql")
-);
-
-fn statement(mode: Mode, insert: &str, upsert: &str) -> String {
-    format!("{} RETURNING id", if mode == Mode::Create { insert } else { upsert }.trim_end())
-}
-
-/// Writes a trigger; returns its id (None when an upsert found the ref in another pack).
+/// Writes a trigger; returns its id (None: see [`Mode`]).
 pub async fn write_trigger(
     conn: &mut PgConnection,
     tenant: Option<i64>,
@@ -188,22 +173,25 @@ pub async fn write_trigger(
     t: &TriggerDef,
     mode: Mode,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(&statement(mode, INSERT_TRIGGER, UPSERT_TRIGGER))
-        .bind(tenant)
-        .bind(pack_id)
-        .bind(t.trigger_ref.as_str())
-        .bind(&t.description)
-        .bind(t.trigger_type.as_str())
-        .bind(&t.parameters)
-        .bind(&t.payload_schema)
-        .bind(new_webhook_key())
-        .bind(&t.webhook_secret)
-        .bind(t.enabled)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_file_scalar!(
+        "../../sql/definitions/write_trigger.sql",
+        tenant,
+        pack_id,
+        t.trigger_ref.as_str(),
+        t.description,
+        t.trigger_type as TriggerType,
+        t.parameters,
+        t.payload_schema,
+        new_webhook_key(),
+        t.webhook_secret,
+        t.enabled,
+        mode == Mode::Upsert,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
-/// Writes an action; returns its id (None when an upsert found the ref in another pack).
+/// Writes an action; returns its id (None: see [`Mode`]).
 pub async fn write_action(
     conn: &mut PgConnection,
     tenant: Option<i64>,
@@ -211,30 +199,33 @@ pub async fn write_action(
     a: &ActionDef,
     mode: Mode,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(&statement(mode, INSERT_ACTION, UPSERT_ACTION))
-        .bind(tenant)
-        .bind(pack_id)
-        .bind(a.action_ref.as_str())
-        .bind(&a.description)
-        .bind(a.runner_type.as_str())
-        .bind(&a.entry_point)
-        .bind(&a.command)
-        .bind(&a.code)
-        .bind(&a.parameters)
-        .bind(&a.params.schema)
-        .bind(&a.params.secret)
-        .bind(&a.output_schema)
-        .bind(a.timeout_seconds)
-        .bind(a.retry.as_ref().map(|r| serde_json::to_value(r).expect("a retry policy serialises")))
-        .bind(a.concurrency)
-        .bind(&a.secrets)
-        .bind(&a.workflow)
-        .bind(&a.http)
-        .bind(&a.container)
-        .bind(&a.with_items)
-        .bind(a.enabled)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_file_scalar!(
+        "../../sql/definitions/write_action.sql",
+        tenant,
+        pack_id,
+        a.action_ref.as_str(),
+        a.description,
+        a.runner_type as RunnerType,
+        a.entry_point,
+        a.command,
+        a.code,
+        a.parameters,
+        a.params.schema,
+        &a.params.secret,
+        a.output_schema,
+        a.timeout_seconds,
+        a.retry.as_ref().map(|r| serde_json::to_value(r).expect("a retry policy serialises")),
+        a.concurrency,
+        &a.secrets,
+        a.workflow,
+        a.http,
+        a.container,
+        a.with_items,
+        a.enabled,
+        mode == Mode::Upsert,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 async fn write_sensor(
@@ -244,22 +235,24 @@ async fn write_sensor(
     s: &SensorDef,
     trigger_id: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(&statement(Mode::Upsert, "", UPSERT_SENSOR))
-        .bind(tenant)
-        .bind(pack_id)
-        .bind(s.sensor_ref.as_str())
-        .bind(&s.description)
-        .bind(s.runner_type.as_str())
-        .bind(&s.entry_point)
-        .bind(s.poll_interval)
-        .bind(trigger_id)
-        .bind(&s.config)
-        .bind(s.enabled)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_file_scalar!(
+        "../../sql/definitions/write_sensor.sql",
+        tenant,
+        pack_id,
+        s.sensor_ref.as_str(),
+        s.description,
+        s.runner_type as RunnerType,
+        s.entry_point,
+        s.poll_interval,
+        trigger_id,
+        s.config,
+        s.enabled,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
-/// Writes a rule whose trigger and action are resolved; returns its id.
+/// Writes a rule whose trigger and action are resolved; returns its id (None: see [`Mode`]).
 pub async fn write_rule(
     conn: &mut PgConnection,
     tenant: Option<i64>,
@@ -269,34 +262,67 @@ pub async fn write_rule(
     action_id: i64,
     mode: Mode,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(&statement(mode, INSERT_RULE, UPSERT_RULE))
-        .bind(tenant)
-        .bind(pack_id)
-        .bind(r.rule_ref.as_str())
-        .bind(&r.description)
-        .bind(trigger_id)
-        .bind(action_id)
-        .bind(&r.criteria)
-        .bind(&r.action_params)
-        .bind(r.enabled)
-        .bind(r.notify_on_trigger)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_file_scalar!(
+        "../../sql/definitions/write_rule.sql",
+        tenant,
+        pack_id,
+        r.rule_ref.as_str(),
+        r.description,
+        trigger_id,
+        action_id,
+        r.criteria,
+        r.action_params,
+        r.enabled,
+        r.notify_on_trigger,
+        mode == Mode::Upsert,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// What a rule points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    Trigger,
+    Action,
+}
+
+impl RefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Trigger => "trigger",
+            RefKind::Action => "action",
+        }
+    }
 }
 
 /// Id of a trigger or action by ref: the tenant's own first, then a system pack's.
 pub async fn resolve(
     conn: &mut PgConnection,
-    table: &str,
+    kind: RefKind,
     tenant: Option<i64>,
     r: &Ref,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(&format!(
-        "SELECT id FROM attune.{table} WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL)
-         ORDER BY tenant_id NULLS LAST LIMIT 1"
-    ))
-    .bind(r.as_str())
-    .bind(tenant)
-    .fetch_optional(conn)
-    .await
+    match kind {
+        RefKind::Trigger => {
+            sqlx::query_scalar!(
+                "SELECT id FROM attune.trigger WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL)
+                  ORDER BY tenant_id NULLS LAST LIMIT 1",
+                r.as_str(),
+                tenant,
+            )
+            .fetch_optional(conn)
+            .await
+        }
+        RefKind::Action => {
+            sqlx::query_scalar!(
+                "SELECT id FROM attune.action WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL)
+                  ORDER BY tenant_id NULLS LAST LIMIT 1",
+                r.as_str(),
+                tenant,
+            )
+            .fetch_optional(conn)
+            .await
+        }
+    }
 }

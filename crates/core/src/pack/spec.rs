@@ -58,12 +58,20 @@ impl PackSpec {
 
 /// Resolves a definition's name: `ref` (`pack.name`, which must be this pack), else `name`,
 /// else the file stem.
+/// A definition's ref in `pack`: its `ref`, else `pack.<name>`, else `pack.<fallback>` (the
+/// file's name). A `pack` field, which every definition file may carry, must name `pack`.
 fn resolve_ref(
     pack: &PackRef,
+    given_pack: Option<&str>,
     given_ref: Option<&str>,
     name: Option<&str>,
     fallback: Option<&str>,
 ) -> Result<Ref, SpecError> {
+    if let Some(p) = given_pack {
+        if p != pack.as_str() {
+            return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
+        }
+    }
     if let Some(r) = given_ref {
         let parsed = Ref::parse(r).or_else(|e| err("ref", e.to_string()))?;
         if parsed.pack() != pack.as_str() {
@@ -171,12 +179,8 @@ impl ActionSpec {
     /// `fallback_name` is the file stem for pack files. An inline `workflow` must already
     /// be resolved to a mapping (the loader reads `workflows/NAME.yaml`).
     pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<ActionDef, SpecError> {
-        if let Some(p) = &self.pack {
-            if p != pack.as_str() {
-                return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
-            }
-        }
-        let action_ref = resolve_ref(pack, self.action_ref.as_deref(), self.name.as_deref(), fallback_name)?;
+        let action_ref =
+            resolve_ref(pack, self.pack.as_deref(), self.action_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let Some(runner) = self.runner_type.as_deref() else {
             return err(
                 "runner_type",
@@ -327,12 +331,8 @@ pub struct TriggerDef {
 
 impl TriggerSpec {
     pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<TriggerDef, SpecError> {
-        if let Some(p) = &self.pack {
-            if p != pack.as_str() {
-                return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
-            }
-        }
-        let trigger_ref = resolve_ref(pack, self.trigger_ref.as_deref(), self.name.as_deref(), fallback_name)?;
+        let trigger_ref =
+            resolve_ref(pack, self.pack.as_deref(), self.trigger_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let Some(t) = self.trigger_type.as_deref() else {
             return err("type", "missing: webhook, timer.interval, timer.cron, timer.date or custom");
         };
@@ -372,6 +372,7 @@ pub struct SensorSpec {
     #[serde(rename = "ref")]
     pub sensor_ref: Option<String>,
     pub name: Option<String>,
+    pub pack: Option<String>,
     pub description: Option<String>,
     pub runner_type: Option<String>,
     pub entry_point: Option<String>,
@@ -395,7 +396,8 @@ pub struct SensorDef {
 
 impl SensorSpec {
     pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<SensorDef, SpecError> {
-        let sensor_ref = resolve_ref(pack, self.sensor_ref.as_deref(), self.name.as_deref(), fallback_name)?;
+        let sensor_ref =
+            resolve_ref(pack, self.pack.as_deref(), self.sensor_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let runner_type =
             RunnerType::parse(self.runner_type.as_deref().unwrap_or("")).or_else(|e| err("runner_type", e))?;
         if !matches!(runner_type, RunnerType::Shell | RunnerType::Python | RunnerType::Node) {
@@ -459,12 +461,8 @@ pub struct RuleDef {
 
 impl RuleSpec {
     pub fn check(self, pack: &PackRef, fallback_name: Option<&str>) -> Result<RuleDef, SpecError> {
-        if let Some(p) = &self.pack {
-            if p != pack.as_str() {
-                return err("pack", format!("{p:?} does not match the pack {:?}", pack.as_str()));
-            }
-        }
-        let rule_ref = resolve_ref(pack, self.rule_ref.as_deref(), self.name.as_deref(), fallback_name)?;
+        let rule_ref =
+            resolve_ref(pack, self.pack.as_deref(), self.rule_ref.as_deref(), self.name.as_deref(), fallback_name)?;
         let Some(trigger) = self.trigger else {
             return err("trigger", "missing: the trigger ref this rule listens to");
         };

@@ -6,6 +6,7 @@ pub mod process;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use attune_core::domain::{ExecutionStatus, RunnerType};
 use serde_json::{json, Map, Value};
 
 /// Everything a runner needs about one execution attempt.
@@ -14,7 +15,7 @@ pub struct Job {
     pub execution_id: i64,
     pub tenant_id: i64,
     pub action_ref: String,
-    pub runner_type: String,
+    pub runner_type: RunnerType,
     /// Every parameter, secret ones in plaintext (they go to stdin only).
     pub parameters: Value,
     /// Names of the secret parameters (kept out of the environment).
@@ -66,13 +67,14 @@ impl Outcome {
         }
     }
 
-    pub fn status(&self) -> &'static str {
+    /// The status this attempt ends with: `succeeded`, `canceled` or `failed`.
+    pub fn status(&self) -> ExecutionStatus {
         if self.succeeded {
-            "succeeded"
+            ExecutionStatus::Succeeded
         } else if self.failure_reason == Some("canceled") {
-            "canceled"
+            ExecutionStatus::Canceled
         } else {
-            "failed"
+            ExecutionStatus::Failed
         }
     }
 
@@ -119,9 +121,9 @@ pub async fn run(job: &Job) -> Outcome {
         return Outcome::failed(reason.clone());
     }
     let run = async {
-        match job.runner_type.as_str() {
-            "builtin" => builtin::run(job).await,
-            "shell" | "python" => process::run(job).await,
+        match job.runner_type {
+            RunnerType::Builtin => builtin::run(job).await,
+            RunnerType::Shell | RunnerType::Python => process::run(job).await,
             other => Outcome::failed(format!("this worker cannot run runner_type {other}")),
         }
     };
@@ -144,5 +146,51 @@ fn json_without_nul(v: Value) -> Value {
             Value::Object(map.into_iter().map(|(k, v)| (without_nul(&k), json_without_nul(v))).collect())
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A builtin job of `action_ref` with `parameters`.
+    pub(crate) fn job(action_ref: &str, parameters: Value) -> Job {
+        Job {
+            execution_id: 1,
+            tenant_id: 1,
+            action_ref: action_ref.to_string(),
+            runner_type: RunnerType::Builtin,
+            parameters,
+            secret_names: Vec::new(),
+            secrets: Map::new(),
+            attempt: 1,
+            timeout: Duration::from_secs(10),
+            entry_point: None,
+            command: None,
+            code: None,
+            pack_dir: None,
+            api_url: "http://localhost".into(),
+            api_token: String::new(),
+            max_output_bytes: 1024,
+            unrunnable: None,
+            cancel: Default::default(),
+        }
+    }
+
+    #[test]
+    fn outcome_status() {
+        let ok = Outcome { succeeded: true, exit_code: Some(0), ..Outcome::failed("") };
+        assert_eq!(ok.status(), ExecutionStatus::Succeeded);
+        assert_eq!(Outcome::failed("x").status(), ExecutionStatus::Failed);
+        assert_eq!(Outcome::canceled().status(), ExecutionStatus::Canceled);
+    }
+
+    #[tokio::test]
+    async fn dispatch_by_runner_type() {
+        let mut node = job("p.x", json!({}));
+        node.runner_type = RunnerType::Node;
+        let out = run(&node).await;
+        assert_eq!(out.error.as_deref(), Some("this worker cannot run runner_type node"));
+        assert!(run(&job("core.noop", json!({}))).await.succeeded);
     }
 }

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use attune_core::domain::RunnerType;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -58,8 +59,8 @@ fn command_for(job: &Job) -> Result<(Command, Option<tempfile::NamedTempFile>), 
             Err(format!("entry_point {} does not exist", path.display()))
         }
     };
-    match job.runner_type.as_str() {
-        "shell" => {
+    match job.runner_type {
+        RunnerType::Shell => {
             if let Some(command) = &job.command {
                 let mut cmd = Command::new("/bin/sh");
                 cmd.arg("-c").arg(command);
@@ -72,7 +73,7 @@ fn command_for(job: &Job) -> Result<(Command, Option<tempfile::NamedTempFile>), 
             }
             Ok((cmd, None))
         }
-        "python" => {
+        RunnerType::Python => {
             let (path, temp) = match (&job.code, &job.entry_point) {
                 (Some(code), _) => {
                     let mut file = tempfile::Builder::new()

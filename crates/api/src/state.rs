@@ -1,0 +1,40 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use attune_core::tokens::TokenKeys;
+use attune_core::wakeup::{Channel, Hint};
+use attune_core::Context;
+
+use crate::rate_limit::UserRateLimit;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub ctx: Context,
+    pub tokens: Arc<TokenKeys>,
+    pub rate_limit: Option<Arc<UserRateLimit>>,
+    /// Wakes the rule engine after an event is committed.
+    pub event_hint: Hint,
+    /// Wakes the scheduler after a manual run is committed.
+    pub requested_hint: Hint,
+    /// Wakes the workers after a cancel request is committed.
+    pub cancel_hint: Hint,
+}
+
+impl ApiState {
+    pub fn new(ctx: Context) -> ApiState {
+        let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
+        ApiState {
+            tokens: ctx.tokens.clone(),
+            rate_limit,
+            event_hint: ctx.notifier.hint(Channel::Event),
+            requested_hint: ctx.notifier.hint(Channel::Requested),
+            cancel_hint: ctx.notifier.hint(Channel::Cancel),
+            ctx,
+        }
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.ctx.pool
+    }
+}

@@ -1,0 +1,126 @@
+//! One lane's claim loop: take up to the free slots' worth of scheduled executions of the
+//! lane's runner types, run each on its own task, hand results to the completer.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attune_core::domain::RunnerType;
+use attune_core::wakeup::Channel;
+use tokio::sync::{mpsc, Semaphore};
+
+use attune_core::{Context, Shutdown};
+
+use crate::cancel_watch::Cancels;
+use crate::complete::Finished;
+use crate::registry::Registration;
+use crate::runners::{self, Job};
+use crate::{claim, prepare};
+
+/// What a lane shares with its worker.
+pub struct Shared<'a> {
+    pub ctx: &'a Context,
+    /// Stops the claiming (the process's shutdown).
+    pub shutdown: &'a Shutdown,
+    pub registration: &'a Registration,
+    /// Executions running here now (reported by the heartbeat).
+    pub running: &'a Arc<AtomicU32>,
+    /// The cancel switch of every execution running here.
+    pub cancels: &'a Cancels,
+}
+
+/// `builtin,shell,python`, for logs.
+pub fn names(runtimes: &[RunnerType]) -> String {
+    runtimes.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// How long a lane waits for a `scheduled` hint before it looks anyway.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// One claim loop: the runner types it takes and the slots it has for them.
+pub struct Lane {
+    runtimes: Vec<RunnerType>,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl Lane {
+    pub fn new(runtimes: Vec<RunnerType>, capacity: usize) -> Lane {
+        Lane { runtimes, slots: Arc::new(Semaphore::new(capacity)), capacity }
+    }
+
+    /// Claims and starts executions until shutdown, then waits for the ones it started to
+    /// finish.
+    pub async fn run(self, worker: Shared<'_>, results: mpsc::Sender<Finished>) -> anyhow::Result<()> {
+        let lane = names(&self.runtimes);
+        let wakeup = worker.ctx.notifier.subscribe(&[Channel::Scheduled]).await?;
+        while !worker.shutdown.is_cancelled() {
+            let free = self.slots.available_permits();
+            if free == 0 {
+                // Every slot busy: wait for one to free up (or for shutdown).
+                tokio::select! {
+                    permit = self.slots.clone().acquire_owned() => drop(permit),
+                    _ = worker.shutdown.cancelled() => break,
+                }
+                // Executions tend to finish together (in-process ones at once): let the
+                // others release their slots too, so the next claim takes a batch rather
+                // than one execution per round trip.
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            let started = Instant::now();
+            match claim::claim(&worker.ctx.pool, worker.registration, &self.runtimes, free).await {
+                Ok(claimed) => {
+                    let took = claimed.len();
+                    let jobs = prepare::jobs(worker.ctx, worker.cancels, claimed).await;
+                    tracing::debug!(
+                        lane = %lane,
+                        rows = took,
+                        free,
+                        ms = started.elapsed().as_millis() as u64,
+                        "claim round"
+                    );
+                    for job in jobs {
+                        self.spawn(&worker, job, results.clone());
+                    }
+                    if took == free {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(lane = %lane, error = %e, "claim failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            wakeup.wait(POLL, worker.shutdown).await;
+        }
+        // Drain: claim nothing more, let what runs finish.
+        tracing::info!(worker = %worker.registration.name, lane = %lane, "draining");
+        let _all = self.slots.acquire_many(self.capacity as u32).await;
+        Ok(())
+    }
+
+    /// Runs `job` on its own task, in one of the lane's free slots.
+    fn spawn(&self, worker: &Shared<'_>, job: Job, results: mpsc::Sender<Finished>) {
+        let permit = self.slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
+        let running = worker.running.clone();
+        running.fetch_add(1, Ordering::Relaxed);
+        let cancels = worker.cancels.clone();
+        tokio::spawn(async move {
+            let outcome = runners::run(&job).await;
+            cancels.lock().expect("cancels lock").remove(&job.execution_id);
+            let finished = Finished {
+                execution_id: job.execution_id,
+                tenant_id: job.tenant_id,
+                action_ref: job.action_ref,
+                outcome,
+            };
+            // The completer lives until every sender is gone, so this cannot fail.
+            let _ = results.send(finished).await;
+            running.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}

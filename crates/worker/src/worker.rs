@@ -1,0 +1,111 @@
+//! The worker's life: it registers, then runs its heartbeat, its completer, its cancel
+//! watcher and its two lanes; at shutdown the lanes stop claiming and drain, the completer
+//! flushes, and the worker deregisters.
+
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+use attune_core::domain::RunnerType;
+use attune_core::{Context, Shutdown};
+use tokio::sync::mpsc;
+
+use crate::cancel_watch::{self, Cancels};
+use crate::complete::{self, Finished};
+use crate::lane::{names, Lane, Shared};
+use crate::registry::{self, Registration};
+use crate::IN_PROCESS_SLOTS;
+
+/// Results waiting for the completer, at most.
+const RESULTS_QUEUE: usize = 4096;
+
+pub struct Worker {
+    ctx: Context,
+    /// Stops the claiming (the process's shutdown).
+    shutdown: Shutdown,
+    registration: Registration,
+    /// Executions running here now (reported by the heartbeat).
+    running: Arc<AtomicU32>,
+    /// The cancel switch of every execution running here.
+    cancels: Cancels,
+}
+
+impl Worker {
+    pub async fn start(ctx: Context, shutdown: Shutdown) -> anyhow::Result<Worker> {
+        // Actions run as this process's user: keep them from reading its memory and its
+        // environment (database URL, keys) through /proc. (Root ignores this; run workers
+        // as an unprivileged user — docs/security.md.)
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::warn!(error = %e, "cannot mark the worker non-dumpable");
+        }
+        let capacity = ctx.config.worker.concurrency;
+        let runtimes = RunnerType::AVAILABLE;
+        let registration = registry::register(&ctx.pool, &runtimes, capacity).await?;
+        tracing::info!(worker = %registration.name, capacity, runtimes = names(&runtimes), "worker registered");
+        Ok(Worker { ctx, shutdown, registration, running: Arc::new(AtomicU32::new(0)), cancels: Default::default() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.registration.name
+    }
+
+    fn shared(&self) -> Shared<'_> {
+        Shared {
+            ctx: &self.ctx,
+            shutdown: &self.shutdown,
+            registration: &self.registration,
+            running: &self.running,
+            cancels: &self.cancels,
+        }
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        let beat_stop = Shutdown::new();
+        let heartbeat = registry::spawn_heartbeat(
+            self.ctx.pool.clone(),
+            self.registration.id,
+            self.running.clone(),
+            beat_stop.clone(),
+        );
+        let (tx, rx) = mpsc::channel::<Finished>(RESULTS_QUEUE);
+        let completer = tokio::spawn(complete::run(self.ctx.pool.clone(), self.registration.name.clone(), rx));
+        let watcher = tokio::spawn(cancel_watch::run(
+            self.ctx.clone(),
+            self.registration.id,
+            self.cancels.clone(),
+            beat_stop.clone(),
+        ));
+
+        let (processes, in_process) = lane_runtimes();
+        let processes = Lane::new(processes, self.ctx.config.worker.concurrency);
+        let in_process = Lane::new(in_process, IN_PROCESS_SLOTS);
+        let (a, b) = tokio::join!(processes.run(self.shared(), tx.clone()), in_process.run(self.shared(), tx));
+        // Every sender is gone once both lanes drained: the completer flushes and ends.
+        let _ = completer.await;
+        beat_stop.cancel();
+        let _ = heartbeat.await;
+        let _ = watcher.await;
+        registry::deregister(&self.ctx.pool, self.registration.id).await?;
+        tracing::info!(worker = %self.registration.name, "worker stopped");
+        a.and(b)
+    }
+}
+
+/// The runner types of the two lanes: (child processes, in-process), together every
+/// available one.
+fn lane_runtimes() -> (Vec<RunnerType>, Vec<RunnerType>) {
+    let (in_process, processes) = RunnerType::AVAILABLE.into_iter().partition(|r| r.in_process());
+    (processes, in_process)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_available_runner_type_has_one_lane() {
+        let (processes, in_process) = lane_runtimes();
+        assert_eq!(processes, [RunnerType::Shell, RunnerType::Python]);
+        assert_eq!(in_process, [RunnerType::Builtin]);
+        assert_eq!(names(&RunnerType::AVAILABLE), "builtin,shell,python");
+    }
+}
