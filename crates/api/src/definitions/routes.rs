@@ -8,12 +8,13 @@
 //! with `routes!`.
 
 /// `GET /api/v1/<kind>s`, `GET /api/v1/<kind>s/{id}`, `GET /api/v1/<kind>s/ref/{ref}`.
+#[rustfmt::skip]
 macro_rules! read_routes {
     (view: $view:ident, params: $params:ident, tag: $tag:literal, what: $what:literal,
      list: $list:literal, one: $one:literal, by_ref: $by_ref:literal) => {
         #[doc = concat!("The ", $what, "s the caller can see (its own and the system packs'), in ref order.")]
         #[utoipa::path(get, path = $list, tag = $tag, params($params), security(("bearer" = [])),
-                            responses((status = 200, body = Page<$view>), (status = 400), (status = 401)))]
+            responses((status = 200, body = Page<$view>), (status = 400), (status = 401)))]
         async fn list(
             axum::extract::State(state): axum::extract::State<ApiState>,
             who: Principal,
@@ -25,7 +26,7 @@ macro_rules! read_routes {
 
         #[doc = concat!("One ", $what, " by id.")]
         #[utoipa::path(get, path = $one, tag = $tag, params(("id" = i64, Path)), security(("bearer" = [])),
-                            responses((status = 200, body = $view), (status = 401), (status = 404)))]
+            responses((status = 200, body = $view), (status = 401), (status = 404)))]
         async fn get_one(
             axum::extract::State(state): axum::extract::State<ApiState>,
             who: Principal,
@@ -36,7 +37,7 @@ macro_rules! read_routes {
 
         #[doc = concat!("One ", $what, " by ref: the tenant's own, else a system pack's.")]
         #[utoipa::path(get, path = $by_ref, tag = $tag, params(("ref" = String, Path)), security(("bearer" = [])),
-                            responses((status = 200, body = $view), (status = 401), (status = 404)))]
+            responses((status = 200, body = $view), (status = 401), (status = 404)))]
         async fn get_by_ref(
             axum::extract::State(state): axum::extract::State<ApiState>,
             who: Principal,
@@ -48,6 +49,7 @@ macro_rules! read_routes {
 }
 
 /// `POST /api/v1/<kind>s`.
+#[rustfmt::skip]
 macro_rules! create_route {
     (view: $view:ident, spec: $spec:ident, tag: $tag:literal, path: $path:literal, doc: $doc:literal) => {
         #[doc = $doc]
@@ -65,6 +67,7 @@ macro_rules! create_route {
 }
 
 /// `PATCH /api/v1/<kind>s/{id}` and `DELETE /api/v1/<kind>s/{id}`.
+#[rustfmt::skip]
 macro_rules! change_routes {
     (view: $view:ident, tag: $tag:literal, path: $path:literal, patch_doc: $patch_doc:literal,
      delete_doc: $delete_doc:literal) => {
