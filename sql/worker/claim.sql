@@ -1,6 +1,8 @@
 -- The worker's claim, one statement and so one round trip: take up to $3 scheduled
 -- executions of the runner types it runs ($2), in priority order, mark them running on
--- worker $1, record `execution.started` (actor $4), and return what running them needs.
+-- worker $1, record `execution.started` (actor $4) and each attempt's row (`running`, on
+-- this worker, from now: a worker that dies takes it with it and the reaper closes it as
+-- `lost`), and return what running them needs.
 -- $5 NULL: executions of actions without a concurrency limit; $5 = an action id: that
 -- action's (the caller holds its row lock and passes its free slots as $3).
 -- The quoted column aliases tell the sqlx macros each column's nullability (! / ?) and type.
@@ -22,6 +24,12 @@ WITH picked AS (
      WHERE e.id = picked.id
     RETURNING e.id, e.tenant_id, e.action_id, e.action_ref, e.runner_type, e.parameters, e.secret_params,
               e.attempt, e.timeout_seconds
+), attempts AS (
+    INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, started_at)
+    SELECT id, attempt, $1, 'running', clock_timestamp() FROM claimed
+    ON CONFLICT (execution_id, attempt) DO UPDATE
+       SET worker_id = EXCLUDED.worker_id, status = 'running', started_at = EXCLUDED.started_at,
+           exit_code = NULL, error = NULL, finished_at = NULL, pid = NULL
 ), audited AS (
     INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
     SELECT tenant_id, 'worker', $4, 'execution.started', 'execution', id::text,

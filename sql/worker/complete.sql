@@ -1,5 +1,6 @@
 -- Records a batch of finished attempts (one element per execution) — only for executions
--- still running or canceling (a late result for a reaped or canceled one changes nothing):
+-- still running or canceling on this worker ($8) (a late result for a reaped, retried
+-- elsewhere or canceled one changes nothing):
 -- * a failed attempt with attempts left of an execution still `running` is scheduled again
 --   (attempt + 1, run_after = now + the action's retry delay × multiplier^(attempt − 1),
 --   capped at max_delay_seconds);
@@ -8,7 +9,8 @@
 --   ended (`canceled`, or `failed`/`succeeded` when it ended before the cancel reached it);
 -- and, either way, the attempt row, the captured output and the audit entry.
 -- $1..$3 (id, status, result) and $4..$6 (stdout, stderr, truncated) are the batch's
--- columns, element i of each for execution $1[i]; $7 is the worker's name (audit actor).
+-- columns, element i of each for execution $1[i]; $7 is the worker's name (audit actor),
+-- $8 its id. The attempt row, written `running` by the claim, gets the outcome.
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS r(id, status, result)
 ), current AS (
@@ -17,7 +19,7 @@ WITH input AS (
       FROM attune.execution e
       JOIN input r ON r.id = e.id
       LEFT JOIN attune.action a ON a.id = e.action_id
-     WHERE e.status IN ('running', 'canceling')
+     WHERE e.status IN ('running', 'canceling') AND e.worker_id = $8
        -- Locked, so `status` is the current one: a cancel request committed meanwhile is
        -- seen here (and one arriving later waits for this statement).
        FOR UPDATE OF e
@@ -45,7 +47,10 @@ WITH input AS (
 ), attempts AS (
     INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, exit_code, error, started_at, finished_at)
     SELECT id, attempt, worker_id, outcome, exit_code, error, started_at, clock_timestamp() FROM done
-    ON CONFLICT (execution_id, attempt) DO NOTHING
+    ON CONFLICT (execution_id, attempt) DO UPDATE
+       SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code, error = EXCLUDED.error,
+           finished_at = EXCLUDED.finished_at
+     WHERE attune.execution_attempt.status = 'running'
 ), audited AS (
     INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
     SELECT tenant_id, 'worker', $7,

@@ -149,7 +149,7 @@ async fn executions_of_a_worker_that_stopped_heart_beating_fail_as_worker_lost()
     let retried = running(worker).await.unwrap();
     sqlx::query("UPDATE attune.execution SET max_attempts = 2 WHERE id = $1").bind(retried).execute(p).await.unwrap();
 
-    let mut handled = attune_executor::reaper::reap(p, attune_executor::reaper::LOST_AFTER).await.unwrap();
+    let mut handled = attune_executor::reaper::reap(p, attune_executor::reaper::STALE_AFTER).await.unwrap();
     handled.sort();
     assert_eq!(handled, vec![orphan.to_string(), retried.to_string()]);
     let (status, attempt): (String, i32) = sqlx::query_as("SELECT status, attempt FROM attune.execution WHERE id = $1")
@@ -172,7 +172,7 @@ async fn executions_of_a_worker_that_stopped_heart_beating_fail_as_worker_lost()
         sqlx::query_scalar("SELECT status FROM attune.worker WHERE id = $1").bind(worker).fetch_one(p).await.unwrap();
     assert_eq!(status, "lost");
     assert!(
-        attune_executor::reaper::reap(p, attune_executor::reaper::LOST_AFTER).await.unwrap().is_empty(),
+        attune_executor::reaper::reap(p, attune_executor::reaper::STALE_AFTER).await.unwrap().is_empty(),
         "idempotent"
     );
     let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={orphan}")).await;

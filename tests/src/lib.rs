@@ -10,6 +10,9 @@
 //!
 //! Tests are named after the test plan's scenarios (`t1_4_webhook_payload_reaches_action`).
 
+pub mod processes;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +31,8 @@ const STALE_AFTER_SECS: u64 = 6 * 3600;
 struct Server {
     /// Maintenance database of the server.
     admin: PgConnectOptions,
+    /// A URL of the server with `{db}` where the database name goes (for child processes).
+    url_pattern: String,
     template: String,
     /// Keeps the private cluster's handle alive (it is left running for the next run).
     _local: Option<LocalPostgres>,
@@ -51,8 +56,14 @@ fn run_key() -> String {
 async fn server() -> &'static Server {
     SERVER
         .get_or_init(|| async {
-            let (admin, local) = match std::env::var("ATTUNE_TEST_DATABASE_URL") {
-                Ok(url) => (url.parse::<PgConnectOptions>().expect("ATTUNE_TEST_DATABASE_URL is a postgres URL"), None),
+            let (admin, url_pattern, local) = match std::env::var("ATTUNE_TEST_DATABASE_URL") {
+                Ok(url) => {
+                    let options = url.parse::<PgConnectOptions>().expect("ATTUNE_TEST_DATABASE_URL is a postgres URL");
+                    let (base, query) = url.split_once('?').map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+                    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+                    let pattern = format!("{server}/{{db}}{}", query.map(|q| format!("?{q}")).unwrap_or_default());
+                    (options, pattern, None)
+                }
                 Err(_) => {
                     let root = std::env::temp_dir()
                         .join(format!("attune-test-{}", attune_core::local_pg::short_hash(&workspace_root())));
@@ -60,11 +71,12 @@ async fn server() -> &'static Server {
                         .await
                         .expect("cluster start does not panic")
                         .unwrap_or_else(|e| panic!("cannot start the private test cluster: {e}"));
-                    (local.connect_options("postgres"), Some(local))
+                    let pattern = local.url("{db}");
+                    (local.connect_options("postgres"), pattern, Some(local))
                 }
             };
             let template = ensure_template(&admin).await;
-            Server { admin, template, _local: local }
+            Server { admin, url_pattern, template, _local: local }
         })
         .await
 }
@@ -126,6 +138,7 @@ pub struct TestDb {
     pub pool: PgPool,
     pub name: String,
     admin: PgConnectOptions,
+    url_pattern: String,
 }
 
 impl TestDb {
@@ -144,7 +157,7 @@ impl TestDb {
         let pool = attune_core::db::connect_with(server.admin.clone().database(&name), 10)
             .await
             .expect("connect to the test database");
-        TestDb { pool, name, admin: server.admin.clone() }
+        TestDb { pool, name, admin: server.admin.clone(), url_pattern: server.url_pattern.clone() }
     }
 
     /// An empty database (no migrations), for testing the migrations themselves.
@@ -156,12 +169,17 @@ impl TestDb {
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
         conn.close().await.ok();
         let pool = attune_core::db::connect_with(server.admin.clone().database(&name), 5).await.unwrap();
-        TestDb { pool, name, admin: server.admin.clone() }
+        TestDb { pool, name, admin: server.admin.clone(), url_pattern: server.url_pattern.clone() }
     }
 
     /// Connection options of this database (for a second, independent pool).
     pub fn connect_options(&self) -> PgConnectOptions {
         self.admin.clone().database(&self.name)
+    }
+
+    /// This database's URL (for `attune` processes the test starts).
+    pub fn url(&self) -> String {
+        self.url_pattern.replace("{db}", &self.name)
     }
 }
 
@@ -191,11 +209,14 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+/// Random keys; the JWT secret is text, so `attune` processes of a test can be given the
+/// same keys through the environment ([`TestApp::process_env`]).
 pub fn test_keys() -> Keys {
     let mut rng = rand::thread_rng();
     let mut encryption_key = [0u8; 32];
     rng.fill(&mut encryption_key);
-    Keys { jwt_secret: (0..32).map(|_| rng.gen()).collect(), encryption_key }
+    let jwt_secret = rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(40).collect();
+    Keys { jwt_secret, encryption_key }
 }
 
 /// The API running in-process on a port of its own, against a fresh database.
@@ -270,6 +291,25 @@ impl TestApp {
     /// Starts one more worker on this app's database.
     pub fn start_worker(&self) {
         tokio::spawn(attune_worker::run(self.ctx.clone(), self.shutdown.clone()));
+    }
+
+    /// The environment that points an `attune` process at this app: its database, its
+    /// keys and settings, a data dir of its own.
+    pub fn process_env(&self) -> HashMap<String, String> {
+        use base64::Engine;
+        let keys = &self.ctx.keys;
+        let data_dir = self._data_dir.path().join(format!("process-{}", rand::thread_rng().gen::<u32>()));
+        HashMap::from([
+            ("ATTUNE_DATABASE_URL".to_string(), self.db.url()),
+            ("ATTUNE_JWT_SECRET".to_string(), String::from_utf8(keys.jwt_secret.clone()).expect("text secret")),
+            (
+                "ATTUNE_ENCRYPTION_KEY".to_string(),
+                base64::engine::general_purpose::STANDARD.encode(keys.encryption_key),
+            ),
+            ("ATTUNE_DATA_DIR".to_string(), data_dir.to_string_lossy().into_owned()),
+            ("ATTUNE_PUBLIC_URL".to_string(), self.url.clone()),
+            ("RUST_LOG".to_string(), "info,sqlx=warn".to_string()),
+        ])
     }
 }
 

@@ -6,6 +6,10 @@
 //! - `attune worker`: shorthand for `attune serve worker`.
 //! - `attune migrate`: apply the database migrations and exit.
 //! - `attune bench`: measure the event pipeline of a running instance.
+//!
+//! Exit codes: 0 after a complete drain (the first SIGTERM/Ctrl-C), 1 when start-up or a
+//! service failed, 2 for a bad command line or configuration, 128 + the signal's number
+//! (143, 130) when a second signal cut the drain short (see `startup`, docs/operations.md).
 
 mod bench;
 mod services;

@@ -1,6 +1,9 @@
-//! Which services a process runs, and running them side by side until shutdown.
+//! Which services a process runs, and running them side by side until shutdown and
+//! through their drain.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 use attune_core::{Context, Shutdown};
 use tokio::task::JoinSet;
@@ -38,8 +41,13 @@ impl FromStr for Service {
     }
 }
 
+/// While draining, how often the services not yet returned are named.
+const DRAIN_REPORT: Duration = Duration::from_secs(10);
+
 /// Runs `services` until `shutdown` is cancelled or one of them fails (which cancels
-/// the rest). Returns the first failure.
+/// the rest), then waits for every one to drain and return — however long that takes (a
+/// worker waits for its running executions); a second signal is the way out (see
+/// [`crate::startup`]). Returns the first failure.
 pub async fn supervise(
     ctx: Context,
     services: &[Service],
@@ -47,13 +55,14 @@ pub async fn supervise(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut set = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, Service> = HashMap::new();
     let mut api_listener = api_listener;
     for &service in services {
         let ctx = ctx.clone();
         let token = shutdown.clone();
         let listener = if service == Service::Api { api_listener.take() } else { None };
-        set.spawn(async move {
-            let result = match service {
+        let task = set.spawn(async move {
+            match service {
                 Service::Api => match listener {
                     Some(l) => attune_api::serve(ctx, l, token).await,
                     None => attune_api::run(ctx, token).await,
@@ -63,36 +72,55 @@ pub async fn supervise(
                 Service::Sensor => attune_sensor::run(ctx, token).await,
                 Service::Notifier => attune_notifier::run(ctx, token).await,
                 Service::Bridge => attune_bridge::run(ctx, token).await,
-            };
-            (service, result)
+            }
         });
+        running.insert(task.id(), service);
     }
     let mut first_error = None;
-    while let Some(joined) = set.join_next().await {
-        let (service, result) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                shutdown.cancel();
-                first_error.get_or_insert(anyhow::anyhow!("a service panicked: {e}"));
+    loop {
+        let joined = tokio::select! {
+            joined = set.join_next_with_id() => match joined {
+                Some(joined) => joined,
+                None => break,
+            },
+            // Restarted at every service's return: a report after a quiet DRAIN_REPORT.
+            () = report_after(&shutdown, DRAIN_REPORT) => {
+                let mut waiting: Vec<&str> = running.values().map(|s| s.name()).collect();
+                waiting.sort_unstable();
+                tracing::info!(waiting_for = waiting.join(","), "still draining (a second SIGTERM or Ctrl-C stops at once)");
                 continue;
             }
         };
+        let (service, result) = match joined {
+            Ok((id, result)) => (running.remove(&id), result),
+            Err(e) => {
+                let service = running.remove(&e.id());
+                shutdown.cancel();
+                let name = service.map_or("?", |s| s.name());
+                tracing::error!(service = name, error = %e, "service panicked; stopping the others");
+                first_error.get_or_insert(anyhow::anyhow!("service {name} panicked: {e}"));
+                continue;
+            }
+        };
+        let name = service.map_or("?", |s| s.name());
         match result {
             Ok(()) if !shutdown.is_cancelled() => {
-                tracing::warn!(service = service.name(), "service returned before shutdown; stopping the others");
+                tracing::warn!(service = name, "service returned before shutdown; stopping the others");
                 shutdown.cancel();
             }
-            Ok(()) => tracing::info!(service = service.name(), "service stopped"),
+            Ok(()) => tracing::info!(service = name, "service stopped"),
             Err(e) => {
-                tracing::error!(
-                    service = service.name(),
-                    error = format!("{e:#}"),
-                    "service failed; stopping the others"
-                );
+                tracing::error!(service = name, error = format!("{e:#}"), "service failed; stopping the others");
                 shutdown.cancel();
-                first_error.get_or_insert(e.context(format!("service {} failed", service.name())));
+                first_error.get_or_insert(e.context(format!("service {name} failed")));
             }
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Completes `after` from now once `shutdown` is cancelled (never before).
+async fn report_after(shutdown: &Shutdown, after: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(after).await;
 }

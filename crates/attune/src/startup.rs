@@ -1,5 +1,6 @@
 //! Start-up and shutdown of a process: database (configured or private), migrations,
-//! keys, system packs, the first admin, then the services until SIGTERM/Ctrl-C.
+//! keys, system packs, the first admin, then the services until SIGTERM/Ctrl-C, their
+//! drain, and the stop of the private cluster. A second SIGTERM/Ctrl-C exits at once.
 
 use std::sync::Arc;
 
@@ -96,15 +97,20 @@ where
     result
 }
 
+/// Starts the process and runs `services` until a signal, then drains them. Signals are
+/// handled from the first moment (see [`handle_signals`]): a signal during start-up lets
+/// start-up finish and then starts no service.
 pub async fn run_services(config: Config, services: Vec<Service>) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    handle_signals(shutdown.clone())?;
     let database = open_database(&config).await?;
-    let result = run_on(&config, &database.pool, &services).await;
+    let result = run_on(&config, &database.pool, &services, shutdown).await;
     database.pool.close().await;
     stop_local(database.local).await;
     result
 }
 
-async fn run_on(config: &Config, pool: &PgPool, services: &[Service]) -> anyhow::Result<()> {
+async fn run_on(config: &Config, pool: &PgPool, services: &[Service], shutdown: Shutdown) -> anyhow::Result<()> {
     db::migrate(pool).await.context("migrations failed")?;
     let keys = Keys::load_or_generate(config)?;
     bootstrap::load_system_packs(pool, config).await?;
@@ -119,7 +125,10 @@ async fn run_on(config: &Config, pool: &PgPool, services: &[Service]) -> anyhow:
         }
     }
 
-    let shutdown = Shutdown::new();
+    if shutdown.is_cancelled() {
+        tracing::info!("shutdown requested during start-up; no service started");
+        return Ok(());
+    }
     let api_listener = if services.contains(&Service::Api) {
         let addr = format!("{}:{}", config.api.host, config.api.port);
         let listener = tokio::net::TcpListener::bind(&addr)
@@ -134,22 +143,70 @@ async fn run_on(config: &Config, pool: &PgPool, services: &[Service]) -> anyhow:
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
     tracing::info!(services = names.join(","), "starting");
 
-    let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested; draining");
-        signal_token.cancel();
-    });
     let ctx = Context::new(config.clone(), pool.clone(), keys);
     services::supervise(ctx, services, api_listener, shutdown).await
 }
 
-async fn wait_for_signal() {
+/// A signal that stops the process.
+#[derive(Debug, Clone, Copy)]
+enum StopSignal {
+    Term,
+    Int,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Term => "SIGTERM",
+            StopSignal::Int => "SIGINT",
+        }
+    }
+
+    /// The exit code of a drain this signal cut short: 128 + the signal's number, what a
+    /// shell reports for a process the signal killed (143 for SIGTERM, 130 for Ctrl-C).
+    fn exit_code(self) -> i32 {
+        128 + match self {
+            StopSignal::Term => 15,
+            StopSignal::Int => 2,
+        }
+    }
+}
+
+/// Installs the SIGTERM and SIGINT handlers. The first signal cancels `shutdown`: every
+/// service drains and the process exits 0 once all have returned, however long that takes
+/// (there is no bound: a worker waits for its running executions). A second signal, during
+/// the drain (or the start-up, or the stop of the private cluster), cuts it short: the
+/// process exits at once with [`StopSignal::exit_code`].
+fn handle_signals(shutdown: Shutdown) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    // Installed now, so a signal arriving before the task below first runs is not lost.
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::spawn(async move {
+        let first = next_signal(&mut term, &mut int).await;
+        tracing::info!(
+            signal = first.name(),
+            "shutdown requested; draining (send SIGTERM or Ctrl-C again to stop at once)"
+        );
+        shutdown.cancel();
+        let second = next_signal(&mut term, &mut int).await;
+        let code = second.exit_code();
+        tracing::warn!(
+            signal = second.name(),
+            code,
+            "second signal: drain cut short, exiting now without waiting for the services"
+        );
+        std::process::exit(code);
+    });
+    Ok(())
+}
+
+async fn next_signal(term: &mut tokio::signal::unix::Signal, int: &mut tokio::signal::unix::Signal) -> StopSignal {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        Some(()) = term.recv() => StopSignal::Term,
+        Some(()) = int.recv() => StopSignal::Int,
+        // Both streams ended (the runtime is going away): nothing more to wait for.
+        else => std::future::pending().await,
     }
 }
 

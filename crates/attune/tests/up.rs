@@ -81,17 +81,47 @@ fn wait_ready(run: &mut Running, port: u16, limit: Duration) -> Duration {
 
 /// SIGTERM, then the exit status (within a minute).
 fn terminate(mut run: Running) -> (i32, String, String) {
-    kill(Pid::from_raw(run.child.id() as i32), Signal::SIGTERM).unwrap();
+    signal(&run, Signal::SIGTERM);
+    let code = exit_code_within(&mut run, Duration::from_secs(60));
+    let (out, err) = output(&run);
+    (code, out, err)
+}
+
+fn signal(run: &Running, signal: Signal) {
+    kill(Pid::from_raw(run.child.id() as i32), signal).unwrap();
+}
+
+/// The exit code once the process has exited; fails the test after `limit`.
+fn exit_code_within(run: &mut Running, limit: Duration) -> i32 {
     let started = Instant::now();
     loop {
         if let Some(status) = run.child.try_wait().unwrap() {
             std::thread::sleep(Duration::from_millis(100)); // let the readers drain
-            let out = run.stdout.lock().unwrap().clone();
-            let err = run.stderr.lock().unwrap().clone();
-            return (status.code().unwrap_or(-1), out, err);
+            return status.code().unwrap_or(-1);
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "attune did not stop within 60 s of SIGTERM");
+        assert!(
+            started.elapsed() < limit,
+            "attune did not exit within {limit:?}\nstderr:\n{}",
+            run.stderr.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the process wrote so far: (stdout, stderr).
+fn output(run: &Running) -> (String, String) {
+    (run.stdout.lock().unwrap().clone(), run.stderr.lock().unwrap().clone())
+}
+
+/// Waits until the process logs `needle`.
+fn wait_for_log(run: &mut Running, needle: &str, limit: Duration) {
+    let started = Instant::now();
+    while !run.stderr.lock().unwrap().contains(needle) {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            panic!("attune exited with {status} before logging {needle:?}\nstderr:\n{}", run.stderr.lock().unwrap());
+        }
+        assert!(started.elapsed() < limit, "no {needle:?} after {limit:?}\nstderr:\n{}", run.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -222,4 +252,119 @@ fn up_holds_exactly_one_listen_connection() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(listening.last(), Some(&1), "one LISTEN connection once started: {listening:?}");
     assert!(listening.iter().all(|&n| n <= 1), "never more than one: {listening:?}");
+}
+
+#[test]
+fn serve_without_the_api_drains_every_service_and_exits_0_promptly() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let services = ["executor", "sensor", "notifier", "bridge"];
+    let mut run = attune(data.path(), port, &["serve", &services.join(",")], &[]);
+    // No /ready without the api: the services are up once they log it (the notifier
+    // says it idles once running), and have a moment to go round their loops.
+    wait_for_log(&mut run, &format!("services=\"{}\"", services.join(",")), Duration::from_secs(180));
+    wait_for_log(&mut run, "notifier: no WebSocket fan-out yet; idle", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+
+    signal(&run, Signal::SIGTERM);
+    let started = Instant::now();
+    let code = exit_code_within(&mut run, Duration::from_secs(30));
+    let took = started.elapsed();
+    let (_, stderr) = output(&run);
+    assert_eq!(code, 0, "a drained process exits 0\n{stderr}");
+    assert!(took < Duration::from_secs(10), "nothing to wait for: stopped promptly, not in {took:?}\n{stderr}");
+    assert!(stderr.contains("shutdown requested; draining"), "{stderr}");
+    for service in services {
+        assert!(stderr.contains(&format!("{service} draining")), "{service} says it drains\n{stderr}");
+        assert!(stderr.contains(&format!("{service} stopped")), "{service} says it stopped\n{stderr}");
+        assert!(
+            stderr.contains(&format!("service stopped service=\"{service}\"")),
+            "the process saw {service} return\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("drain cut short"), "{stderr}");
+    assert!(postgres_processes_of(data.path()).is_empty(), "no PostgreSQL process is left behind");
+}
+
+/// `POST`s `body` to the API; the JSON answer, after checking the status.
+fn post(
+    client: &reqwest::blocking::Client,
+    port: u16,
+    token: Option<&str>,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let mut request = client.post(format!("http://127.0.0.1:{port}{path}")).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap();
+    let status = response.status();
+    let text = response.text().unwrap();
+    assert!(status.is_success(), "POST {path} {body}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_second_signal_cuts_the_drain_short() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut run = attune(data.path(), port, &["up"], &[]);
+    wait_ready(&mut run, port, Duration::from_secs(180));
+
+    // An action that outlasts the test, running: the worker's drain would wait for it.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let user = serde_json::json!({"login": "drainer", "password": "drain-password-1"});
+    post(&client, port, None, "/auth/register", user.clone());
+    let login = post(&client, port, None, "/auth/login", user);
+    let token = login["access_token"].as_str().expect("an access token").to_string();
+    post(&client, port, Some(&token), "/api/v1/packs", serde_json::json!({"ref": "t", "version": "1"}));
+    post(
+        &client,
+        port,
+        Some(&token),
+        "/api/v1/actions",
+        serde_json::json!({"ref": "t.sleepy", "runner_type": "shell", "command": "sleep 60"}),
+    );
+    let execution = post(&client, port, Some(&token), "/api/v1/executions", serde_json::json!({"action": "t.sleepy"}));
+    let id = execution["id"].as_i64().expect("an execution id");
+    let started = Instant::now();
+    loop {
+        let view: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/executions/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if view["status"] == "running" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "execution {id} not running: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // First signal: the drain starts, and waits for the action.
+    signal(&run, Signal::SIGTERM);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "still draining 1 s after the first signal\n{}",
+        run.stderr.lock().unwrap()
+    );
+    // Second signal: out at once, non-zero (128 + SIGTERM).
+    signal(&run, Signal::SIGTERM);
+    let code = exit_code_within(&mut run, Duration::from_secs(5));
+    let (_, stderr) = output(&run);
+    assert_eq!(code, 143, "a drain cut short by SIGTERM exits 143\n{stderr}");
+    assert!(stderr.contains("shutdown requested; draining"), "{stderr}");
+    assert!(stderr.contains("second signal: drain cut short"), "{stderr}");
+
+    // The private cluster was left running, as by a killed process: the next start joins
+    // it, and its clean stop stops the cluster.
+    let mut again = attune(data.path(), port, &["serve", "api"], &[]);
+    wait_ready(&mut again, port, Duration::from_secs(60));
+    let (code, _, stderr) = terminate(again);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(postgres_processes_of(data.path()).is_empty(), "no PostgreSQL process is left behind");
 }

@@ -1,7 +1,8 @@
 //! Attune bridge: publishes `change_log` to RabbitMQ and turns inbound messages into
 //! events. Off unless `ATTUNE_AMQP_URL` is set.
 //!
-//! Not built yet: [`run`] only waits for shutdown, so `attune up` can already run it.
+//! Not built yet: [`run`] only waits for shutdown, so `attune up` can already run it. It
+//! holds no work, so its drain is immediate.
 
 use attune_core::{Context, Shutdown};
 
@@ -10,5 +11,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::warn!("bridge: ATTUNE_AMQP_URL is set, but the bridge is not built yet; idle");
     }
     shutdown.cancelled().await;
+    tracing::info!("bridge draining: nothing in hand");
+    tracing::info!("bridge stopped");
     Ok(())
 }

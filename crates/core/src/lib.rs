@@ -7,6 +7,8 @@
 //! - [`config`]: typed settings, layered defaults < YAML file < environment.
 //! - [`db`]: the connection pool and the embedded migrations (schema `attune`).
 //! - [`local_pg`]: the private PostgreSQL cluster used when no database URL is configured.
+//! - [`lost_workers`]: finding workers whose session or heartbeat ended and moving on what
+//!   they held (the executor's reaper; a worker registering).
 //! - [`domain`]: parse-don't-validate types (refs, runner and trigger types, roles, the
 //!   states of executions, enforcements and workers with the execution transition table,
 //!   parameter schemas, templates).
@@ -33,6 +35,7 @@ pub mod db;
 pub mod domain;
 pub mod execution;
 pub mod local_pg;
+pub mod lost_workers;
 pub mod pack;
 pub mod service;
 pub mod tokens;

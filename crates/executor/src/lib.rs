@@ -6,26 +6,65 @@
 //!   enforcements and `scheduled` (or `failed`) executions — one transaction a batch.
 //! - [`scheduler`]: validates requested executions against their action's schema and
 //!   schedules them for the workers (or fails them at once, naming the bad parameter).
-//! - [`reaper`]: retries or fails the running executions of workers that stopped
-//!   heart-beating (and ends the ones they were canceling `canceled`).
+//! - [`reaper`]: finds workers whose liveness session ended (or whose heartbeat went stale)
+//!   twice a second, one executor at a time (leader lock), and retries or fails their
+//!   running executions (ending the ones they were canceling `canceled`).
 //!
 //! The rule engine (woken on `Event` and `Rule`) and the scheduler (on `Requested`)
 //! subscribe through the process's notifier (`ctx.notifier`) and poll every second as a
-//! fallback; both hint `Scheduled` for the workers. The reaper runs every few seconds.
+//! fallback; both hint `Scheduled` for the workers.
 //! Several executors may run against one database: every claim is `FOR UPDATE SKIP LOCKED`.
+//!
+//! On shutdown ([`run`]) each part stops claiming, lets the round in progress commit (only
+//! the wait between rounds is interrupted) and returns; `run` returns when all three have.
 //! Later issues add the workflow engine and inquiry expiry here.
 
 pub mod reaper;
 pub mod rule_engine;
 pub mod scheduler;
 
+use std::future::Future;
+
 use attune_core::{Context, Shutdown};
 
-/// Runs the rule engine, the scheduler and the reaper until `shutdown`.
+/// Runs the rule engine, the scheduler and the reaper until `shutdown`, then drains: each
+/// stops claiming, lets the batch in hand commit (a batch is one transaction: nothing is
+/// half done, nothing is lost) and returns. One part failing stops the others, and the
+/// error is returned once all three are done.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    let stop = shutdown.child_token();
     let engine = rule_engine::RuleEngine::new(ctx.clone());
     let scheduler = scheduler::Scheduler::new(ctx.clone());
-    let (a, b, c) =
-        tokio::join!(engine.run(shutdown.clone()), scheduler.run(shutdown.clone()), reaper::run(ctx, shutdown.clone()));
-    a.and(b).and(c)
+    // First, so the drain is announced before the parts log their own ends.
+    let ((), a, b, c) = tokio::join!(
+        announce_drain(&shutdown, &stop),
+        stopping_others(engine.run(stop.clone()), &stop),
+        stopping_others(scheduler.run(stop.clone()), &stop),
+        stopping_others(reaper::run(ctx, stop.clone()), &stop),
+    );
+    let result = a.and(b).and(c);
+    if result.is_ok() {
+        tracing::info!("executor stopped");
+    }
+    result
+}
+
+/// Runs one part; if it fails, `stop` is cancelled so the others return too.
+async fn stopping_others(part: impl Future<Output = anyhow::Result<()>>, stop: &Shutdown) -> anyhow::Result<()> {
+    let result = part.await;
+    if result.is_err() {
+        stop.cancel();
+    }
+    result
+}
+
+/// Logs the start of the drain when the process asks for it (not when a part failed).
+async fn announce_drain(shutdown: &Shutdown, stop: &Shutdown) {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {
+            tracing::info!("executor draining: the rule engine and the scheduler commit the batch in hand");
+        }
+        _ = stop.cancelled() => {}
+    }
 }

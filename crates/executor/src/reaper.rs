@@ -1,21 +1,31 @@
-//! The reaper: work held by a worker that stopped heart-beating is not left `running`
-//! forever. Every few seconds (on any executor; the statement is idempotent), workers
-//! silent for [`LOST_AFTER`] are marked `lost` and their running executions are scheduled
-//! again when their retry policy has attempts left, else fail with
-//! `failure_reason: "worker_lost"`. Executions they were canceling end `canceled` (a
-//! cancel never retries).
+//! The reaper: work held by a worker that died is never left `running`.
+//!
+//! A worker's liveness is its database session (it holds an advisory lock on a connection
+//! of its own for its whole life; see `attune_worker::registry`), so a killed worker is
+//! found within [`EVERY`] of its session ending: marked `lost`, its running executions
+//! scheduled again when their retry policy has attempts left or failed with
+//! `failure_reason: "worker_lost"`, the ones being canceled `canceled` (a cancel never
+//! retries), and its running attempts closed as `lost` — all in one statement
+//! (`attune_core::lost_workers`). A worker whose session lives but which stopped
+//! heart-beating for [`STALE_AFTER`] (a hung process) is lost too.
+//!
+//! One reaper works at a time across executors: each round first tries a transaction-level
+//! leader lock and skips the round when another executor holds it.
 
 use std::time::{Duration, Instant};
 
+pub use attune_core::lost_workers::STALE_AFTER;
+use attune_core::lost_workers::{self, Scope};
 use attune_core::{Context, Shutdown};
+use sqlx::PgPool;
 
-/// Three missed heartbeats (the worker beats every 5 s).
-pub const LOST_AFTER: Duration = Duration::from_secs(15);
-const EVERY: Duration = Duration::from_secs(5);
+/// How often the reaper looks: the bound on how long a dead worker's executions wait.
+/// The check is one small statement over the active workers and `pg_locks`.
+pub const EVERY: Duration = Duration::from_millis(500);
 
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
-        if let Err(e) = reap(&ctx.pool, LOST_AFTER).await {
+        if let Err(e) = round(&ctx.pool, STALE_AFTER).await {
             tracing::error!(error = %e, "reaper round failed");
         }
         tokio::select! {
@@ -23,17 +33,33 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => {}
         }
     }
+    tracing::info!("reaper stopped");
     Ok(())
 }
 
-/// One round; returns the ids of the executions it failed, canceled or re-scheduled.
-pub async fn reap(pool: &sqlx::PgPool, lost_after: Duration) -> Result<Vec<String>, sqlx::Error> {
+/// One round, if this executor is the reaper now; returns the ids of the executions it
+/// moved on (none when another executor is reaping).
+pub async fn round(pool: &PgPool, stale_after: Duration) -> Result<Vec<String>, sqlx::Error> {
     let started = Instant::now();
-    let failed =
-        sqlx::query_file_scalar!("../../sql/executor/reap.sql", lost_after.as_secs_f64()).fetch_all(pool).await?;
-    tracing::debug!(rows = failed.len(), ms = started.elapsed().as_millis() as u64, "reaper round");
-    if !failed.is_empty() {
-        tracing::warn!(executions = failed.len(), "handled the executions of lost workers");
+    let mut tx = pool.begin().await?;
+    let leader =
+        sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(hashtextextended('attune.reaper', 0)) AS "leader!""#)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !leader {
+        tx.commit().await?;
+        return Ok(Vec::new());
     }
-    Ok(failed)
+    let moved = lost_workers::reap(&mut tx, stale_after, Scope::default()).await?;
+    tx.commit().await?;
+    tracing::debug!(rows = moved.len(), ms = started.elapsed().as_millis() as u64, "reaper round");
+    if !moved.is_empty() {
+        tracing::warn!(executions = moved.len(), "handled the executions of lost workers");
+    }
+    Ok(moved)
+}
+
+/// One round regardless of the leader lock (tests).
+pub async fn reap(pool: &PgPool, stale_after: Duration) -> Result<Vec<String>, sqlx::Error> {
+    lost_workers::reap(&mut *pool.acquire().await?, stale_after, Scope::default()).await
 }

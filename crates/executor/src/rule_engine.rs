@@ -172,6 +172,8 @@ impl RuleEngine {
         RuleEngine { ctx, env: templates::environment(), cache: RuleCache::default(), scheduled: None }
     }
 
+    /// Claims and processes batches until `shutdown`. The drain: no new claim after it, and
+    /// the round in progress runs to its commit (events claimed are never left half done).
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         self.scheduled = Some(self.ctx.notifier.hint(Channel::Scheduled));
         let wakeup = self.ctx.notifier.subscribe(&[Channel::Event, Channel::Rule]).await?;
@@ -182,11 +184,17 @@ impl RuleEngine {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "rule engine round failed; the events stay claimable");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
                 }
             }
+            // Only this wait is cut short by shutdown, never a round: the batch in hand
+            // always commits (or rolls back whole) before the loop ends.
             wakeup.wait(POLL, &shutdown).await;
         }
+        tracing::debug!("rule engine stopped");
         Ok(())
     }
 

@@ -85,6 +85,8 @@ impl Scheduler {
         Scheduler { ctx, scheduled: None }
     }
 
+    /// Claims and processes batches until `shutdown`. The drain: no new claim after it, and
+    /// the round in progress runs to its commit (executions claimed are never left half done).
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         self.scheduled = Some(self.ctx.notifier.hint(Channel::Scheduled));
         let wakeup = self.ctx.notifier.subscribe(&[Channel::Requested]).await?;
@@ -94,11 +96,17 @@ impl Scheduler {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "scheduler round failed; the executions stay requested");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
                 }
             }
+            // Only this wait is cut short by shutdown, never a round: the batch in hand
+            // always commits (or rolls back whole) before the loop ends.
             wakeup.wait(POLL, &shutdown).await;
         }
+        tracing::debug!("scheduler stopped");
         Ok(())
     }
 

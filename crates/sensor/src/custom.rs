@@ -9,6 +9,7 @@
 //! log under the sensor's ref. When it exits it is restarted with a growing backoff.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,7 +22,6 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 
 /// How long a lease lasts without renewal.
 pub const LEASE: Duration = Duration::from_secs(15);
@@ -156,26 +156,16 @@ async fn keep_running(pool: PgPool, sensor: SensorRow, events: Hint, stop: Shutd
 async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutdown) -> Result<String, String> {
     let dir = sensor.pack_path.as_ref().map(|p| PathBuf::from(p).join("sensors")).ok_or("its pack has no directory")?;
     let program = dir.join(&sensor.entry_point);
-    let mut cmd = match sensor.runner_type {
-        RunnerType::Python => {
-            let mut c = Command::new("python3");
-            c.arg("-u").arg(&program);
-            c
-        }
-        RunnerType::Node => {
-            let mut c = Command::new("node");
-            c.arg(&program);
-            c
-        }
-        _ => {
-            let mut c = Command::new("/bin/sh");
-            c.arg(&program);
-            c
-        }
+    let (interpreter, args) = match sensor.runner_type {
+        RunnerType::Python => ("python3", vec![OsStr::new("-u"), program.as_os_str()]),
+        RunnerType::Node => ("node", vec![program.as_os_str()]),
+        _ => ("/bin/sh", vec![program.as_os_str()]),
     };
-    attune_core::child::isolate(&mut cmd, &dir)
-        .env("ATTUNE_POLL_INTERVAL", sensor.poll_interval.to_string())
-        .env("ATTUNE_SENSOR_REF", &sensor.sensor_ref);
+    // In a PID namespace of its own when the kernel allows: the sensor and all it started
+    // die with this service (see `attune_core::child`). Spawned from this async task, not
+    // from `spawn_blocking`: the death signal follows the thread that forks.
+    let mut cmd = attune_core::child::isolate(interpreter, args, &dir);
+    cmd.env("ATTUNE_POLL_INTERVAL", sensor.poll_interval.to_string()).env("ATTUNE_SENSOR_REF", &sensor.sensor_ref);
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
     let doc = json!({"config": sensor.config, "poll_interval": sensor.poll_interval, "trigger": sensor.trigger_ref});

@@ -9,16 +9,51 @@
 //!
 //! Both take the [`Context`]: they wake early through its notifier (`ctx.notifier`, on the
 //! `Timer` and `Rule` channels) when triggers or rules change, and hint `Event` after
-//! inserting events, for the rule engine.
+//! inserting events, for the rule engine. On shutdown [`run`] waits for both to drain.
 
 pub mod custom;
 pub mod schedule;
 pub mod timers;
 
+use std::future::Future;
+
 use attune_core::{Context, Shutdown};
 
-/// Runs the timers and the custom sensors until `shutdown`.
+/// Runs the timers and the custom sensors until `shutdown`, then drains: the timers let
+/// the round in hand commit (its ticks fire once, or stay due) and the custom sensors stop
+/// their processes and give their leases back. Returns when both have; one failing stops
+/// the other, and its error is returned.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    let (a, b) = tokio::join!(timers::run(ctx.clone(), shutdown.clone()), custom::run(ctx, shutdown));
-    a.and(b)
+    let stop = shutdown.child_token();
+    // First, so the drain is announced before the parts log their own ends.
+    let ((), a, b) = tokio::join!(
+        announce_drain(&shutdown, &stop),
+        stopping_others(timers::run(ctx.clone(), stop.clone()), &stop),
+        stopping_others(custom::run(ctx, stop.clone()), &stop),
+    );
+    let result = a.and(b);
+    if result.is_ok() {
+        tracing::info!("sensor stopped");
+    }
+    result
+}
+
+/// Runs one part; if it fails, `stop` is cancelled so the other returns too.
+async fn stopping_others(part: impl Future<Output = anyhow::Result<()>>, stop: &Shutdown) -> anyhow::Result<()> {
+    let result = part.await;
+    if result.is_err() {
+        stop.cancel();
+    }
+    result
+}
+
+/// Logs the start of the drain when the process asks for it (not when a part failed).
+async fn announce_drain(shutdown: &Shutdown, stop: &Shutdown) {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {
+            tracing::info!("sensor draining: the timers commit the round in hand, custom sensors are stopped");
+        }
+        _ = stop.cancelled() => {}
+    }
 }

@@ -102,6 +102,8 @@ impl FireColumns {
     }
 }
 
+/// Fires due ticks until `shutdown`. The drain: no new claim after it, and the round in
+/// progress runs to its commit.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let pool = ctx.pool.clone();
     let definitions = ctx.notifier.subscribe(&[Channel::Timer, Channel::Rule]).await?;
@@ -122,8 +124,14 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "firing timers failed; the ticks stay due");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
             }
+        }
+        if shutdown.is_cancelled() {
+            break;
         }
         // Seconds to the next tick by the database's clock, which every service shares.
         let seconds: Option<f64> =
@@ -132,12 +140,15 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
             .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(RESYNC))
             .unwrap_or(RESYNC)
             .clamp(Duration::from_millis(1), RESYNC);
+        // Only this wait is cut short by shutdown, never a round: the ticks claimed always
+        // commit (fired once) or roll back (still due) before the loop ends.
         tokio::select! {
             _ = definitions.notified() => resync = true,
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => {}
         }
     }
+    tracing::debug!("timers stopped");
     Ok(())
 }
 

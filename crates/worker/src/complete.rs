@@ -9,10 +9,12 @@
 use std::time::{Duration, Instant};
 
 use attune_core::domain::ExecutionStatus;
+use attune_core::Shutdown;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
+use crate::registry::Registration;
 use crate::runners::Outcome;
 
 /// Most completions written by one statement.
@@ -25,12 +27,18 @@ pub struct Finished {
     pub outcome: Outcome,
 }
 
-/// Drains `rx` until it closes (every sender dropped), writing batches as they come.
-pub async fn run(pool: PgPool, worker_name: String, mut rx: mpsc::Receiver<Finished>) {
+/// Drains `rx` until it closes (every sender dropped), writing batches as they come. Once
+/// the worker is `lost` (its liveness session failed, so the reaper hands its executions to
+/// others), results are dropped: they belong to attempts that no longer count.
+pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished>, lost: Shutdown) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
-        write_resilient(&pool, &worker_name, &mut batch).await;
+        if lost.is_cancelled() {
+            tracing::warn!(rows = batch.len(), "results dropped: this worker lost its liveness session");
+        } else {
+            write_resilient(&pool, &me, &mut batch, &lost).await;
+        }
         tracing::debug!(rows = batch.len(), ms = started.elapsed().as_millis() as u64, "completer batch");
         batch.clear();
     }
@@ -40,15 +48,15 @@ fn refused_for_content(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
 }
 
-async fn write_resilient(pool: &PgPool, worker_name: &str, batch: &mut [Finished]) {
+async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished], lost: &Shutdown) {
     let mut delay = Duration::from_millis(100);
-    loop {
-        match write(pool, worker_name, batch).await {
+    while !lost.is_cancelled() {
+        match write(pool, me, batch).await {
             Ok(()) => return,
             Err(e) if refused_for_content(&e) && batch.len() > 1 => {
                 // Find the bad one(s): write each alone.
                 for one in batch.iter_mut() {
-                    Box::pin(write_resilient(pool, worker_name, std::slice::from_mut(one))).await;
+                    Box::pin(write_resilient(pool, me, std::slice::from_mut(one), lost)).await;
                 }
                 return;
             }
@@ -93,7 +101,7 @@ impl<'a> Columns<'a> {
     }
 }
 
-async fn write(pool: &PgPool, worker_name: &str, batch: &[Finished]) -> Result<(), sqlx::Error> {
+async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<(), sqlx::Error> {
     let c = Columns::of(batch);
     sqlx::query_file!(
         "../../sql/worker/complete.sql",
@@ -103,7 +111,8 @@ async fn write(pool: &PgPool, worker_name: &str, batch: &[Finished]) -> Result<(
         &c.stdouts as &[&str],
         &c.stderrs as &[&str],
         &c.truncated,
-        worker_name,
+        me.name,
+        me.id,
     )
     .execute(pool)
     .await?;

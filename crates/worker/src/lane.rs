@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use attune_core::{Context, Shutdown};
 
+use crate::attempts::StartedTx;
 use crate::cancel_watch::Cancels;
 use crate::complete::Finished;
 use crate::registry::Registration;
@@ -27,6 +28,8 @@ pub struct Shared<'a> {
     pub running: &'a Arc<AtomicU32>,
     /// The cancel switch of every execution running here.
     pub cancels: &'a Cancels,
+    /// Where started processes' pids are reported.
+    pub started: &'a StartedTx,
 }
 
 /// `builtin,shell,python`, for logs.
@@ -74,7 +77,7 @@ impl Lane {
             match claim::claim(&worker.ctx.pool, worker.registration, &self.runtimes, free).await {
                 Ok(claimed) => {
                     let took = claimed.len();
-                    let jobs = prepare::jobs(worker.ctx, worker.cancels, claimed).await;
+                    let jobs = prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await;
                     tracing::debug!(
                         lane = %lane,
                         rows = took,

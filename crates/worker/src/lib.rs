@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`worker`]: the worker's life — registration, heartbeat, the completer, the cancel
-//!   watcher and the two lanes, then drain and deregistration on shutdown.
+//!   watcher and the two lanes, then drain and deregistration on shutdown; and, when its
+//!   liveness session fails, stopping its actions and ending.
 //! - [`lane`]: the claim loop of one lane: claims up to its free slots' worth of
 //!   executions, runs each on its own task and hands the outcome to the completer. Two
 //!   lanes: child-process runners (`worker.concurrency` slots) and in-process runners
@@ -16,15 +17,22 @@
 //!   registered.
 //! - [`cancel_watch`]: stops the executions running here that someone asked to cancel.
 //! - [`runners`]: how an action runs: `builtin` (in-process core actions), and child
-//!   processes for `shell` and `python` with the action protocol (JSON on stdin, bounded
-//!   output capture ([`output`]), timeouts, process groups).
+//!   processes for `shell` and `python` with the action protocol (the JSON document
+//!   complete on stdin before the action starts, bounded output capture ([`output`]),
+//!   timeouts), each in a PID namespace that dies with the worker
+//!   (`attune_core::child`).
+//! - [`attempts`]: the pid of each started attempt, recorded in batches (the claim writes
+//!   the attempt's row).
 //! - [`complete`]: results are written in batches, one statement per batch
 //!   (`sql/worker/complete.sql`).
-//! - [`registry`]: the worker's row in `attune.worker` and its heartbeat.
+//! - [`registry`]: the worker's incarnation (a new `attune.worker` row at every start), its
+//!   liveness session (an advisory lock held on a connection of its own, which the
+//!   reaper checks) and its heartbeat.
 //!
 //! Shutdown stops claiming first, lets running executions finish, flushes their results,
 //! then marks the worker stopped.
 
+pub mod attempts;
 pub mod cancel_watch;
 pub mod claim;
 pub mod complete;

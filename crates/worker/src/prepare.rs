@@ -9,6 +9,7 @@ use attune_core::execution::unseal_parameters;
 use attune_core::{crypto, Context, Shutdown};
 use serde_json::{Map, Value};
 
+use crate::attempts::StartedTx;
 use crate::cancel_watch::Cancels;
 use crate::claim::Claimed;
 use crate::runners::Job;
@@ -16,7 +17,7 @@ use crate::runners::Job;
 /// The jobs of `claimed`. The rows are committed `running`: every one becomes a job, and
 /// a job that cannot be prepared fails with the reason rather than vanishing. Only actions
 /// that declare datastore secrets cost a query (one each).
-pub async fn jobs(ctx: &Context, cancels: &Cancels, claimed: Vec<Claimed>) -> Vec<Job> {
+pub async fn jobs(ctx: &Context, cancels: &Cancels, started: &StartedTx, claimed: Vec<Claimed>) -> Vec<Job> {
     let mut jobs = Vec::with_capacity(claimed.len());
     for c in claimed {
         let secrets = if c.secrets.is_empty() {
@@ -26,12 +27,18 @@ pub async fn jobs(ctx: &Context, cancels: &Cancels, claimed: Vec<Claimed>) -> Ve
                 .await
                 .map_err(|e| format!("cannot read the action's secrets: {e}"))
         };
-        jobs.push(job(ctx, cancels, c, secrets));
+        jobs.push(job(ctx, cancels, started, c, secrets));
     }
     jobs
 }
 
-fn job(ctx: &Context, cancels: &Cancels, c: Claimed, secrets: Result<Map<String, Value>, String>) -> Job {
+fn job(
+    ctx: &Context,
+    cancels: &Cancels,
+    started: &StartedTx,
+    c: Claimed,
+    secrets: Result<Map<String, Value>, String>,
+) -> Job {
     let config = &ctx.config;
     let (parameters, unsealed) =
         match unseal_parameters(&ctx.keys.encryption_key, &c.parameters, c.secret_params.as_deref()) {
@@ -70,6 +77,7 @@ fn job(ctx: &Context, cancels: &Cancels, c: Claimed, secrets: Result<Map<String,
             cancels.lock().expect("cancels lock").insert(c.id, token.clone());
             token
         },
+        started: Some(started.clone()),
     }
 }
 

@@ -9,10 +9,11 @@ use attune_core::domain::RunnerType;
 use attune_core::{Context, Shutdown};
 use tokio::sync::mpsc;
 
+use crate::attempts::{self, StartedTx};
 use crate::cancel_watch::{self, Cancels};
 use crate::complete::{self, Finished};
 use crate::lane::{names, Lane, Shared};
-use crate::registry::{self, Registration};
+use crate::registry::{self, Liveness, Registration};
 use crate::IN_PROCESS_SLOTS;
 
 /// Results waiting for the completer, at most.
@@ -23,6 +24,8 @@ pub struct Worker {
     /// Stops the claiming (the process's shutdown).
     shutdown: Shutdown,
     registration: Registration,
+    /// The session whose life is this worker's (taken by `run`).
+    liveness: Option<Liveness>,
     /// Executions running here now (reported by the heartbeat).
     running: Arc<AtomicU32>,
     /// The cancel switch of every execution running here.
@@ -39,35 +42,71 @@ impl Worker {
         }
         let capacity = ctx.config.worker.concurrency;
         let runtimes = RunnerType::AVAILABLE;
-        let registration = registry::register(&ctx.pool, &runtimes, capacity).await?;
-        tracing::info!(worker = %registration.name, capacity, runtimes = names(&runtimes), "worker registered");
-        Ok(Worker { ctx, shutdown, registration, running: Arc::new(AtomicU32::new(0)), cancels: Default::default() })
+        let (registration, liveness) = registry::register(&ctx.pool, &runtimes, capacity).await?;
+        tracing::info!(
+            worker = %registration.name,
+            instance = %registration.instance,
+            capacity,
+            runtimes = names(&runtimes),
+            "worker registered"
+        );
+        Ok(Worker {
+            ctx,
+            shutdown,
+            registration,
+            liveness: Some(liveness),
+            running: Arc::new(AtomicU32::new(0)),
+            cancels: Default::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.registration.name
     }
 
-    fn shared(&self) -> Shared<'_> {
+    fn shared<'a>(&'a self, stop_claiming: &'a Shutdown, started: &'a StartedTx) -> Shared<'a> {
         Shared {
             ctx: &self.ctx,
-            shutdown: &self.shutdown,
+            shutdown: stop_claiming,
             registration: &self.registration,
             running: &self.running,
             cancels: &self.cancels,
+            started,
         }
     }
 
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
         let beat_stop = Shutdown::new();
+        let lost = Shutdown::new();
+        let liveness = self.liveness.take().expect("run once");
         let heartbeat = registry::spawn_heartbeat(
-            self.ctx.pool.clone(),
+            liveness,
             self.registration.id,
             self.running.clone(),
             beat_stop.clone(),
+            lost.clone(),
         );
+        // Claiming stops at shutdown, or when this worker lost its liveness session: then
+        // the reaper hands its executions to others, so it stops their processes too and
+        // reports nothing more (the completer drops what comes after).
+        let stop_claiming = Shutdown::new();
+        let watch_lost = tokio::spawn({
+            let (shutdown, lost, stop_claiming, cancels) =
+                (self.shutdown.clone(), lost.clone(), stop_claiming.clone(), self.cancels.clone());
+            async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = lost.cancelled() => {
+                        for cancel in cancels.lock().expect("cancels lock").values() {
+                            cancel.cancel();
+                        }
+                    }
+                }
+                stop_claiming.cancel();
+            }
+        });
         let (tx, rx) = mpsc::channel::<Finished>(RESULTS_QUEUE);
-        let completer = tokio::spawn(complete::run(self.ctx.pool.clone(), self.registration.name.clone(), rx));
+        let completer = tokio::spawn(complete::run(self.ctx.pool.clone(), self.registration.clone(), rx, lost.clone()));
         let watcher = tokio::spawn(cancel_watch::run(
             self.ctx.clone(),
             self.registration.id,
@@ -78,13 +117,31 @@ impl Worker {
         let (processes, in_process) = lane_runtimes();
         let processes = Lane::new(processes, self.ctx.config.worker.concurrency);
         let in_process = Lane::new(in_process, IN_PROCESS_SLOTS);
-        let (a, b) = tokio::join!(processes.run(self.shared(), tx.clone()), in_process.run(self.shared(), tx));
+        let (started, recorder) = attempts::recorder(self.ctx.pool.clone());
+        let (a, b) = tokio::join!(
+            processes.run(self.shared(&stop_claiming, &started), tx.clone()),
+            in_process.run(self.shared(&stop_claiming, &started), tx)
+        );
         // Every sender is gone once both lanes drained: the completer flushes and ends.
         let _ = completer.await;
+        drop(started);
+        let _ = recorder.await;
+        watch_lost.abort();
+        if lost.is_cancelled() {
+            beat_stop.cancel();
+            let _ = watcher.await;
+            anyhow::bail!(
+                "worker {} lost its liveness session; its executions were handed back to be retried or failed",
+                self.registration.name
+            );
+        }
+        // Deregistered while the liveness lock is still held, so the reaper never sees a
+        // worker that stopped cleanly as lost.
+        let deregistered = registry::deregister(&self.ctx.pool, self.registration.id).await;
         beat_stop.cancel();
         let _ = heartbeat.await;
         let _ = watcher.await;
-        registry::deregister(&self.ctx.pool, self.registration.id).await?;
+        deregistered?;
         tracing::info!(worker = %self.registration.name, "worker stopped");
         a.and(b)
     }

@@ -38,6 +38,8 @@ pub struct Job {
     pub unrunnable: Option<String>,
     /// Cancelled when someone asks for the execution to be canceled.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Where a runner that starts a process reports its pid (the attempt's row keeps it).
+    pub started: Option<crate::attempts::StartedTx>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +176,7 @@ pub(crate) mod tests {
             max_output_bytes: 1024,
             unrunnable: None,
             cancel: Default::default(),
+            started: None,
         }
     }
 

@@ -1,23 +1,37 @@
 //! Actions as child processes (`shell`, `python`), with the action protocol:
 //!
-//! - stdin: one JSON document `{"parameters", "secrets", "context"}`, then EOF — the only
-//!   channel secret values take;
+//! - stdin: one JSON document `{"parameters", "secrets", "context"}` — the only channel
+//!   secret values take. It is written, complete, into an anonymous in-memory file (a
+//!   memfd; an unlinked temporary file where memfd is unavailable) *before* the action
+//!   starts, and that file, rewound, is the action's stdin. So an action can rely on
+//!   this: the whole document is already there when its first instruction runs, and
+//!   reading stdin to its end yields exactly that document, then EOF (stdin is a regular
+//!   file: it never blocks, and can be read again after a seek). The python runner checks
+//!   it anyway: a missing or cut document makes it refuse to run the action (exit code
+//!   [`INPUT_REFUSED_CODE`]), and the execution fails with [`INPUT_NEVER_ARRIVED`];
 //! - environment: a clean one (the worker's own, with its database URL and keys, is not
 //!   inherited) plus `ATTUNE_PARAM_<NAME>` for each non-secret parameter;
 //! - its own process group, so a timeout (SIGTERM, then SIGKILL after a grace period) and
-//!   the end of the action reach every process it started: none is left behind;
+//!   the end of the action reach every process it started that stayed in it;
+//! - its own PID namespace where the kernel allows ([`attune_core::child`], which falls
+//!   back to the process group alone and warns): whatever the action started — `setsid`
+//!   and double-forked descendants included — is killed when the action ends, and
+//!   everything is killed when the worker dies, however it dies: an action never runs on
+//!   without the worker that reads its output and records its result. An action killed
+//!   by signal N reports exit code 128+N there;
 //! - stdout/stderr captured up to `max_output_bytes` each; the last stdout line that is a
 //!   JSON object becomes `result.output`, whatever the exit code.
 
+use std::ffi::OsString;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use attune_core::domain::RunnerType;
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 use super::{Job, Outcome};
 use crate::output::{capture, last_json_object};
@@ -27,14 +41,30 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// How much of stderr's end becomes a failed execution's `error`.
 const ERROR_TAIL: usize = 2000;
 
+/// The exit code of the python wrapper when the input document is missing or cut.
+pub const INPUT_REFUSED_CODE: i32 = 97;
+/// How the python wrapper's refusal begins on stderr.
+const INPUT_REFUSED_MARK: &str = "attune: the action's input document";
+/// A failed execution's `error` when the python wrapper refused to run the action.
+pub const INPUT_NEVER_ARRIVED: &str = "the action's input document never arrived complete; it did not run";
+
 /// Runs a python file or inline code: `run(params)` when the module defines it (its return
 /// value, if any, is printed as the output line), else the module is a script. The
-/// protocol document is read here and offered again as the script's stdin.
-const PYTHON_WRAPPER: &str = r#"
+/// protocol document is read here and offered again as the script's stdin. A document
+/// that is empty, not JSON, or not an object with `parameters` is refused before any of
+/// the action's code runs: a message on stderr and exit code [`INPUT_REFUSED_CODE`].
+pub(crate) const PYTHON_WRAPPER: &str = r#"
 import importlib.util, io, json, sys
-raw = sys.stdin.read()
-doc = json.loads(raw or "{}")
-sys.stdin = io.StringIO(raw)
+raw = sys.stdin.buffer.read()
+try:
+    doc = json.loads(raw)
+except ValueError:
+    doc = None
+if not isinstance(doc, dict) or "parameters" not in doc:
+    how = "is empty" if not raw.strip() else "is cut or malformed (%d bytes)" % len(raw)
+    sys.stderr.write("attune: the action's input document " + how + "; the action did not run\n")
+    sys.exit(97)
+sys.stdin = io.StringIO(raw.decode("utf-8"))
 spec = importlib.util.spec_from_file_location("attune_action", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules["attune_action"] = module
@@ -46,8 +76,11 @@ if callable(getattr(module, "run", None)):
         print(json.dumps(result, default=str))
 "#;
 
-/// The program to start for `job`, and a temporary file to keep alive while it runs.
-fn command_for(job: &Job) -> Result<(Command, Option<tempfile::NamedTempFile>), String> {
+/// What to start: a program, its arguments, and a temporary file to keep alive while it runs.
+type Program = (OsString, Vec<OsString>, Option<tempfile::NamedTempFile>);
+
+/// The program to start for `job`.
+fn command_for(job: &Job) -> Result<Program, String> {
     let actions_dir = job.pack_dir.as_ref().map(|p| p.join("actions"));
     let entry = |ep: &str| -> Result<PathBuf, String> {
         let dir =
@@ -62,16 +95,14 @@ fn command_for(job: &Job) -> Result<(Command, Option<tempfile::NamedTempFile>), 
     match job.runner_type {
         RunnerType::Shell => {
             if let Some(command) = &job.command {
-                let mut cmd = Command::new("/bin/sh");
-                cmd.arg("-c").arg(command);
-                return Ok((cmd, None));
+                return Ok(("/bin/sh".into(), vec!["-c".into(), command.into()], None));
             }
             let path = entry(job.entry_point.as_deref().unwrap_or_default())?;
-            let mut cmd = if is_executable(&path) { Command::new(&path) } else { Command::new("/bin/sh") };
-            if !is_executable(&path) {
-                cmd.arg(&path);
+            if is_executable(&path) {
+                Ok((path.into(), Vec::new(), None))
+            } else {
+                Ok(("/bin/sh".into(), vec![path.into()], None))
             }
-            Ok((cmd, None))
         }
         RunnerType::Python => {
             let (path, temp) = match (&job.code, &job.entry_point) {
@@ -87,12 +118,32 @@ fn command_for(job: &Job) -> Result<(Command, Option<tempfile::NamedTempFile>), 
                 (None, Some(ep)) => (entry(ep)?, None),
                 (None, None) => return Err("a python action needs code or entry_point".into()),
             };
-            let mut cmd = Command::new("python3");
-            cmd.arg("-u").arg("-c").arg(PYTHON_WRAPPER).arg(path);
-            Ok((cmd, temp))
+            let args = vec!["-u".into(), "-c".into(), PYTHON_WRAPPER.into(), path.into()];
+            Ok(("python3".into(), args, temp))
         }
         other => Err(format!("not a process runner: {other}")),
     }
+}
+
+/// The protocol document in an anonymous file, complete and rewound: the action's stdin.
+/// A memfd lives in memory only (the secrets in it never reach a disk); where memfd is
+/// unavailable, an unlinked temporary file.
+fn input_file(doc: &[u8]) -> std::io::Result<File> {
+    use std::io::{Seek, Write};
+    let mut file = match memfd_create(c"attune-action-input", MemFdCreateFlag::MFD_CLOEXEC) {
+        Ok(fd) => File::from(fd),
+        Err(_) => tempfile::tempfile()?,
+    };
+    file.write_all(doc)?;
+    file.rewind()?;
+    Ok(file)
+}
+
+/// The python wrapper refused to run the action: its input document was missing or cut.
+fn input_refused(runner_type: RunnerType, exit_code: Option<i32>, stderr: &[u8]) -> bool {
+    runner_type == RunnerType::Python
+        && exit_code == Some(INPUT_REFUSED_CODE)
+        && stderr.starts_with(INPUT_REFUSED_MARK.as_bytes())
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -133,23 +184,10 @@ async fn finish_capture(task: tokio::task::JoinHandle<crate::output::Captured>) 
 }
 
 pub async fn run(job: &Job) -> Outcome {
-    let (mut cmd, _temp) = match command_for(job) {
+    let (program, args, _temp) = match command_for(job) {
         Ok(c) => c,
         Err(e) => return Outcome::failed(e),
     };
-    let workdir =
-        job.pack_dir.as_ref().map(|p| p.join("actions")).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
-    attune_core::child::isolate(&mut cmd, &workdir)
-        .env("ATTUNE_EXECUTION_ID", job.execution_id.to_string())
-        .env("ATTUNE_ACTION_REF", &job.action_ref)
-        .env("ATTUNE_API_URL", &job.api_url)
-        .envs(param_env(job));
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Outcome::failed(format!("cannot start the action: {e}")),
-    };
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
-
     let doc = json!({
         "parameters": job.parameters,
         "secrets": job.secrets,
@@ -161,15 +199,37 @@ pub async fn run(job: &Job) -> Outcome {
             "attempt": job.attempt,
         },
     });
-    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // The whole document is in place before the action starts: a worker that dies from
+    // here on never leaves an action running with half of its input.
+    let input = match input_file(&serde_json::to_vec(&doc).expect("JSON serialises")) {
+        Ok(f) => f,
+        Err(e) => return Outcome::failed(format!("cannot prepare the action's input: {e}")),
+    };
+    let workdir =
+        job.pack_dir.as_ref().map(|p| p.join("actions")).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
+    let mut cmd = attune_core::child::isolate(program, args, &workdir);
+    cmd.stdin(input)
+        .env("ATTUNE_EXECUTION_ID", job.execution_id.to_string())
+        .env("ATTUNE_ACTION_REF", &job.action_ref)
+        .env("ATTUNE_API_URL", &job.api_url)
+        .envs(param_env(job));
+    // Spawned right here, on this async task's thread — a runtime worker thread, alive as
+    // long as the runtime — never from `spawn_blocking`: the child's death signal
+    // (PR_SET_PDEATHSIG) fires when the thread that forked it ends, not only the worker.
+    let spawned = cmd.spawn();
+    drop(cmd); // our copy of the input file
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(format!("cannot start the action: {e}")),
+    };
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(started), Some(pid)) = (&job.started, child.id()) {
+        started.report(job.execution_id, job.attempt, pid);
+    }
+
     let limit = job.max_output_bytes;
     let stdout = tokio::spawn(capture(child.stdout.take().expect("stdout is piped"), limit));
     let stderr = tokio::spawn(capture(child.stderr.take().expect("stderr is piped"), limit));
-    let writer = tokio::spawn(async move {
-        // An action that never reads stdin closes it early; that is not an error.
-        let _ = stdin.write_all(&serde_json::to_vec(&doc).expect("JSON serialises")).await;
-        let _ = stdin.shutdown().await;
-    });
 
     // Ends with the process, a timeout, or a cancel request; the last two stop the whole
     // process group: SIGTERM, then SIGKILL after the grace period.
@@ -202,12 +262,13 @@ pub async fn run(job: &Job) -> Outcome {
     };
     let timed_out = matches!(ending, Ending::TimedOut);
     let canceled = matches!(ending, Ending::Canceled);
-    // Whatever the action left running in its group goes with it.
+    // Whatever the action left running in its group goes with it (in its own PID
+    // namespace, all of it is already gone: the namespace ended with the action).
     if let Some(g) = group {
         let _ = killpg(g, Signal::SIGKILL);
     }
-    writer.abort();
-    // A process that left the group (setsid) may still hold the pipes: do not wait for it.
+    // Without a PID namespace, a process that left the group (setsid) may still hold the
+    // pipes: do not wait for it.
     let out = finish_capture(stdout).await;
     let err = finish_capture(stderr).await;
 
@@ -221,6 +282,8 @@ pub async fn run(job: &Job) -> Outcome {
         Some(format!("timed out after {} s", job.timeout.as_secs()))
     } else if succeeded {
         None
+    } else if input_refused(job.runner_type, exit_code, &err.head) {
+        Some(INPUT_NEVER_ARRIVED.to_string())
     } else {
         let tail = err.tail_text();
         let tail = tail.trim();
@@ -242,5 +305,94 @@ pub async fn run(job: &Job) -> Outcome {
         output,
         error,
         failure_reason: if canceled { Some("canceled") } else { timed_out.then_some("timeout") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+    use crate::runners::tests::job;
+
+    fn python_job(code: &str, parameters: Value) -> Job {
+        let mut job = job("p.py", parameters);
+        job.runner_type = RunnerType::Python;
+        job.code = Some(code.to_string());
+        job
+    }
+
+    /// The python wrapper run directly on `code`, with `stdin` as its input document.
+    fn wrapper(code: &str, stdin: &[u8]) -> std::process::Output {
+        let mut file = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
+        file.write_all(code.as_bytes()).unwrap();
+        let mut child = Command::new("python3")
+            .args(["-u", "-c", PYTHON_WRAPPER])
+            .arg(file.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[tokio::test]
+    async fn python_parameters_arrive() {
+        let code = "import sys, json\ndef run(params):\n    return {'got': params['name'], 'stdin': json.load(sys.stdin)['parameters']}\n";
+        let out = run(&python_job(code, json!({"name": "ada"}))).await;
+        assert!(out.succeeded, "{out:?}");
+        assert_eq!(out.output, Some(json!({"got": "ada", "stdin": {"name": "ada"}})));
+    }
+
+    #[tokio::test]
+    async fn shell_stdin_is_the_whole_document_and_secrets_stay_out_of_the_environment() {
+        let mut job = job("p.sh", json!({"name": "ada", "token": "s3cret"}));
+        job.runner_type = RunnerType::Shell;
+        job.secret_names = vec!["token".into()];
+        job.command = Some("cat; echo; env | grep -c s3cret || true".into());
+        let out = run(&job).await;
+        assert!(out.succeeded, "{out:?}");
+        let mut lines = out.stdout.lines();
+        let doc: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(doc["parameters"], json!({"name": "ada", "token": "s3cret"}));
+        assert_eq!(doc["context"]["execution_id"], 1);
+        assert_eq!(lines.next(), Some("0"), "{}", out.stdout);
+    }
+
+    #[test]
+    fn the_python_wrapper_refuses_a_missing_or_cut_document() {
+        let code = "open('/dev/stderr', 'w').write('the action ran')\n";
+        let whole = br#"{"parameters": {"a": 1}, "secrets": {}, "context": {}}"#;
+        let ran = wrapper(code, whole);
+        assert_eq!(ran.status.code(), Some(0), "{ran:?}");
+        assert_eq!(String::from_utf8_lossy(&ran.stderr), "the action ran");
+        for bad in
+            [&b""[..], b"  \n", &whole[..20], b"[1, 2]", b"{\"secrets\": {}}", b"{\"parameters\": {\"a\": \xe2\x82"]
+        {
+            let out = wrapper(code, bad);
+            assert_eq!(out.status.code(), Some(INPUT_REFUSED_CODE), "{bad:?}: {out:?}");
+            assert!(input_refused(RunnerType::Python, out.status.code(), &out.stderr), "{out:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("the action did not run") && !stderr.contains("the action ran"), "{stderr}");
+        }
+        // The same exit code from an action itself, or from a shell action, is not a refusal.
+        assert!(!input_refused(RunnerType::Python, Some(INPUT_REFUSED_CODE), b"Traceback ..."));
+        assert!(!input_refused(RunnerType::Shell, Some(INPUT_REFUSED_CODE), INPUT_REFUSED_MARK.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_reaches_the_action_with_sigterm_first() {
+        let mut job = job("p.sh", json!({}));
+        job.runner_type = RunnerType::Shell;
+        job.timeout = Duration::from_millis(300);
+        job.command = Some("trap 'echo got-term; exit 3' TERM; sleep 30 & wait".into());
+        let started = std::time::Instant::now();
+        let out = run(&job).await;
+        assert_eq!(out.failure_reason, Some("timeout"), "{out:?}");
+        assert_eq!(out.stdout, "got-term\n", "{out:?}");
+        assert!(started.elapsed() < GRACE, "SIGTERM ended it, not the SIGKILL after the grace period");
     }
 }

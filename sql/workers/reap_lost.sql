@@ -1,12 +1,30 @@
--- Workers that stopped heart-beating are lost. What they were running is scheduled again
--- when its retry policy has attempts left, else fails with failure_reason "worker_lost".
--- What they were canceling ends `canceled` (still naming worker_lost): a cancel never
--- retries, whatever attempts are left.
+-- Lost workers and what they held. A worker is lost when it is still `active`/`draining`
+-- and either its liveness session is gone (`session_lock` rows: the advisory lock
+-- attune.worker_lock_key(id) is held by no session — the process died, or PostgreSQL
+-- ended its idle or unreachable session), or it has not heart-beaten for $1 seconds (rows
+-- of workers without a liveness session, and a hung process whose session lives on).
+-- $2: only workers of this name (a worker registering reaps its own earlier
+-- incarnations), NULL for every worker; $3: never this worker (the one registering).
+--
+-- What a lost worker was running is scheduled again when its retry policy has attempts
+-- left, else fails with failure_reason "worker_lost"; what it was canceling ends `canceled`
+-- (a cancel never retries). Its attempts still `running` are closed as `lost`. Returns
+-- the ids of the executions it moved on.
 WITH lost AS (
-    UPDATE attune.worker
+    UPDATE attune.worker w
        SET status = 'lost', stopped_at = clock_timestamp()
-     WHERE status IN ('active', 'draining') AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)
-    RETURNING id, name
+     WHERE w.status IN ('active', 'draining')
+       AND ($2::text IS NULL OR w.name = $2)
+       AND ($3::bigint IS NULL OR w.id <> $3)
+       AND (w.heartbeat_at < clock_timestamp() - make_interval(secs => $1)
+            OR (w.session_lock AND NOT attune.worker_session_alive(w.id)))
+    RETURNING w.id, w.name
+), attempts AS (
+    UPDATE attune.execution_attempt a
+       SET status = 'lost', finished_at = clock_timestamp(),
+           error = format('worker %s was lost while this attempt ran', lost.name)
+      FROM lost
+     WHERE a.worker_id = lost.id AND a.status = 'running'
 ), handled AS (
     -- Every expression sees the row as it was (its old status and attempt). Only a running
     -- one with attempts left goes again.
@@ -21,7 +39,7 @@ WITH lost AS (
            finished_at  = CASE WHEN (e.status = 'running' AND e.attempt < e.max_attempts) THEN NULL ELSE clock_timestamp() END,
            updated_at   = clock_timestamp(),
            result = jsonb_build_object('exit_code', NULL, 'output', NULL, 'truncated', false, 'failure_reason', 'worker_lost',
-                                       'error', format('worker %s stopped heart-beating while %s this execution', lost.name,
+                                       'error', format('worker %s was lost while %s this execution', lost.name,
                                                        CASE WHEN e.status = 'canceling' THEN 'canceling' ELSE 'running' END))
       FROM lost
      WHERE e.worker_id = lost.id AND e.status IN ('running', 'canceling')
