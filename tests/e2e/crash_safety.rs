@@ -174,7 +174,9 @@ async fn chaos_killed_and_restarted_services_lose_nothing_and_run_nothing_withou
     const MAX_ATTEMPTS: i64 = 6;
     let app = TestApp::spawn().await;
     let u = setup(&app, "chaos").await;
+    // The actions' log: a host folder the sandbox binds read-write, writable by their user.
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let dir_path = dir.path().to_string_lossy().to_string();
     // The sleep's length (about 0.3 s) tells its processes apart from any other.
     let marker = format!("0.3{}", rand::thread_rng().gen_range(100_000..999_999));
@@ -196,7 +198,10 @@ echo "end $ATTUNE_EXECUTION_ID" >> "$ATTUNE_PARAM_DIR/log""#
                       "action_params": {"n": "{{ trigger.data.n }}", "dir": dir_path}});
     assert_eq!(app.post(&u, "/api/v1/rules", rule).await.status, 201);
 
-    let specs = [executor_spec(&app), executor_spec(&app), worker_spec(&app, false), worker_spec(&app, true)];
+    let mut specs = [executor_spec(&app), executor_spec(&app), worker_spec(&app, false), worker_spec(&app, true)];
+    for spec in &mut specs {
+        spec.env.insert("ATTUNE_SANDBOX_BIND".into(), dir_path.clone());
+    }
     let processes: Vec<ServiceProcess> = specs.iter().map(ServiceProcess::start).collect();
     let processes = Arc::new(Mutex::new(processes));
     for p in processes.lock().unwrap().iter_mut() {

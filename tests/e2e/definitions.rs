@@ -487,9 +487,16 @@ async fn t3_26_pack_loaded_from_a_path_reloads_transactionally() {
 
     let again = app.post(&u, "/api/v1/packs", json!({"path": pack_dir})).await;
     assert_eq!(again.status, 422, "{:?}", again.body);
+    // Outside packs.path_roots: refused whether it exists or not; inside: a missing
+    // directory is named.
     let nowhere = app.post(&u, "/api/v1/packs", json!({"path": "/no/such/dir"})).await;
-    assert_eq!(nowhere.status, 422);
-    assert!(message(&nowhere.body).contains("/no/such/dir"));
+    assert_eq!(nowhere.status, 403, "{:?}", nowhere.body);
+    assert!(message(&nowhere.body).contains("/no/such/dir"), "{:?}", nowhere.body);
+    assert!(message(&nowhere.body).contains("ATTUNE_PACK_PATH_ROOTS"), "{:?}", nowhere.body);
+    let missing = dir.path().join("no-such-pack");
+    let missing_answer = app.post(&u, "/api/v1/packs", json!({"path": missing})).await;
+    assert_eq!(missing_answer.status, 422, "{:?}", missing_answer.body);
+    assert!(message(&missing_answer.body).contains("no-such-pack"), "{:?}", missing_answer.body);
     let empty = app.post(&u, "/api/v1/packs", json!({"ref": "plain", "version": "1.0.0"})).await;
     assert_eq!(empty.status, 201);
     let nothing = app.post(&u, "/api/v1/packs/plain/reload", json!(null)).await;

@@ -531,10 +531,14 @@ async fn t3_23_execution_cancellation() {
 /// attempt's outcome is the execution's; every attempt is recorded.
 #[tokio::test]
 async fn t2_8_retry_policy_runs_failed_attempts_again() {
-    let app = TestApp::spawn_pipeline().await;
+    // The attempts count in a host folder the sandbox binds read-write (any user: the
+    // action runs as another, unprivileged one).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let bound = dir.path().to_path_buf();
+    let app = TestApp::spawn_pipeline_with(|c| c.sandbox.bind = vec![bound]).await;
     let u = app.register("retrier").await;
     assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "r", "version": "1"})).await.status, 201);
-    let dir = tempfile::tempdir().unwrap();
     let counter = dir.path().join("count");
     // Fails twice, then succeeds.
     let command = format!(

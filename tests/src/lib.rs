@@ -4,7 +4,8 @@
 //!   (`CREATE DATABASE … TEMPLATE …`), dropped when the test ends. The server is the one
 //!   named by `ATTUNE_TEST_DATABASE_URL`, else a private cluster under the system temp
 //!   dir that the first test of a run starts and later runs reuse (data never is: each
-//!   run migrates its own template).
+//!   run migrates its own template). On the private cluster the harness connects as its
+//!   superuser `postgres` with the generated password (`<root>/secrets/postgres_password`).
 //! - [`TestApp`]: the API (and, as later issues add them, the other services) running
 //!   in-process on port 0 against a [`TestDb`], with a real HTTP client.
 //!
@@ -71,8 +72,10 @@ async fn server() -> &'static Server {
                         .await
                         .expect("cluster start does not panic")
                         .unwrap_or_else(|e| panic!("cannot start the private test cluster: {e}"));
-                    let pattern = local.url("{db}");
-                    (local.connect_options("postgres"), pattern, Some(local))
+                    // The cluster's superuser, with its generated password (tests are trusted
+                    // code: they create and drop databases and look behind the services' backs).
+                    let pattern = local.superuser_url("{db}");
+                    (local.superuser_options("postgres"), pattern, Some(local))
                 }
             };
             let template = ensure_template(&admin).await;
@@ -203,9 +206,13 @@ impl Drop for TestDb {
 }
 
 /// A configuration for tests: defaults, with a data dir of its own.
+/// Registration is open (every test registers its own tenant), path loads may read the
+/// fixtures and the temp dir.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config { data_dir: data_dir.to_path_buf(), ..Config::default() };
     config.api.port = 0;
+    config.auth.allow_registration = true;
+    config.packs.path_roots = vec![workspace_root().join("tests/fixtures"), std::env::temp_dir()];
     config
 }
 
@@ -309,6 +316,7 @@ impl TestApp {
             ("ATTUNE_DATA_DIR".to_string(), data_dir.to_string_lossy().into_owned()),
             ("ATTUNE_PUBLIC_URL".to_string(), self.url.clone()),
             ("RUST_LOG".to_string(), "info,sqlx=warn".to_string()),
+            ("ATTUNE_ALLOW_REGISTRATION".to_string(), "true".to_string()),
         ])
     }
 }

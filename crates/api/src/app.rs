@@ -18,10 +18,11 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::ApiState;
 use crate::{error, openapi, routes};
 
-/// Every documented route, with its OpenAPI description. A route exists only if it is
-/// registered here through `routes!`, so the document cannot miss one.
+/// Every documented route, with its OpenAPI description (error answers completed by
+/// [`openapi::document_errors`]). A route exists only if it is registered here through
+/// `routes!`, so the document cannot miss one.
 pub fn api_routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::auth::router())
         .merge(routes::users::router())
@@ -34,24 +35,30 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .merge(routes::events::router())
         .merge(routes::executions::router())
         .merge(routes::audit::router())
-        .merge(routes::workers::router())
+        .merge(routes::workers::router());
+    openapi::document_errors(routes.get_openapi_mut());
+    routes
 }
 
 pub fn router(ctx: Context, shutdown: Shutdown) -> Router {
     let state = ApiState::new(ctx);
     let body_limit = state.ctx.config.api.max_body_bytes;
     let timeout = Duration::from_secs(state.ctx.config.api.request_timeout_seconds);
-    if let Some(limit) = state.rate_limit.clone() {
-        // Keep the limiter's memory bounded to recently active users.
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => limit.forget_idle(),
-                    _ = shutdown.cancelled() => break,
+    let (limit, throttle) = (state.rate_limit.clone(), state.auth_throttle.clone());
+    // Keep the limiters' memory bounded to recently active users and clients.
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                    if let Some(limit) = &limit {
+                        limit.forget_idle();
+                    }
+                    throttle.forget_idle();
                 }
+                _ = shutdown.cancelled() => break,
             }
-        });
-    }
+        }
+    });
     let (api, doc) = api_routes().split_for_parts();
     let doc = Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");

@@ -4,12 +4,88 @@
 //! Handlers return [`ApiError`]; axum's own extractor rejections are converted by the
 //! extractors of [`crate::extract`]; anything else that leaves the router as a non-JSON
 //! error (a 405, a 413 from the body limit, a timeout) is rewritten by [`json_errors`].
+//!
+//! A message quotes at most [`EXCERPT_CHARS`] characters of any input: sites that echo
+//! input use [`excerpt`], and every message leaving here has its quoted spans (serde's,
+//! PostgreSQL's and the core's messages quote values whole) cut the same way.
+
+use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every error answer (`ErrorBody` in the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `payload_too_large`, `validation_failed`, `rate_limited`, `unavailable`, `internal`, ...
+    pub code: String,
+    /// What went wrong, naming the field, permission or setting; it quotes at most 200
+    /// characters of any input.
+    pub message: String,
+}
+
+/// How many characters of an input an error message may quote.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// `input` as an error message may quote it: at most [`EXCERPT_CHARS`] characters, cut
+/// with an ellipsis.
+pub fn excerpt(input: &str) -> Cow<'_, str> {
+    match input.char_indices().nth(EXCERPT_CHARS) {
+        None => Cow::Borrowed(input),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &input[..cut])),
+    }
+}
+
+/// `message` with each quoted span (`"..."`, with backslash escapes, or `` `...` ``) cut to
+/// an [`excerpt`]; an unclosed quote runs to the end.
+pub fn clip_quoted(message: &str) -> Cow<'_, str> {
+    if message.chars().count() <= EXCERPT_CHARS {
+        return Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len().min(4 * EXCERPT_CHARS));
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open] as char;
+        out.push_str(&rest[..=open]);
+        let body = &rest[open + 1..];
+        let mut close = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quote == '"' => escaped = true,
+                c if c == quote => {
+                    close = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = close.unwrap_or(body.len());
+        out.push_str(&excerpt(&body[..end]));
+        match close {
+            Some(i) => {
+                out.push(quote);
+                rest = &body[i + 1..];
+            }
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// No answer carries more than this (a pack with many bad files lists them all).
+const MAX_MESSAGE_CHARS: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -81,7 +157,13 @@ fn code_of(status: StatusCode) -> &'static str {
 }
 
 fn envelope(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code_of(status), "message": message}}))).into_response()
+    let mut message = clip_quoted(message).into_owned();
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    let body = ErrorBody { error: ErrorDetail { code: code_of(status).to_string(), message } };
+    (status, Json(body)).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -156,4 +238,34 @@ pub async fn json_errors(response: Response) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Response::from_parts(parts, Body::new(new.into_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_cut_long_input_with_an_ellipsis() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(500);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn quoted_spans_are_clipped_and_the_rest_kept() {
+        let long = "x".repeat(1000);
+        let message = format!("invalid type: string {long:?}, expected a map; unknown field `{long}`, expected `a`");
+        let clipped = clip_quoted(&message);
+        assert!(!clipped.contains(&"x".repeat(EXCERPT_CHARS + 1)), "{clipped}");
+        assert!(clipped.starts_with("invalid type: string \"xxx"));
+        assert!(clipped.contains("…\", expected a map; unknown field `xxx"), "{clipped}");
+        assert!(clipped.ends_with("…`, expected `a`"), "{clipped}");
+        // Escaped quotes stay inside their span; an unclosed quote runs to the end.
+        let escaped = format!("bad {:?} here", format!("a\"{long}"));
+        assert!(clip_quoted(&escaped).ends_with("…\" here"), "{}", clip_quoted(&escaped));
+        let unclosed = format!("{long} and \"{long}");
+        assert!(clip_quoted(&unclosed).ends_with('…'));
+    }
 }

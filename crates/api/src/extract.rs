@@ -1,12 +1,15 @@
 //! Extractors whose rejections are JSON errors naming the problem (axum's own answer
-//! with plain text).
+//! with plain text), and [`ClientIp`], the socket peer of a request.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{excerpt, ApiError};
 
 /// A JSON body. Not complete, valid JSON (a truncated body included): 400. Well-formed
 /// JSON of the wrong shape (missing or unknown field, wrong type): 422, the message naming
@@ -24,7 +27,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             let path = e.path().to_string();
             match path.as_str() {
                 "." => ApiError::Unprocessable(e.into_inner().to_string()),
-                _ => ApiError::Unprocessable(format!("{path}: {}", e.into_inner())),
+                // The path is made of the body's own keys: quoted like any input.
+                _ => ApiError::Unprocessable(format!("{}: {}", excerpt(&path), e.into_inner())),
             }
         })
     }
@@ -65,5 +69,20 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// The address of the socket peer (`serve` records it); requests served without it
+/// (a router used on its own) share the unspecified address, so they are still throttled
+/// together. A proxy in front makes every client the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
+        Ok(ClientIp(peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
     }
 }

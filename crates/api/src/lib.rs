@@ -5,13 +5,17 @@
 //!   errors for every rejection).
 //! - [`state`]: what every handler can reach ([`state::ApiState`]).
 //! - [`auth`]: tokens, roles, credentials rules and the [`auth::Principal`] extractor
-//!   (which applies the per-user [`rate_limit`]).
+//!   (which applies the per-user [`rate_limit`]; the same module throttles logins and
+//!   registrations per client address and per login).
 //! - [`routes`]: one module per resource, each registering its handlers with their
 //!   OpenAPI description, so `/openapi.json` covers every route.
 //! - [`definitions`]: the one CRUD path the definition kinds (packs, actions, triggers,
 //!   rules, sensors) share, each kind described by [`definitions::Definition`].
 //! - [`db`]: the tenant-confined transaction every tenant request runs in (RLS).
-//! - [`pagination`], [`extract`], [`error`], [`openapi`].
+//! - [`pagination`]; [`extract`] (JSON, query and path extractors with JSON rejections, the
+//!   client address); [`error`] (the error envelope, and [`error::excerpt`], the one way a
+//!   message quotes input); [`openapi`] (the document's frame, and the error answers every
+//!   operation can give).
 //!
 //! Audit entries go through `attune_core::audit`, the log's one writer.
 //!
@@ -30,6 +34,8 @@ pub mod rate_limit;
 pub mod routes;
 pub mod state;
 
+use std::net::SocketAddr;
+
 use attune_core::{Context, Shutdown};
 use tokio::net::TcpListener;
 
@@ -42,9 +48,10 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     serve(ctx, listener, shutdown).await
 }
 
-/// Serves on `listener` until `shutdown`; in-flight requests finish first.
+/// Serves on `listener` until `shutdown`; in-flight requests finish first. Each request
+/// knows its socket peer ([`extract::ClientIp`], which the login throttle keys on).
 pub async fn serve(ctx: Context, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let app = app::router(ctx, shutdown.clone());
+    let app = app::router(ctx, shutdown.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
     Ok(())
 }

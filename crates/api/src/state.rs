@@ -6,13 +6,15 @@ use attune_core::tokens::TokenKeys;
 use attune_core::wakeup::{Channel, Hint};
 use attune_core::Context;
 
-use crate::rate_limit::UserRateLimit;
+use crate::rate_limit::{AuthThrottle, UserRateLimit};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub ctx: Context,
     pub tokens: Arc<TokenKeys>,
     pub rate_limit: Option<Arc<UserRateLimit>>,
+    /// Login and registration attempts per client address and per login.
+    pub auth_throttle: Arc<AuthThrottle>,
     /// Wakes the rule engine after an event is committed.
     pub event_hint: Hint,
     /// Wakes the scheduler after a manual run is committed.
@@ -27,6 +29,7 @@ impl ApiState {
         ApiState {
             tokens: ctx.tokens.clone(),
             rate_limit,
+            auth_throttle: Arc::new(AuthThrottle::default()),
             event_hint: ctx.notifier.hint(Channel::Event),
             requested_hint: ctx.notifier.hint(Channel::Requested),
             cancel_hint: ctx.notifier.hint(Channel::Cancel),

@@ -50,6 +50,20 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Variables holding secrets: read once by `Config::load`, then removed from the process
+/// environment so no child process (PostgreSQL's tools, a pack's program started without
+/// the cleared environment of attune_core::child) inherits them.
+const SECRET_VARIABLES: [&str; 5] =
+    ["ATTUNE_ADMIN_PASSWORD", "ATTUNE_JWT_SECRET", "ATTUNE_ENCRYPTION_KEY", "ATTUNE_DATABASE_URL", "DATABASE_URL"];
+
+/// Removes [`SECRET_VARIABLES`]. Runs while the process has one thread (before the tokio
+/// runtime starts): changing the environment is only sound then.
+fn forget_secret_variables() {
+    for name in SECRET_VARIABLES {
+        std::env::remove_var(name);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match attune_core::Config::load(cli.config.as_deref()) {
@@ -59,6 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    forget_secret_variables();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),

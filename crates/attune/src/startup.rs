@@ -9,7 +9,7 @@ use attune_core::bootstrap::{self, Keys};
 use attune_core::local_pg::{Durability, LocalPostgres};
 use attune_core::{db, Config, Context, Shutdown};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::services::{self, Service};
 
@@ -22,6 +22,29 @@ struct Database {
     local: Option<Arc<LocalPostgres>>,
 }
 
+impl Database {
+    /// Applies pending migrations. On the private cluster they run as the owner role (on a
+    /// connection of the superuser's, which then grants the service role); on a configured
+    /// server, as the URL's role.
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let Some(local) = &self.local else {
+            return db::migrate(&self.pool).await.context(
+                "migrations failed (a role that may not create tables cannot apply them: \
+                 run `attune migrate` with the owner's URL first, see docs/operations.md)",
+            );
+        };
+        let mut conn = PgConnection::connect_with(&local.superuser_options(LOCAL_DATABASE).application_name("attune"))
+            .await
+            .context("cannot reach the private cluster as its superuser")?;
+        let result = db::migrate_as_owner(&mut conn).await.context("migrations failed");
+        conn.close().await.ok();
+        result
+    }
+}
+
+/// The configured database, or the private cluster: there, the roles are made (or restated)
+/// by the superuser, the database belongs to the owner role, and the pool connects as the
+/// service role (see attune_core::db).
 async fn open_database(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database.url {
         let pool = db::connect(url, config.database.max_connections)
@@ -34,26 +57,37 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
         .await?
         .context("cannot start the private PostgreSQL cluster")?;
     let local = Arc::new(local);
-    let admin =
-        db::connect_with(local.connect_options("postgres"), 1).await.context("cannot reach the private cluster")?;
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+    let mut admin = PgConnection::connect_with(&local.superuser_options("postgres").application_name("attune"))
+        .await
+        .context("cannot reach the private cluster as its superuser")?;
+    db::ensure_roles(&mut admin, local.service_password()).await.context("cannot set up the database roles")?;
+    let owner = sqlx::query_scalar!(
+        r#"SELECT pg_get_userbyid(datdba)::text AS "owner!" FROM pg_database WHERE datname = $1"#,
         LOCAL_DATABASE
     )
-    .fetch_one(&admin)
+    .fetch_optional(&mut admin)
     .await?;
-    if !exists {
-        // Two processes may race here; the loser sees duplicate_database and goes on.
-        // (A database name cannot be a parameter: this is LOCAL_DATABASE.)
-        if let Err(e) = sqlx::query!("CREATE DATABASE attune").execute(&admin).await {
-            if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04")) {
-                return Err(e.into());
+    match owner.as_deref() {
+        None => {
+            // Two processes may race here; the loser sees duplicate_database and goes on.
+            // (A database name cannot be a parameter: this is LOCAL_DATABASE.)
+            if let Err(e) = sqlx::query!("CREATE DATABASE attune OWNER attune_owner").execute(&mut admin).await {
+                if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04")) {
+                    return Err(e.into());
+                }
             }
         }
+        // Made by an earlier version, as the superuser's.
+        Some(owner) if owner != db::OWNER_ROLE => {
+            sqlx::query!("ALTER DATABASE attune OWNER TO attune_owner").execute(&mut admin).await?;
+        }
+        Some(_) => {}
     }
-    admin.close().await;
-    let options: PgConnectOptions = local.connect_options(LOCAL_DATABASE).application_name("attune");
-    let pool = db::connect_with(options, config.database.max_connections).await?;
+    admin.close().await.ok();
+    let options: PgConnectOptions = local.service_options(LOCAL_DATABASE).application_name("attune");
+    let pool = db::connect_with(options, config.database.max_connections)
+        .await
+        .context("cannot reach the private cluster as the service role")?;
     tracing::info!(url = %local.url(LOCAL_DATABASE), "using the private PostgreSQL cluster");
     Ok(Database { pool, local: Some(local) })
 }
@@ -74,7 +108,7 @@ fn redact(url: &str) -> String {
 
 pub async fn migrate_only(config: Config) -> anyhow::Result<()> {
     let database = open_database(&config).await?;
-    let result = db::migrate(&database.pool).await.context("migrations failed");
+    let result = database.migrate().await;
     database.pool.close().await;
     stop_local(database.local).await;
     result?;
@@ -104,14 +138,15 @@ pub async fn run_services(config: Config, services: Vec<Service>) -> anyhow::Res
     let shutdown = Shutdown::new();
     handle_signals(shutdown.clone())?;
     let database = open_database(&config).await?;
-    let result = run_on(&config, &database.pool, &services, shutdown).await;
+    let result = run_on(&config, &database, &services, shutdown).await;
     database.pool.close().await;
     stop_local(database.local).await;
     result
 }
 
-async fn run_on(config: &Config, pool: &PgPool, services: &[Service], shutdown: Shutdown) -> anyhow::Result<()> {
-    db::migrate(pool).await.context("migrations failed")?;
+async fn run_on(config: &Config, database: &Database, services: &[Service], shutdown: Shutdown) -> anyhow::Result<()> {
+    database.migrate().await?;
+    let pool = &database.pool;
     let keys = Keys::load_or_generate(config)?;
     bootstrap::load_system_packs(pool, config).await?;
     if let Some(admin) = bootstrap::ensure_first_admin(pool, config).await? {

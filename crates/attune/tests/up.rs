@@ -2,13 +2,15 @@
 //! data dir, reached over HTTP, stopped with SIGTERM.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 
 struct Running {
     child: Child,
@@ -217,18 +219,57 @@ fn cluster_url(stderr: &str) -> Option<String> {
     Some(line[start..].split_whitespace().next()?.to_string())
 }
 
+/// The private cluster's socket folder, from the start-up log's URL (`...?host=<dir>`).
+fn cluster_socket(stderr: &str) -> PathBuf {
+    let url = cluster_url(stderr).expect("the log names the cluster's URL");
+    PathBuf::from(url.split_once("host=").expect("the URL names the socket folder").1)
+}
+
+/// A generated database password, from `<data_dir>/secrets/`.
+fn secret(data_dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(data_dir.join("secrets").join(name)).unwrap().trim().to_string()
+}
+
+/// Connects to the private cluster's socket as `user`, with `password` when given.
+async fn connect_as(
+    socket: &Path,
+    user: &str,
+    password: Option<&str>,
+    database: &str,
+) -> Result<PgConnection, sqlx::Error> {
+    let mut options = PgConnectOptions::new().socket(socket).username(user).database(database);
+    if let Some(password) = password {
+        options = options.password(password);
+    }
+    PgConnection::connect_with(&options).await
+}
+
+/// The SQLSTATE of a failed statement ("ok" when it succeeds).
+async fn sqlstate(conn: &mut PgConnection, sql: &str) -> String {
+    match sqlx::query(sql).execute(&mut *conn).await {
+        Ok(_) => "ok".into(),
+        Err(sqlx::Error::Database(e)) => e.code().unwrap_or_default().to_string(),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
 #[test]
 fn up_holds_exactly_one_listen_connection() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut run = attune(data.path(), port, &["up"], &[("RUST_LOG", "info,sqlx=warn")]);
     wait_ready(&mut run, port, Duration::from_secs(180));
-    let url = cluster_url(&run.stderr.lock().unwrap()).expect("the log names the cluster's URL");
+    let socket = cluster_socket(&run.stderr.lock().unwrap());
+    let options = PgConnectOptions::new()
+        .socket(&socket)
+        .username("postgres")
+        .password(&secret(data.path(), "postgres_password"))
+        .database("attune");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Every service of the process (rule engine, scheduler, workers' lanes and cancel
     // watch, timers, custom sensors) waits on wake-ups; all through one connection.
     let listening = runtime.block_on(async {
-        let pool = sqlx::PgPool::connect(&url).await.expect("the private cluster answers");
+        let pool = sqlx::PgPool::connect_with(options).await.expect("the private cluster answers");
         let count = || async {
             sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM pg_stat_activity
@@ -309,7 +350,7 @@ fn post(
 fn a_second_signal_cuts_the_drain_short() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut run = attune(data.path(), port, &["up"], &[]);
+    let mut run = attune(data.path(), port, &["up"], &[("ATTUNE_ALLOW_REGISTRATION", "true")]);
     wait_ready(&mut run, port, Duration::from_secs(180));
 
     // An action that outlasts the test, running: the worker's drain would wait for it.
@@ -367,4 +408,247 @@ fn a_second_signal_cuts_the_drain_short() {
     let (code, _, stderr) = terminate(again);
     assert_eq!(code, 0, "{stderr}");
     assert!(postgres_processes_of(data.path()).is_empty(), "no PostgreSQL process is left behind");
+}
+
+/// `GET`s `path` with `token`; the JSON answer.
+fn get(client: &reqwest::blocking::Client, port: u16, token: &str, path: &str) -> serde_json::Value {
+    let response = client.get(format!("http://127.0.0.1:{port}{path}")).bearer_auth(token).send().unwrap();
+    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    response.json().unwrap()
+}
+
+/// Attributes of the roles Attune made: `name` then, as t/f, superuser, inherit,
+/// createrole, createdb, login, replication, bypassrls.
+const ROLE_ATTRIBUTES: &str = "SELECT concat_ws(' ', rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb,
+                                         rolcanlogin, rolreplication, rolbypassrls)
+                                 FROM pg_roles WHERE rolname LIKE 'attune%' ORDER BY rolname";
+
+#[test]
+fn up_requires_passwords_and_runs_the_services_as_a_least_privileged_role() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = [
+        ("ATTUNE_ALLOW_REGISTRATION", "true"),
+        ("ATTUNE_ADMIN_PASSWORD", "admin-password-from-env"),
+        ("ATTUNE_JWT_SECRET", "jwt-secret-from-the-environment-0123456789"),
+    ];
+    let mut run = attune(data.path(), port, &["up"], &env);
+    wait_ready(&mut run, port, Duration::from_secs(180));
+    let socket = cluster_socket(&run.stderr.lock().unwrap());
+
+    // (c) The services work as the service role: webhook -> rule engine -> scheduler ->
+    // worker, and the API under row-level security.
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let user = serde_json::json!({"login": "locked", "password": "locked-password-1"});
+    post(&client, port, None, "/auth/register", user.clone());
+    let token = post(&client, port, None, "/auth/login", user)["access_token"].as_str().unwrap().to_string();
+    post(&client, port, Some(&token), "/api/v1/packs", serde_json::json!({"ref": "p", "version": "1"}));
+    let trigger =
+        post(&client, port, Some(&token), "/api/v1/triggers", serde_json::json!({"ref": "p.hook", "type": "webhook"}));
+    let webhook = trigger["webhook_url"].as_str().unwrap().to_string();
+    post(
+        &client,
+        port,
+        Some(&token),
+        "/api/v1/rules",
+        serde_json::json!({"ref": "p.r", "trigger": "p.hook", "action": "core.echo",
+                           "action_params": {"message": "{{ trigger.data.msg }}"}}),
+    );
+    let fired = client.post(webhook.replace("localhost", "127.0.0.1")).json(&serde_json::json!({"msg": "hi"})).send();
+    assert_eq!(fired.unwrap().status(), 202);
+    let started = Instant::now();
+    loop {
+        let list = get(&client, port, &token, "/api/v1/executions?rule=p.r");
+        if list["data"][0]["status"] == "succeeded" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the rule's execution did not succeed: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // (a) Reaching the socket is not enough: every role needs its password.
+        for (user, password) in [
+            ("postgres", None),
+            ("postgres", Some("wrong")),
+            ("attune_service", None),
+            ("attune_owner", None),
+            ("attune_api", None),
+        ] {
+            let refused = connect_as(&socket, user, password, "attune").await;
+            assert!(refused.is_err(), "{user} with {password:?} must be refused");
+        }
+
+        let superuser = secret(data.path(), "postgres_password");
+        let mut admin = connect_as(&socket, "postgres", Some(&superuser), "attune").await.expect("the superuser logs in");
+        let rules: Vec<String> =
+            sqlx::query_scalar("SELECT type || ' ' || auth_method FROM pg_hba_file_rules").fetch_all(&mut admin).await.unwrap();
+        assert_eq!(rules, ["local scram-sha-256"], "one pg_hba line, no trust");
+        let roles: Vec<String> = sqlx::query_scalar(ROLE_ATTRIBUTES).fetch_all(&mut admin).await.unwrap();
+        assert_eq!(
+            roles,
+            [
+                // name       super inherit createrole createdb login replication bypassrls
+                "attune_api f t f f f f f",
+                "attune_owner f t f f f f f",
+                "attune_service f f f f t f t",
+            ]
+        );
+        let not_owned: Vec<String> = sqlx::query_scalar(
+            "SELECT c.oid::regclass::text FROM pg_class c
+              WHERE (c.relnamespace = 'attune'::regnamespace OR c.oid = '_sqlx_migrations'::regclass)
+                AND c.relowner <> 'attune_owner'::regrole
+             UNION ALL SELECT 'database' FROM pg_database WHERE datname = 'attune' AND datdba <> 'attune_owner'::regrole
+             UNION ALL SELECT 'schema' FROM pg_namespace WHERE nspname = 'attune' AND nspowner <> 'attune_owner'::regrole",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert!(not_owned.is_empty(), "the owner role owns everything: {not_owned:?}");
+        let memberships: Vec<String> = sqlx::query_scalar(
+            "SELECT member::regrole::text || ' in ' || roleid::regrole::text
+                    || CASE WHEN bool_or(admin_option) THEN ' (admin)' ELSE '' END
+               FROM pg_auth_members WHERE member::regrole::text LIKE 'attune%' GROUP BY member, roleid ORDER BY 1",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(memberships, ["attune_owner in attune_api (admin)", "attune_service in attune_api"]);
+        admin.close().await.unwrap();
+
+        // (b) The services' role: all rows, but no way around the audit log's protection.
+        let password = secret(data.path(), "attune_service_password");
+        let mut service =
+            connect_as(&socket, "attune_service", Some(&password), "attune").await.expect("the service role logs in");
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.identity").fetch_one(&mut service).await.unwrap();
+        assert_eq!(users, 2, "BYPASSRLS: the services see every tenant's rows");
+        let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.audit_log").fetch_one(&mut service).await.unwrap();
+        assert!(audited > 0);
+        for refused in [
+            "SET session_replication_role = replica",
+            "DELETE FROM attune.audit_log",
+            "UPDATE attune.audit_log SET action = 'x'",
+            "TRUNCATE attune.audit_log",
+            "ALTER TABLE attune.audit_log DISABLE TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_update ON attune.audit_log",
+            "SET ROLE attune_owner",
+            "SET ROLE postgres",
+            "CREATE TABLE attune.mine (id int)",
+            "CREATE TABLE public.mine (id int)",
+            "CREATE ROLE intruder LOGIN",
+            "ALTER ROLE attune_service SUPERUSER",
+            "COPY (SELECT 1) TO PROGRAM 'true'",
+        ] {
+            assert_eq!(sqlstate(&mut service, refused).await, "42501", "{refused}");
+        }
+        assert_eq!(
+            sqlstate(&mut service, "INSERT INTO attune.audit_log (actor_type, action, entity_type) VALUES ('service', 'x', 'y')")
+                .await,
+            "ok",
+            "the log is appended to"
+        );
+        let after: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.audit_log").fetch_one(&mut service).await.unwrap();
+        assert_eq!(after, audited + 1, "nothing was deleted");
+        // API requests switch to attune_api, which row-level security confines (no tenant set: nothing).
+        let mut tx = service.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE attune_api").execute(&mut *tx).await.unwrap();
+        let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.identity").fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(visible, 0, "attune_api sees no tenant's rows without its tenant");
+        tx.rollback().await.unwrap();
+        service.close().await.unwrap();
+    });
+
+    // Secrets stay private: the folder 0700, every file 0600; none reached PostgreSQL's
+    // processes' environment.
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = data.path().join("secrets");
+    assert_eq!(std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o700);
+    for entry in std::fs::read_dir(&secrets).unwrap() {
+        let entry = entry.unwrap();
+        assert_eq!(entry.metadata().unwrap().permissions().mode() & 0o777, 0o600, "{:?}", entry.path());
+    }
+    let cluster = socket.parent().unwrap().to_string_lossy().to_string();
+    let mut seen = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if !String::from_utf8_lossy(&cmdline).contains(&cluster) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let environ = String::from_utf8_lossy(&environ);
+        seen += 1;
+        for (name, _) in env.iter().filter(|(n, _)| n.ends_with("PASSWORD") || n.ends_with("SECRET")) {
+            assert!(!environ.contains(name), "{name} reached {:?}", entry.path());
+        }
+    }
+    assert!(seen > 0, "the cluster's processes were found");
+
+    let (code, _, stderr) = terminate(run);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn an_earlier_versions_trust_cluster_is_locked_down_at_start() {
+    use attune_core::local_pg::{Durability, LocalPostgres};
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // What an earlier version left: a cluster with `trust` for everyone, database `attune`
+    // migrated by and owned by `postgres`, no other roles, no password anywhere.
+    let pg = LocalPostgres::start(data.path(), Durability::Ephemeral).unwrap();
+    runtime.block_on(async {
+        let mut admin = PgConnection::connect_with(&pg.superuser_options("postgres")).await.unwrap();
+        sqlx::query("CREATE DATABASE attune").execute(&mut admin).await.unwrap();
+        let pool = attune_core::db::connect_with(pg.superuser_options("attune"), 1).await.unwrap();
+        attune_core::db::migrate(&pool).await.unwrap();
+        pool.close().await;
+        sqlx::query("ALTER ROLE postgres PASSWORD NULL").execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+    });
+    pg.stop().unwrap();
+    std::fs::write(pg.data_dir().join("pg_hba.conf"), "local all all trust\n").unwrap();
+    std::fs::remove_dir_all(data.path().join("secrets")).unwrap();
+
+    let port = free_port();
+    let mut run = attune(data.path(), port, &["up"], &[]);
+    wait_ready(&mut run, port, Duration::from_secs(180));
+    let stderr = run.stderr.lock().unwrap().clone();
+    assert!(stderr.contains("setting the private cluster's superuser password"), "{stderr}");
+    let socket = cluster_socket(&stderr);
+    runtime.block_on(async {
+        assert!(connect_as(&socket, "postgres", None, "attune").await.is_err(), "trust is gone");
+        let superuser = secret(data.path(), "postgres_password");
+        let mut admin = connect_as(&socket, "postgres", Some(&superuser), "attune").await.unwrap();
+        let rules: Vec<String> =
+            sqlx::query_scalar("SELECT auth_method FROM pg_hba_file_rules").fetch_all(&mut admin).await.unwrap();
+        assert_eq!(rules, ["scram-sha-256"]);
+        let not_owned: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_class c
+              WHERE (c.relnamespace = 'attune'::regnamespace OR c.oid = '_sqlx_migrations'::regclass)
+                AND c.relowner <> 'attune_owner'::regrole",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(not_owned, 0, "the earlier database now belongs to the owner role");
+        let functions: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'attune'::regnamespace AND proowner <> 'attune_owner'::regrole",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(functions, 0);
+        let service: String = sqlx::query_scalar(
+            "SELECT usename::text FROM pg_stat_activity WHERE datname = 'attune' AND application_name = 'attune' LIMIT 1",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(service, "attune_service", "the services connect as the service role");
+        admin.close().await.unwrap();
+    });
+    let (code, stdout, stderr) = terminate(run);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("created tenant 'default'"), "the services bootstrap the converted database\n{stdout}");
 }

@@ -47,7 +47,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
 }
 
 impl Keys {
-    /// The configured keys, or ones generated once and kept in `<data_dir>/secrets/` (mode 0600).
+    /// The configured keys, or ones generated once and kept in `<data_dir>/secrets/` (files
+    /// 0600, the folder 0700).
     pub fn load_or_generate(config: &Config) -> Result<Keys, BootstrapError> {
         let dir = config.data_dir.join("secrets");
         let jwt_secret = match &config.auth.jwt_secret {
@@ -73,25 +74,56 @@ fn random_b64(n: usize) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Reads a secret file, or writes `make()` to it (mode 0600) if it does not exist yet.
+/// `n` random bytes as hex: a password that needs no quoting in SQL or URLs.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> Result<String, BootstrapError> {
-    if let Ok(s) = fs::read_to_string(path) {
-        return Ok(s.trim().to_string());
-    }
+    read_or_create_secret(path, make).map(|(value, _)| value).map_err(io_err(path))
+}
+
+/// Reads a secret file, or writes `make()` to it (mode 0600) if it does not exist yet;
+/// the value, and whether it was created now. Its directory is kept at mode 0700 and the
+/// file at 0600 (a looser mode left by hand is tightened, with a warning).
+pub(crate) fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> std::io::Result<(String, bool)> {
     let dir = path.parent().expect("secret files live in a directory");
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    fs::create_dir_all(dir)?;
+    tighten(dir, 0o700)?;
+    if fs::symlink_metadata(path).is_ok() {
+        tighten(path, 0o600)?;
+        return Ok((fs::read_to_string(path)?.trim().to_string(), false));
+    }
     let value = make();
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-    match &mut f {
-        Ok(f) => f.write_all(value.as_bytes()).map_err(io_err(path))?,
+    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => {
+            f.write_all(value.as_bytes())?;
+            f.sync_all()?;
+            Ok((value, true))
+        }
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(fs::read_to_string(path).map_err(io_err(path))?.trim().to_string());
+            Ok((fs::read_to_string(path)?.trim().to_string(), false))
         }
-        Err(_) => return Err(f.map(|_| ()).map_err(io_err(path)).unwrap_err()),
+        Err(e) => Err(e),
     }
-    Ok(value)
+}
+
+/// Sets `path`'s mode to `mode` when it grants more (never follows a link: a secret must
+/// be a real file or folder of this user's).
+fn tighten(path: &Path, mode: u32) -> std::io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(std::io::Error::other("a symbolic link where a secret is kept: refusing to follow it"));
+    }
+    let current = meta.permissions().mode() & 0o777;
+    if current & !mode != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{current:o}"), "secret readable by others: setting mode {mode:o}");
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// The core pack's directory: `packs.core_dir`, else beside the binary

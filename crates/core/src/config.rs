@@ -31,6 +31,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_AMQP_URL", "bridge.amqp_url"),
     ("ATTUNE_AMQP_INBOUND", "bridge.amqp_inbound"),
     ("ATTUNE_PACKS_DIR", "packs.dirs"),
+    ("ATTUNE_PACK_PATH_ROOTS", "packs.path_roots"),
+    ("ATTUNE_SANDBOX", "sandbox.mode"),
+    ("ATTUNE_RUN_AS", "sandbox.run_as"),
+    ("ATTUNE_SANDBOX_BIND", "sandbox.bind"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +49,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub bridge: BridgeConfig,
     pub packs: PacksConfig,
+    pub sandbox: SandboxConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +116,46 @@ pub struct PacksConfig {
     pub dirs: Vec<PathBuf>,
     /// Where the core pack lives; found next to the binary or in the source tree when unset.
     pub core_dir: Option<PathBuf>,
+    /// Folders under which `POST /api/v1/packs {"path"}` may load a pack; none (the
+    /// default): path loads are refused. The environment form is `:`-separated.
+    #[serde(deserialize_with = "path_list")]
+    pub path_roots: Vec<PathBuf>,
+}
+
+/// How actions and sensors are isolated (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Their own user, mount, PID (and IPC/UTS) namespaces where the kernel allows.
+    Namespaces,
+    /// Unsandboxed: run as the service's user (warned at every start).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub mode: SandboxMode,
+    /// OS user (name or uid) actions and sensors run as; default a dedicated unprivileged
+    /// user. Never the service's user, never root.
+    pub run_as: Option<String>,
+    /// Host folders sandboxed actions see read-write. The environment form is `:`-separated.
+    #[serde(deserialize_with = "path_list")]
+    pub bind: Vec<PathBuf>,
+    /// Default limits of one execution (an action may lower or raise them within these).
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Address space, in MiB.
+    pub memory_mb: u64,
+    /// Processes (and threads) one execution may have at once.
+    pub processes: u64,
+    pub open_files: u64,
+    /// CPU seconds (the wall-clock timeout is separate).
+    pub cpu_seconds: u64,
 }
 
 impl Default for Config {
@@ -132,12 +177,18 @@ impl Default for Config {
                 access_token_ttl_seconds: 3600,
                 refresh_token_ttl_seconds: 30 * 24 * 3600,
                 admin_password: None,
-                allow_registration: true,
+                allow_registration: false,
             },
             datastore: DatastoreConfig { encryption_key: None },
             worker: WorkerConfig { concurrency: cpus * 4, max_output_bytes: 1024 * 1024, default_timeout_seconds: 600 },
             bridge: BridgeConfig { amqp_url: None, amqp_inbound: true },
-            packs: PacksConfig { dirs: Vec::new(), core_dir: None },
+            packs: PacksConfig { dirs: Vec::new(), core_dir: None, path_roots: Vec::new() },
+            sandbox: SandboxConfig {
+                mode: SandboxMode::Namespaces,
+                run_as: None,
+                bind: Vec::new(),
+                limits: LimitsConfig { memory_mb: 1024, processes: 256, open_files: 1024, cpu_seconds: 3600 },
+            },
         }
     }
 }
@@ -221,6 +272,11 @@ impl Config {
         if let Some(url) = &self.bridge.amqp_url {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
                 return bad("bridge.amqp_url", url, "an amqp:// or amqps:// URL");
+            }
+        }
+        if let Some(user) = &self.sandbox.run_as {
+            if user == "root" || user == "0" {
+                return bad("sandbox.run_as", user, "an unprivileged user (never root)");
             }
         }
         if let Some(url) = &self.api.public_url {
@@ -323,7 +379,9 @@ mod tests {
         assert_eq!(c.auth.access_token_ttl_seconds, 3600);
         assert_eq!(c.worker.max_output_bytes, 1_048_576);
         assert_eq!(c.worker.default_timeout_seconds, 600);
-        assert!(c.auth.allow_registration);
+        assert!(!c.auth.allow_registration, "registration is closed unless turned on");
+        assert_eq!(c.sandbox.mode, SandboxMode::Namespaces);
+        assert!(c.packs.path_roots.is_empty(), "path loads are refused unless roots are given");
         assert!(c.bridge.amqp_inbound);
         assert_eq!(c.data_dir, PathBuf::from("./.attune"));
         assert!(c.database.url.is_none());

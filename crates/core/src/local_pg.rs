@@ -6,15 +6,26 @@
 //! [`LocalPostgres::stop`]. PostgreSQL refuses to run as root, so when this process is
 //! root the cluster's processes run as `postgres` (else `nobody`), which owns the data.
 //!
+//! # Authentication
+//! Every connection needs a password (SCRAM-SHA-256; `pg_hba.conf` has that one line and
+//! no `trust`), whoever can reach the socket. The passwords are generated once and kept in
+//! `<root>/secrets/` (folder 0700, files 0600, owned by this process's user):
+//! `postgres_password` for the superuser `postgres` (set by `initdb --pwfile`) and
+//! `attune_service_password` for the services' login role (set by the caller, see
+//! [`crate::db::ensure_roles`]). A cluster created by an earlier version (with `trust`),
+//! or whose superuser password file is gone, gets a new superuser password at the next
+//! start: the server is stopped if it runs, the password set in single-user mode, and the
+//! server started with the new `pg_hba.conf`.
+//!
 //! Everything here is blocking (it runs `initdb` and `pg_ctl`); call it from
 //! `spawn_blocking` in async code.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use nix::unistd::{Gid, Uid, User};
 use sha2::{Digest, Sha256};
@@ -24,6 +35,15 @@ use sqlx::postgres::PgConnectOptions;
 const MIN_MAJOR: u32 = 14;
 /// Longest Unix socket path the kernel takes (sun_path is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 100;
+/// The cluster's superuser (made by `initdb -U`).
+pub const SUPERUSER: &str = "postgres";
+/// The superuser's password file, under `<root>/secrets/`.
+const SUPERUSER_PASSWORD_FILE: &str = "postgres_password";
+/// The service role's password file, under `<root>/secrets/`.
+const SERVICE_PASSWORD_FILE: &str = "attune_service_password";
+/// First line of the `pg_hba.conf` Attune writes: a file without it is an earlier
+/// version's (`trust`).
+const HBA_HEADER: &str = "# Written by attune at every start; edits are overwritten.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalPgError {
@@ -41,6 +61,10 @@ pub enum LocalPgError {
     Command { what: String, detail: String },
     #[error("private cluster at {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path}: a database password may hold only letters, digits, '-' and '_' (delete the file to have a new one generated)"
+    )]
+    BadPassword { path: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalPgError + '_ {
@@ -54,6 +78,16 @@ pub enum Durability {
     Durable,
     /// For throw-away test clusters: no fsync, no synchronous commit.
     Ephemeral,
+}
+
+/// A password; never printed.
+#[derive(Clone)]
+struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +105,8 @@ pub struct LocalPostgres {
     socket_dir: PathBuf,
     bin_dir: PathBuf,
     owner: Option<Owner>,
+    superuser_password: Password,
+    service_password: Password,
 }
 
 impl LocalPostgres {
@@ -86,6 +122,9 @@ impl LocalPostgres {
         let mut lock = fd_lock::RwLock::new(lock_file);
         let _guard = lock.write().map_err(io(&lock_path))?;
 
+        let secrets = root.join("secrets");
+        let (superuser_password, superuser_password_new) = password(&secrets.join(SUPERUSER_PASSWORD_FILE))?;
+        let (service_password, _) = password(&secrets.join(SERVICE_PASSWORD_FILE))?;
         let owner = cluster_owner()?;
         let cluster_dir = choose_cluster_dir(&root, owner.as_ref());
         let pg = LocalPostgres {
@@ -94,12 +133,21 @@ impl LocalPostgres {
             cluster_dir,
             bin_dir,
             owner,
+            superuser_password,
+            service_password,
         };
         pg.prepare_dirs()?;
-        if !pg.data_dir.join("PG_VERSION").exists() {
+        let created = !pg.data_dir.join("PG_VERSION").exists();
+        if created {
             pg.initdb()?;
         }
         pg.write_settings(durability)?;
+        let hba_path = pg.data_dir.join("pg_hba.conf");
+        let hba = fs::read_to_string(&hba_path).map_err(io(&hba_path))?;
+        if !created && (superuser_password_new || !hba.starts_with(HBA_HEADER)) {
+            pg.reset_superuser_password(superuser_password_new)?;
+        }
+        let hba_changed = pg.write_hba(&hba)?;
         if !pg.is_running() {
             pg.clear_stale_pid()?;
             pg.run(
@@ -111,18 +159,47 @@ impl LocalPostgres {
                     .arg(pg.log_file())
                     .arg("start"),
             )?;
+        } else if hba_changed {
+            tracing::warn!(file = %hba_path.display(), "pg_hba.conf was changed by hand: rewritten, and the server reloaded");
+            pg.run("pg_ctl reload", pg.tool("pg_ctl").args(["-s", "-D"]).arg(&pg.data_dir).arg("reload"))?;
         }
         Ok(pg)
     }
 
-    /// Connection options for database `database` over the Unix socket.
-    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new().socket(&self.socket_dir).username("postgres").database(database)
+    /// Connection options of the superuser `postgres` for database `database`, over the
+    /// Unix socket. For creating roles and databases and for migrating (as the owner role);
+    /// the services connect with [`LocalPostgres::service_options`].
+    pub fn superuser_options(&self, database: &str) -> PgConnectOptions {
+        self.options(SUPERUSER, &self.superuser_password, database)
     }
 
-    /// The same, as a URL (for printing and for child processes).
+    /// Connection options of the services' login role (`attune_service`: no superuser, owns
+    /// nothing; see [`crate::db::ensure_roles`], which sets this password).
+    pub fn service_options(&self, database: &str) -> PgConnectOptions {
+        self.options(crate::db::SERVICE_ROLE, &self.service_password, database)
+    }
+
+    /// The service role's password, for [`crate::db::ensure_roles`].
+    pub fn service_password(&self) -> &str {
+        &self.service_password.0
+    }
+
+    fn options(&self, user: &str, password: &Password, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new().socket(&self.socket_dir).username(user).password(&password.0).database(database)
+    }
+
+    /// The services' URL, without the password (for logs and messages).
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@localhost/{database}?host={}", self.socket_dir.display())
+        format!("postgres://{}@localhost/{database}?host={}", crate::db::SERVICE_ROLE, self.socket_dir.display())
+    }
+
+    /// The superuser's URL, password included (for the test suite's child processes; never log it).
+    pub fn superuser_url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@localhost/{database}?host={}",
+            self.superuser_password.0,
+            self.socket_dir.display()
+        )
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -196,19 +273,90 @@ impl LocalPostgres {
 
     fn initdb(&self) -> Result<(), LocalPgError> {
         tracing::info!(data_dir = %self.data_dir.display(), "creating the private PostgreSQL cluster (initdb)");
-        self.run(
+        // initdb runs as the cluster's user: the password goes through a file of its own,
+        // in the cluster's folder (0700), removed right after.
+        let pwfile = self.cluster_dir.join("initdb.pw");
+        let _ = fs::remove_file(&pwfile);
+        let mut f =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&pwfile).map_err(io(&pwfile))?;
+        f.write_all(self.superuser_password.0.as_bytes()).map_err(io(&pwfile))?;
+        drop(f);
+        self.chown(&pwfile)?;
+        let result = self.run(
             "initdb",
-            self.tool("initdb").arg("-D").arg(&self.data_dir).args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-instructions",
-            ]),
-        )
+            self.tool("initdb")
+                .arg("-D")
+                .arg(&self.data_dir)
+                .args(["-U", SUPERUSER, "--auth=scram-sha-256"])
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .args(["-E", "UTF8", "--locale=C", "--no-instructions"]),
+        );
+        let _ = fs::remove_file(&pwfile);
+        result
+    }
+
+    /// Writes Attune's `pg_hba.conf` (password authentication over the socket, nothing
+    /// else) unless `current` is it already; true when the file changed.
+    fn write_hba(&self, current: &str) -> Result<bool, LocalPgError> {
+        let hba = format!(
+            "{HBA_HEADER}\n\
+             # Every connection authenticates with a password (SCRAM-SHA-256), over the Unix\n\
+             # socket only (there is no TCP listener). Passwords: <data_dir>/secrets/.\n\
+             # TYPE  DATABASE  USER  METHOD\n\
+             local   all       all   scram-sha-256\n"
+        );
+        if current == hba {
+            return Ok(false);
+        }
+        let path = self.data_dir.join("pg_hba.conf");
+        let tmp = self.data_dir.join("pg_hba.conf.attune");
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+        f.write_all(hba.as_bytes()).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
+        self.chown(&tmp)?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(true)
+    }
+
+    /// Gives `postgres` the password of `secrets/postgres_password`, in single-user mode
+    /// (the server stopped first if it runs): for a cluster an earlier version created
+    /// with `trust`, or one whose password file was lost.
+    fn reset_superuser_password(&self, file_was_lost: bool) -> Result<(), LocalPgError> {
+        tracing::warn!(
+            data_dir = %self.data_dir.display(),
+            reason = if file_was_lost { "its password file is new" } else { "it was created with trust authentication" },
+            "setting the private cluster's superuser password"
+        );
+        if self.is_running() {
+            tracing::warn!("stopping the private cluster to change its authentication: its open sessions end");
+            self.stop()?;
+        }
+        self.clear_stale_pid()?;
+        let password = &self.superuser_password.0;
+        let sql = format!("ALTER ROLE {SUPERUSER} PASSWORD '{password}';\n");
+        let mut child = self
+            .tool("postgres")
+            .arg("--single")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("postgres")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| LocalPgError::Command { what: "postgres --single".into(), detail: e.to_string() })?;
+        let written = child.stdin.take().expect("piped").write_all(sql.as_bytes());
+        let output = child
+            .wait_with_output()
+            .map_err(|e| LocalPgError::Command { what: "postgres --single".into(), detail: e.to_string() })?;
+        // Single-user mode exits 0 after a failed statement: read what it said.
+        let said = String::from_utf8_lossy(&output.stderr).replace(password.as_str(), "***");
+        if written.is_err() || !output.status.success() || said.contains("ERROR:") || said.contains("FATAL:") {
+            return Err(LocalPgError::Command { what: "setting the superuser password".into(), detail: said });
+        }
+        Ok(())
     }
 
     /// Settings Attune owns, rewritten at every start so a moved folder still works.
@@ -220,7 +368,8 @@ impl LocalPostgres {
              max_connections = 300\n\
              shared_buffers = '256MB'\n\
              # Work tables churn; their own thresholds (see the migrations) need a short nap.\n\
-             autovacuum_naptime = '5s'\n",
+             autovacuum_naptime = '5s'\n\
+             password_encryption = 'scram-sha-256'\n",
             self.socket_dir.display().to_string().replace('\'', "''")
         );
         if durability == Durability::Ephemeral {
@@ -260,9 +409,14 @@ impl LocalPostgres {
 
     fn tool(&self, name: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(name));
-        cmd.current_dir(&self.cluster_dir).env("LC_ALL", "C").env_remove("PGDATA");
+        // A clean environment: the server inherits nothing of this process's (database
+        // URLs, keys, PG* variables).
+        cmd.current_dir(&self.cluster_dir).env_clear().env("LC_ALL", "C").env("HOME", &self.cluster_dir);
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
         if let Some(owner) = self.owner.clone() {
-            cmd.env("USER", &owner.name).env("HOME", &self.cluster_dir);
+            cmd.env("USER", &owner.name);
             // SAFETY: only async-signal-safe syscalls between fork and exec.
             unsafe {
                 cmd.pre_exec(move || {
@@ -337,6 +491,17 @@ fn server_major(dir: &Path) -> Option<u32> {
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.split_whitespace().nth(2)?;
     version.split('.').next()?.parse().ok()
+}
+
+/// The password in `path`, generated (hex) when the file does not exist; whether it was.
+fn password(path: &Path) -> Result<(Password, bool), LocalPgError> {
+    let (value, created) =
+        crate::bootstrap::read_or_create_secret(path, || crate::bootstrap::random_hex(24)).map_err(io(path))?;
+    let safe = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !safe {
+        return Err(LocalPgError::BadPassword { path: path.to_path_buf() });
+    }
+    Ok((Password(value), created))
 }
 
 /// None when this process may run PostgreSQL itself; else the unprivileged user to run it as.

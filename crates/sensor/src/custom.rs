@@ -7,18 +7,23 @@
 //! "trigger"}` on stdin (and `ATTUNE_POLL_INTERVAL`), writes one JSON object per line to
 //! stdout — each becomes an event of its trigger — and its stderr goes to this service's
 //! log under the sensor's ref. When it exits it is restarted with a growing backoff.
+//!
+//! A sensor runs sandboxed like an action ([`attune_core::child::Sandbox`], the worker's
+//! `sandbox` settings): as an unprivileged user, with its pack's directory read-only, the
+//! `sandbox.bind` folders, network, the limits, and a scratch folder of its own (its
+//! working directory, removed when the process ends).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use attune_core::child::{limit_exceeded, SandboxConfig};
 use attune_core::domain::RunnerType;
 use attune_core::wakeup::{Channel, Hint};
 use attune_core::{Context, Shutdown};
 use chrono::{DateTime, Utc};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -62,7 +67,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut renewed = std::time::Instant::now();
     while !shutdown.is_cancelled() {
-        match supervise(&pool, &holder, &events, &mut running).await {
+        match supervise(&pool, &holder, &events, &mut running, &ctx.config.sandbox).await {
             Ok(()) => renewed = std::time::Instant::now(),
             Err(e) => {
                 tracing::error!(error = %e, "sensor supervision failed");
@@ -100,6 +105,7 @@ async fn supervise(
     holder: &str,
     events: &Hint,
     running: &mut HashMap<i64, Running>,
+    sandbox: &SandboxConfig,
 ) -> Result<(), sqlx::Error> {
     let wanted = sqlx::query_file_as!(SensorRow, "../../sql/sensor/wanted_sensors.sql").fetch_all(pool).await?;
     let mut ids: Vec<i64> = wanted.iter().map(|s| s.id).collect();
@@ -126,18 +132,19 @@ async fn supervise(
         }
         let stop = Shutdown::new();
         tracing::info!(sensor = %sensor.sensor_ref, "starting sensor");
-        let task = tokio::spawn(keep_running(pool.clone(), (*sensor).clone(), events.clone(), stop.clone()));
+        let task =
+            tokio::spawn(keep_running(pool.clone(), (*sensor).clone(), events.clone(), stop.clone(), sandbox.clone()));
         running.insert(id, Running { updated_at: sensor.updated_at, stop, task });
     }
     Ok(())
 }
 
 /// Runs the sensor's process until `stop`, restarting it with a growing backoff.
-async fn keep_running(pool: PgPool, sensor: SensorRow, events: Hint, stop: Shutdown) {
+async fn keep_running(pool: PgPool, sensor: SensorRow, events: Hint, stop: Shutdown, sandbox: SandboxConfig) {
     let mut backoff = Duration::from_secs(1);
     while !stop.is_cancelled() {
         let started = std::time::Instant::now();
-        match run_once(&pool, &sensor, &events, &stop).await {
+        match run_once(&pool, &sensor, &events, &stop, &sandbox).await {
             Ok(status) => tracing::warn!(sensor = %sensor.sensor_ref, %status, "sensor exited"),
             Err(e) => tracing::error!(sensor = %sensor.sensor_ref, error = %e, "sensor could not run"),
         }
@@ -153,21 +160,30 @@ async fn keep_running(pool: PgPool, sensor: SensorRow, events: Hint, stop: Shutd
     tracing::info!(sensor = %sensor.sensor_ref, "sensor stopped");
 }
 
-async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutdown) -> Result<String, String> {
-    let dir = sensor.pack_path.as_ref().map(|p| PathBuf::from(p).join("sensors")).ok_or("its pack has no directory")?;
+async fn run_once(
+    pool: &PgPool,
+    sensor: &SensorRow,
+    events: &Hint,
+    stop: &Shutdown,
+    sandbox: &SandboxConfig,
+) -> Result<String, String> {
+    let pack = sensor.pack_path.as_ref().map(PathBuf::from).ok_or("its pack has no directory")?;
+    let dir = pack.join("sensors");
     let program = dir.join(&sensor.entry_point);
     let (interpreter, args) = match sensor.runner_type {
         RunnerType::Python => ("python3", vec![OsStr::new("-u"), program.as_os_str()]),
         RunnerType::Node => ("node", vec![program.as_os_str()]),
         _ => ("/bin/sh", vec![program.as_os_str()]),
     };
-    // In a PID namespace of its own when the kernel allows: the sensor and all it started
-    // die with this service (see `attune_core::child`). Spawned from this async task, not
-    // from `spawn_blocking`: the death signal follows the thread that forks.
-    let mut cmd = attune_core::child::isolate(interpreter, args, &dir);
+    // Sandboxed (unless `sandbox.mode = none`), in a PID namespace of its own: the sensor
+    // and all it started die with this service (see `attune_core::child`). Spawned from
+    // this async task, not from `spawn_blocking`: the death signal follows the thread
+    // that forks. Dropped at the end of this function: the scratch folder goes with it.
+    let mut sandbox = attune_core::child::Sandbox::prepare(sandbox, true, std::slice::from_ref(&pack))
+        .map_err(|e| format!("cannot sandbox it, so it did not start: {e}"))?;
+    let mut cmd = sandbox.command(interpreter, args, &dir);
     cmd.env("ATTUNE_POLL_INTERVAL", sensor.poll_interval.to_string()).env("ATTUNE_SENSOR_REF", &sensor.sensor_ref);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let mut child = sandbox.spawn(&mut cmd).map_err(|e| format!("cannot start {}: {e}", program.display()))?;
     let doc = json!({"config": sensor.config, "poll_interval": sensor.poll_interval, "trigger": sensor.trigger_ref});
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(doc.to_string().as_bytes()).await;
@@ -176,16 +192,22 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
     let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
     let sensor_ref = sensor.sensor_ref.clone();
-    let stderr_task = tokio::spawn(async move {
-        while let Ok(Some(line)) = err.next_line().await {
-            tracing::info!(sensor = %sensor_ref, "{line}");
+    // Its last lines, to name a resource limit it hit.
+    let last_lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr_task = tokio::spawn({
+        let last_lines = last_lines.clone();
+        async move {
+            while let Ok(Some(line)) = err.next_line().await {
+                tracing::info!(sensor = %sensor_ref, "{line}");
+                let mut last = last_lines.lock().expect("not poisoned");
+                if last.len() > 4000 {
+                    last.drain(..2000);
+                }
+                last.push_str(&line);
+                last.push('\n');
+            }
         }
     });
-    let terminate = |group: Option<Pid>| {
-        if let Some(g) = group {
-            let _ = killpg(g, Signal::SIGTERM);
-        }
-    };
     let result = loop {
         tokio::select! {
             line = out.next_line() => match line {
@@ -194,9 +216,17 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
                 // process has exited yet.
                 Ok(None) | Err(_) => {
                     let status = tokio::select! {
-                        status = child.wait() => status.map(|s| s.to_string()).map_err(|e| e.to_string()),
+                        status = child.wait() => status.map_err(|e| e.to_string()).map(|s| {
+                            let exceeded = sandbox.limits().and_then(|limits| {
+                                limit_exceeded(limits, s.code(), &last_lines.lock().expect("not poisoned"))
+                            });
+                            match exceeded {
+                                Some(limit) => format!("{s}; the sensor {limit}"),
+                                None => s.to_string(),
+                            }
+                        }),
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                            terminate(group);
+                            sandbox.signal(Signal::SIGTERM);
                             Ok("closed its output; stopped".to_string())
                         }
                         _ = stop.cancelled() => Ok("stopped".to_string()),
@@ -205,7 +235,7 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
                 }
             },
             _ = stop.cancelled() => {
-                terminate(group);
+                sandbox.signal(Signal::SIGTERM);
                 let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
                     Ok(s) => s.map(|s| s.to_string()).map_err(|e| e.to_string()),
                     Err(_) => Ok("killed".to_string()),
@@ -214,10 +244,8 @@ async fn run_once(pool: &PgPool, sensor: &SensorRow, events: &Hint, stop: &Shutd
             }
         }
     };
-    // Whatever is left of its process group goes with it.
-    if let Some(g) = group {
-        let _ = killpg(g, Signal::SIGKILL);
-    }
+    // Whatever is left of it goes with it.
+    sandbox.signal(Signal::SIGKILL);
     let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
     stderr_task.abort();
     result

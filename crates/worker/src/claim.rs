@@ -29,6 +29,7 @@ pub struct Claimed {
     /// The datastore keys the action declares as secrets.
     pub secrets: Vec<String>,
     pub pack_path: Option<String>,
+    pub network: bool,
 }
 
 /// Claims up to `free` executions of `runtimes` for `worker`: first those of actions

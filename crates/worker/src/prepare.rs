@@ -78,6 +78,8 @@ fn job(
             token
         },
         started: Some(started.clone()),
+        network: c.network,
+        sandbox: config.sandbox.clone(),
     }
 }
 

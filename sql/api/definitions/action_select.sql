@@ -3,7 +3,8 @@
 -- ($4) and runner type ($5), $6 rows from $7.
 SELECT id, ref AS "action_ref", split_part(ref, '.', 1) AS "pack!", description,
        runner_type AS "runner_type: RunnerType", entry_point, command, code, parameters, output_schema,
-       timeout_seconds, retry, concurrency, secrets, workflow, http, container, with_items, enabled,
+       timeout_seconds, retry, concurrency, secrets, workflow, http, container, with_items, enabled, run_roles,
+       network,
        tenant_id IS NULL AS "system!", created_at, updated_at
   FROM attune.action
  WHERE (tenant_id = $1 OR tenant_id IS NULL)

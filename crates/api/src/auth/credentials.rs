@@ -1,7 +1,7 @@
 //! Checks of new credentials and password hashing, shared by registration and user
 //! management.
 
-use crate::error::ApiError;
+use crate::error::{excerpt, ApiError};
 
 /// Logins: 1-128 of letters, digits and `_ . @ -`.
 pub fn check_login(login: &str) -> Result<(), ApiError> {
@@ -11,7 +11,10 @@ pub fn check_login(login: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!("login {login:?} must be 1-128 letters, digits, '_', '.', '@' or '-'")))
+        Err(ApiError::Unprocessable(format!(
+            "login {:?} must be 1-128 letters, digits, '_', '.', '@' or '-'",
+            excerpt(login)
+        )))
     }
 }
 

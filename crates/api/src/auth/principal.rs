@@ -25,6 +25,35 @@ impl Principal {
         Actor::user(self.identity_id, &self.login)
     }
 
+    /// The role a run is judged by: an execution's own token is an executor, whatever
+    /// its claims say.
+    pub fn run_role(&self) -> Role {
+        if self.execution_id.is_some() {
+            Role::Executor
+        } else {
+            self.role
+        }
+    }
+
+    /// Why the caller may not run action `action_ref`, whose `run_roles` (None: every
+    /// role with the run permission) are given: "action core.local may be run by admin only".
+    pub fn run_refusal(&self, action_ref: &str, run_roles: Option<&[String]>) -> Option<String> {
+        let roles = run_roles?;
+        if roles.iter().any(|r| r == self.run_role().as_str()) {
+            return None;
+        }
+        let allowed = if roles.is_empty() { "no role".to_string() } else { roles.join(" or ") };
+        Some(format!("action {action_ref} may be run by {allowed} only"))
+    }
+
+    /// 403 unless the caller may run action `action_ref` by hand ([`Self::run_refusal`]).
+    pub fn may_run(&self, action_ref: &str, run_roles: Option<&[String]>) -> Result<(), ApiError> {
+        match self.run_refusal(action_ref, run_roles) {
+            Some(why) => Err(ApiError::Forbidden(why)),
+            None => Ok(()),
+        }
+    }
+
     /// 403 naming the missing permission unless the role has it.
     pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.role.allows(permission) {
@@ -69,7 +98,8 @@ impl FromRequestParts<ApiState> for Principal {
             login: claims.login,
             execution_id: claims.execution_id,
         };
-        if let (Some(limit), false) = (&state.rate_limit, principal.role == Role::Admin) {
+        // Every caller, admins included: a self-registered tenant's admin is anyone.
+        if let Some(limit) = &state.rate_limit {
             // Execution tokens have no identity: each execution gets a bucket of its own.
             let key = principal.execution_id.map_or(identity_id, |execution| -execution);
             limit.check(key).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;

@@ -22,7 +22,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-pub use shared::{duplicate, in_use, invalid, pack_ref_of, patched, system_read_only, writable_pack, written};
+pub use shared::{
+    duplicate, in_use, invalid, may_run_all, pack_ref_of, patched, system_read_only, workflow_actions, writable_pack,
+    written,
+};
 
 use crate::auth::{Permission, Principal};
 use crate::db;
@@ -126,7 +129,7 @@ pub async fn find<D: Definition>(conn: &mut PgConnection, who: &Principal, key: 
     let q = Select { tenant_id: who.tenant_id, id, reference, filter: &D::Filter::default(), limit: 1, offset: 0 };
     D::select(conn, q).await?.into_iter().next().ok_or_else(|| match key {
         Key::Id(id) => ApiError::not_found(D::KIND, id),
-        Key::Ref(r) => ApiError::NotFound(format!("{} {r:?} not found", D::KIND)),
+        Key::Ref(r) => ApiError::NotFound(format!("{} {:?} not found", D::KIND, crate::error::excerpt(r))),
     })
 }
 

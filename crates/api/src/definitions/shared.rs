@@ -1,5 +1,6 @@
 //! Helpers of the definition kinds' `save` hooks: finding a pack a tenant may write to,
-//! PATCH merging, and error mapping.
+//! checking that the author may run what a rule or workflow will run, PATCH merging, and
+//! error mapping.
 
 use attune_core::domain::PackRef;
 use attune_core::pack::install::Mode;
@@ -7,7 +8,8 @@ use attune_core::pack::spec::SpecError;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::error::ApiError;
+use crate::auth::Principal;
+use crate::error::{excerpt, ApiError};
 
 /// A spec validation error naming the field: 400 for a template that does not compile
 /// (criteria, parameter templates), 422 for any other bad value.
@@ -27,7 +29,7 @@ pub fn pack_ref_of(given_ref: Option<&str>, pack: Option<&str>) -> Result<PackRe
         (None, Some(r)) => r
             .split_once('.')
             .map(|(p, _)| p)
-            .ok_or_else(|| ApiError::Unprocessable(format!("ref: invalid ref {r:?}: expected pack.name")))?,
+            .ok_or_else(|| ApiError::Unprocessable(format!("ref: invalid ref {:?}: expected pack.name", excerpt(r))))?,
         (None, None) => return Err(ApiError::Unprocessable("ref: missing: give ref as pack.name".into())),
     };
     PackRef::parse(raw).map_err(|e| ApiError::Unprocessable(format!("pack: {e}")))
@@ -52,6 +54,46 @@ pub async fn writable_pack(conn: &mut PgConnection, tenant_id: i64, pack: &PackR
         Some(row) if row.tenant_id.is_none() => Err(system_read_only("pack", pack.as_str())),
         Some(row) => Ok(row.id),
     }
+}
+
+/// 403 unless `who` may run each action of `refs` (resolved like a rule resolves them: the
+/// tenant's own, else a system pack's; unknown ones are left to the caller). A rule or a
+/// workflow task runs its action later on its author's say-so, so its author must be
+/// allowed to run it: else an editor would run `core.local` (admin only) through a rule.
+/// `context` says what would run it ("rule ops.r").
+pub async fn may_run_all(
+    conn: &mut PgConnection,
+    who: &Principal,
+    refs: &[String],
+    context: &str,
+) -> Result<(), ApiError> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let actions = sqlx::query!(
+        r#"SELECT DISTINCT ON (ref) ref AS "action_ref!", run_roles FROM attune.action
+            WHERE ref = ANY($1) AND (tenant_id = $2 OR tenant_id IS NULL)
+            ORDER BY ref, tenant_id NULLS LAST"#,
+        refs,
+        who.tenant_id
+    )
+    .fetch_all(conn)
+    .await?;
+    for action in actions {
+        if let Some(why) = who.run_refusal(&action.action_ref, action.run_roles.as_deref()) {
+            return Err(ApiError::Forbidden(format!(
+                "{context}: {why}, and a {} may not have it run on their behalf",
+                who.run_role()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The action refs the tasks of a workflow definition run.
+pub fn workflow_actions(workflow: &Value) -> Vec<String> {
+    let tasks = workflow.get("tasks").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    tasks.iter().filter_map(|t| t.get("action").and_then(Value::as_str)).map(str::to_string).collect()
 }
 
 pub fn system_read_only(kind: &str, r: &str) -> ApiError {
@@ -93,7 +135,7 @@ pub fn duplicate(kind: &str, r: &str) -> impl FnOnce(sqlx::Error) -> ApiError {
     let (kind, r) = (kind.to_string(), r.to_string());
     move |e| match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-            ApiError::Conflict(format!("{kind} {r:?} already exists"))
+            ApiError::Conflict(format!("{kind} {:?} already exists", excerpt(&r)))
         }
         _ => e.into(),
     }

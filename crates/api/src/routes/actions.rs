@@ -12,7 +12,9 @@ use utoipa_axum::routes;
 
 use crate::auth::Principal;
 use crate::definitions::routes::{change_routes, create_route, read_routes};
-use crate::definitions::{in_use, invalid, pack_ref_of, writable_pack, written, Definition, Head, Select};
+use crate::definitions::{
+    in_use, invalid, may_run_all, pack_ref_of, workflow_actions, writable_pack, written, Definition, Head, Select,
+};
 use crate::error::ApiError;
 use crate::pagination::Page;
 use crate::state::ApiState;
@@ -47,6 +49,10 @@ pub struct ActionView {
     pub container: Option<Value>,
     pub with_items: Option<String>,
     pub enabled: bool,
+    /// Roles that may run it by hand; null: every role with the run permission.
+    pub run_roles: Option<Vec<String>>,
+    /// Whether its sandbox has network.
+    pub network: bool,
     pub system: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -83,6 +89,8 @@ impl Definition for ActionView {
         "container",
         "with_items",
         "enabled",
+        "run_roles",
+        "network",
     ];
     type Filter = ListParams;
     type Spec = ActionSpec;
@@ -123,6 +131,25 @@ impl Definition for ActionView {
         }
         let def = spec.check(&pack, None).map_err(invalid)?;
         let pack_id = writable_pack(conn, who.tenant_id, &pack).await?;
+        if mode == Mode::Upsert {
+            // Only the roles that may run an action may change it (else an editor would
+            // lift an admin-only action's run_roles, or change what it runs).
+            let current = sqlx::query_scalar!(
+                "SELECT run_roles FROM attune.action WHERE ref = $1 AND tenant_id = $2",
+                def.action_ref.as_str(),
+                who.tenant_id
+            )
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+            if let Some(why) = who.run_refusal(def.action_ref.as_str(), current.as_deref()) {
+                return Err(ApiError::Forbidden(format!("{why}; only they may change it")));
+            }
+        }
+        if let Some(workflow) = &def.workflow {
+            let context = format!("workflow of {}", def.action_ref.as_str());
+            may_run_all(conn, who, &workflow_actions(workflow), &context).await?;
+        }
         let id = write_action(conn, Some(who.tenant_id), pack_id, &def, mode).await?;
         written(Self::KIND, def.action_ref.as_str(), mode, id)
     }

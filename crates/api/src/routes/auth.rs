@@ -13,8 +13,9 @@ use utoipa_axum::routes;
 use crate::auth::credentials::{check_login, check_password, hash_in_background};
 use crate::auth::tokens::{hash_refresh_token, random_token};
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::error::{excerpt, ApiError, ErrorBody};
+use crate::extract::{ApiJson, ClientIp};
+use crate::rate_limit::Door;
 use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -59,29 +60,39 @@ pub struct Me {
     pub role: Role,
 }
 
-/// Creates a new tenant whose first user is its admin.
+/// Creates a new tenant whose first user is its admin. Off unless `auth.allow_registration`;
+/// throttled per client address and per login like `/auth/login`.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = Me), (status = 403, description = "registration is disabled"),
-              (status = 409, description = "login taken"), (status = 422)))]
+    responses((status = 201, body = Me),
+              (status = 403, description = "registration is disabled", body = ErrorBody),
+              (status = 409, description = "the login is taken (logins are unique whatever their case)", body = ErrorBody),
+              (status = 429, description = "too many attempts from this address or for this login; see Retry-After",
+               body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait")))))]
 async fn register(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Me>), ApiError> {
+    state.auth_throttle.check(Door::Register, ip, &body.login)?;
     if !state.ctx.config.auth.allow_registration {
-        return Err(ApiError::Forbidden("registration is disabled on this server (auth.allow_registration)".into()));
+        return Err(ApiError::Forbidden(
+            "registration is disabled on this server (auth.allow_registration, ATTUNE_ALLOW_REGISTRATION=true to open it); \
+             an admin adds users with POST /api/v1/users"
+                .into(),
+        ));
     }
     check_login(&body.login)?;
     check_password(&body.password)?;
     let hash = hash_in_background(body.password).await?;
     let mut tx = state.pool().begin().await?;
     let taken = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM attune.identity WHERE login = $1) AS "taken!""#,
+        r#"SELECT EXISTS (SELECT 1 FROM attune.identity WHERE lower(login) = lower($1)) AS "taken!""#,
         body.login
     )
     .fetch_one(&mut *tx)
     .await?;
     if taken {
-        return Err(ApiError::Conflict(format!("login {:?} is taken", body.login)));
+        return Err(login_taken(&body.login));
     }
     // The tenant is named after its first user; a clash (a tenant named like this login)
     // gets a random suffix.
@@ -111,11 +122,21 @@ async fn register(
         Role::Admin as Role,
     )
     .fetch_one(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| if is_unique_violation(&e) { login_taken(&body.login) } else { e.into() })?;
     let actor = Actor::user(id, &body.login);
     audit::record_one(&mut tx, Some(tenant_id), &actor, "tenant.registered", "tenant", tenant_id, json!({})).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Me { id, login: body.login, tenant_id, role: Role::Admin })))
+}
+
+/// The 409 of a login that exists already, in any case.
+pub(crate) fn login_taken(login: &str) -> ApiError {
+    ApiError::Conflict(format!("login {:?} is taken (logins are unique whatever their case)", excerpt(login)))
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
 /// A new tenant named `name`; None when the name is taken.
@@ -127,16 +148,23 @@ async fn insert_tenant(conn: &mut PgConnection, name: &str) -> Result<Option<i64
 
 const BAD_CREDENTIALS: &str = "invalid login or password";
 
-/// Exchanges a login and password for a token pair. Unknown logins and wrong passwords
-/// get the same answer.
+/// Exchanges a login (any case) and password for a token pair. Unknown logins and wrong
+/// passwords get the same answer. Throttled: 10 attempts a minute per client address and
+/// 5 per login, whoever the user; trying again while told to wait doubles the wait.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401)))]
+    responses((status = 200, body = TokenPair),
+              (status = 401, description = "invalid login or password", body = ErrorBody),
+              (status = 429, description = "too many attempts from this address or for this login; see Retry-After",
+               body = ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait")))))]
 async fn login(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
+    state.auth_throttle.check(Door::Login, ip, &body.login)?;
     let row = sqlx::query!(
-        r#"SELECT id, tenant_id, role AS "role: Role", password_hash, disabled FROM attune.identity WHERE login = $1"#,
+        r#"SELECT id, tenant_id, login, role AS "role: Role", password_hash, disabled
+             FROM attune.identity WHERE lower(login) = lower($1)"#,
         body.login
     )
     .fetch_optional(state.pool())
@@ -156,7 +184,8 @@ async fn login(
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     }
     let mut tx = state.pool().begin().await?;
-    let pair = issue_pair(&state, &mut tx, row.id, row.tenant_id, row.role, &body.login, None).await?;
+    // The token names the login as it was registered, whatever case was typed.
+    let pair = issue_pair(&state, &mut tx, row.id, row.tenant_id, row.role, &row.login, None).await?;
     tx.commit().await?;
     Ok(Json(pair))
 }
@@ -197,7 +226,8 @@ async fn issue_pair(
 
 /// Exchanges a refresh token for a new pair; the old refresh token is revoked.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 401)))]
+    responses((status = 200, body = TokenPair),
+              (status = 401, description = "the refresh token is invalid, expired or already used", body = ErrorBody)))]
 async fn refresh(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<RefreshRequest>,

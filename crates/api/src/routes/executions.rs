@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Permission, Principal};
 use crate::db;
-use crate::error::ApiError;
+use crate::error::{excerpt, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{self, Page};
 use crate::state::ApiState;
@@ -150,9 +150,13 @@ pub struct RunRequest {
 }
 
 /// Runs an action now. Parameters are validated first: invalid ones are a 422 naming the
-/// parameter, and nothing is created.
+/// parameter, and nothing is created. An action with `run_roles` runs only for those roles
+/// (an execution's own token counts as `executor`).
 #[utoipa::path(post, path = "/api/v1/executions", tag = "executions", request_body = RunRequest, security(("bearer" = [])),
-    responses((status = 201, body = ExecutionView), (status = 403), (status = 404), (status = 422)))]
+    responses((status = 201, body = ExecutionView),
+              (status = 403, description = "the role lacks executions:run, or is not among the action's run_roles", body = ErrorBody),
+              (status = 404, description = "no such action visible to the caller", body = ErrorBody),
+              (status = 409, description = "the action is disabled", body = ErrorBody)))]
 async fn create(
     State(state): State<ApiState>,
     who: Principal,
@@ -162,7 +166,7 @@ async fn create(
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     let action = sqlx::query!(
         r#"SELECT id, ref, runner_type AS "runner_type: RunnerType", param_schema, secret_params, enabled,
-                  timeout_seconds, retry
+                  timeout_seconds, retry, run_roles
              FROM attune.action
             WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"#,
         body.action,
@@ -170,7 +174,8 @@ async fn create(
     )
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| ApiError::NotFound(format!("action {:?} not found", body.action)))?;
+    .ok_or_else(|| ApiError::NotFound(format!("action {:?} not found", excerpt(&body.action))))?;
+    who.may_run(&action.r#ref, action.run_roles.as_deref())?;
     // The same admission the scheduler and the rule engine apply, answered now.
     let schema = ParamSchema::parse(&action.param_schema);
     let terms = ActionTerms {
@@ -267,7 +272,7 @@ async fn list(
 
 /// One execution, with its captured output.
 #[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = ExecutionView), (status = 404)))]
+    responses((status = 200, body = ExecutionView), (status = 404, description = "no such execution in the caller's tenant", body = ErrorBody)))]
 async fn get_one(
     State(state): State<ApiState>,
     who: Principal,
@@ -289,7 +294,8 @@ pub struct PageParams {
 
 /// The direct children of an execution (workflow tasks, with-items items), newest first.
 #[utoipa::path(get, path = "/api/v1/executions/{id}/children", tag = "executions", params(("id" = i64, Path), PageParams),
-    security(("bearer" = [])), responses((status = 200, body = Page<ExecutionView>), (status = 404)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<ExecutionView>), (status = 404, description = "no such execution in the caller's tenant", body = ErrorBody)))]
 async fn children(
     State(state): State<ApiState>,
     who: Principal,
@@ -309,7 +315,11 @@ async fn children(
 /// `canceling` and its worker stops the process group (SIGTERM, then SIGKILL after the
 /// grace period), ending it `canceled`. A finished execution is a 409.
 #[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", params(("id" = i64, Path)),
-    security(("bearer" = [])), responses((status = 202, body = ExecutionView), (status = 403), (status = 404), (status = 409)))]
+    security(("bearer" = [])),
+    responses((status = 202, body = ExecutionView),
+              (status = 403, description = "the role lacks executions:cancel", body = ErrorBody),
+              (status = 404, description = "no such execution in the caller's tenant", body = ErrorBody),
+              (status = 409, description = "the execution has already ended", body = ErrorBody)))]
 async fn cancel(
     State(state): State<ApiState>,
     who: Principal,

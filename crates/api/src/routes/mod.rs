@@ -21,5 +21,5 @@ use crate::error::ApiError;
 
 /// Unknown paths answer with the JSON error body like every other failure.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
+    ApiError::NotFound(format!("no route for {}", crate::error::excerpt(uri.path())))
 }

@@ -1,7 +1,11 @@
 //! `/api/v1/packs`: register an empty pack or load one from a server directory, read,
 //! update, delete, reload.
+//!
+//! A path load reads only directories under `packs.path_roots` (ATTUNE_PACK_PATH_ROOTS),
+//! judged once the path is resolved (symbolic links, `..`); with no roots configured path
+//! loads are refused. The loader then refuses any file of the pack that leads outside it.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use attune_core::audit;
 use attune_core::domain::PackRef;
@@ -20,8 +24,10 @@ use utoipa_axum::routes;
 use crate::auth::{Permission, Principal};
 use crate::db;
 use crate::definitions::routes::{change_routes, read_routes};
-use crate::definitions::{self, duplicate, find, system_read_only, Definition, Head, Key, Select};
-use crate::error::ApiError;
+use crate::definitions::{
+    self, duplicate, find, may_run_all, system_read_only, workflow_actions, Definition, Head, Key, Select,
+};
+use crate::error::{excerpt, ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath};
 use crate::pagination::Page;
 use crate::state::ApiState;
@@ -112,7 +118,7 @@ impl Definition for PackView {
             )
             .fetch_optional(conn)
             .await?;
-            return id.ok_or_else(|| ApiError::NotFound(format!("pack {:?} not found", pack_ref.as_str())));
+            return id.ok_or_else(|| ApiError::NotFound(format!("pack {:?} not found", excerpt(pack_ref.as_str()))));
         }
         refuse_taken(conn, who.tenant_id, pack_ref.as_str()).await?;
         let id = sqlx::query_scalar!(
@@ -218,18 +224,93 @@ fn pack_error(e: PackError) -> ApiError {
     }
 }
 
-/// Reads a pack directory off the async workers.
-async fn load_dir(path: PathBuf) -> Result<loader::PackDefinition, ApiError> {
-    tokio::task::spawn_blocking(move || loader::load(&path))
+/// The directory a path load may read for `raw`, resolved: 403 when no roots are
+/// configured or when it is not under one (the same answer whether it exists or not, so
+/// nothing outside the roots can be probed); 422 when it does not exist under a root.
+fn allowed_dir(state: &ApiState, raw: &str) -> Result<PathBuf, ApiError> {
+    let configured = &state.ctx.config.packs.path_roots;
+    if configured.is_empty() {
+        return Err(ApiError::Forbidden(
+            "path: loading packs from server directories is off on this server: no packs.path_roots \
+             (ATTUNE_PACK_PATH_ROOTS) are configured; register an empty pack with ref and version instead"
+                .into(),
+        ));
+    }
+    let path = Path::new(raw);
+    if !path.is_absolute() {
+        return Err(ApiError::Unprocessable(format!(
+            "path: {:?} must be an absolute directory path on the server",
+            excerpt(raw)
+        )));
+    }
+    let roots: Vec<PathBuf> = configured.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+    let under_a_root = |p: &Path| roots.iter().any(|r| p.starts_with(r));
+    let outside = || {
+        ApiError::Forbidden(format!(
+            "path: {} is not under the directories packs may be loaded from (packs.path_roots, ATTUNE_PACK_PATH_ROOTS)",
+            excerpt(raw)
+        ))
+    };
+    match std::fs::canonicalize(path) {
+        Ok(real) if under_a_root(&real) => Ok(real),
+        Ok(_) => Err(outside()),
+        Err(e) => match resolved_prefix(path) {
+            Some(guess) if under_a_root(&guess) => Err(ApiError::Unprocessable(format!("path: {}: {e}", excerpt(raw)))),
+            _ => Err(outside()),
+        },
+    }
+}
+
+/// Where a path that cannot be resolved whole would be: its longest resolvable ancestor,
+/// resolved, with the rest appended; None when the rest climbs with `..`.
+fn resolved_prefix(path: &Path) -> Option<PathBuf> {
+    let mut ancestor = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(ancestor) {
+            if rest.iter().any(|c| matches!(c, Component::ParentDir)) {
+                return None;
+            }
+            return Some(rest.iter().rev().fold(real, |acc, c| acc.join(c)));
+        }
+        rest.push(ancestor.components().next_back()?);
+        ancestor = ancestor.parent()?;
+    }
+}
+
+/// Reads a pack directory (already resolved under a root) off the async workers; the
+/// loader checks the roots again on the directory it actually reads.
+async fn load_dir(state: &ApiState, path: PathBuf) -> Result<loader::PackDefinition, ApiError> {
+    let roots = state.ctx.config.packs.path_roots.clone();
+    tokio::task::spawn_blocking(move || loader::load_within(&path, &roots))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(pack_error)
 }
 
+/// 403 unless the caller may run every action the pack's rules and workflow tasks run
+/// (checked after the install, inside its transaction, so the refs resolve as they will).
+async fn may_run_pack(conn: &mut PgConnection, who: &Principal, def: &loader::PackDefinition) -> Result<(), ApiError> {
+    for rule in &def.rules {
+        let context = format!("rule {}", rule.rule_ref.as_str());
+        may_run_all(conn, who, &[rule.action.as_str().to_string()], &context).await?;
+    }
+    for action in &def.actions {
+        if let Some(workflow) = &action.workflow {
+            let context = format!("workflow of {}", action.action_ref.as_str());
+            may_run_all(conn, who, &workflow_actions(workflow), &context).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Registers an empty pack (`ref`, `version`, ...), or loads a pack directory from the
-/// server (`path`): all of it, or nothing with every problem listed.
+/// server (`path`, under one of `packs.path_roots`): all of it, or nothing with every
+/// problem listed.
 #[utoipa::path(post, path = "/api/v1/packs", tag = "packs", request_body = CreatePack, security(("bearer" = [])),
-    responses((status = 201, body = PackView), (status = 409), (status = 422)))]
+    responses((status = 201, body = PackView),
+              (status = 403, description = "the role lacks definitions:write; path loads are off (no ATTUNE_PACK_PATH_ROOTS) or the path is outside them; a rule or workflow of the pack runs an action the caller may not run", body = ErrorBody),
+              (status = 409, description = "the pack ref exists (the tenant's or a system pack's)", body = ErrorBody)))]
 async fn create(
     State(state): State<ApiState>,
     who: Principal,
@@ -244,10 +325,12 @@ async fn create(
             "path: give either path (the pack.yaml says the rest) or ref/version/label/description, not both".into(),
         ));
     }
-    let def = load_dir(PathBuf::from(&path)).await?;
+    let dir = allowed_dir(&state, &path)?;
+    let def = load_dir(&state, dir).await?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     refuse_taken(&mut tx, who.tenant_id, def.meta.pack_ref.as_str()).await?;
     let installed = install::install(&mut tx, Some(who.tenant_id), &def, true).await.map_err(pack_error)?;
+    may_run_pack(&mut tx, &who, &def).await?;
     let view = find::<PackView>(&mut tx, &who, Key::Id(installed.pack_id)).await?;
     audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "pack.created", "pack", view.id, view.created_data())
         .await?;
@@ -267,12 +350,15 @@ async fn refuse_taken(conn: &mut PgConnection, tenant_id: i64, r: &str) -> Resul
     .await?;
     match system {
         None => Ok(()),
-        Some(true) => {
-            Err(ApiError::Conflict(format!("pack {r:?} already exists as a system pack; choose another ref")))
-        }
-        Some(false) => {
-            Err(ApiError::Conflict(format!("pack {r:?} already exists; reload it with POST /api/v1/packs/{r}/reload")))
-        }
+        Some(true) => Err(ApiError::Conflict(format!(
+            "pack {:?} already exists as a system pack; choose another ref",
+            excerpt(r)
+        ))),
+        Some(false) => Err(ApiError::Conflict(format!(
+            "pack {:?} already exists; reload it with POST /api/v1/packs/{}/reload",
+            excerpt(r),
+            excerpt(r)
+        ))),
     }
 }
 
@@ -286,9 +372,13 @@ pub struct Reloaded {
 
 /// Re-reads a pack's directory and applies it in one transaction: definitions are
 /// updated in place (ids and webhook URLs survive), removed ones are deleted. A bad
-/// directory changes nothing.
+/// directory changes nothing. The directory must still be under `packs.path_roots`.
 #[utoipa::path(post, path = "/api/v1/packs/{key}/reload", tag = "packs", params(("key" = String, Path, description = "pack ref or id")),
-    security(("bearer" = [])), responses((status = 200, body = Reloaded), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = Reloaded),
+              (status = 403, description = "the role lacks definitions:write; a system pack; the directory is no longer under ATTUNE_PACK_PATH_ROOTS; a rule or workflow runs an action the caller may not run", body = ErrorBody),
+              (status = 404, description = "no such pack visible to the caller", body = ErrorBody),
+              (status = 409, description = "the pack was registered without a directory", body = ErrorBody)))]
 async fn reload(
     State(state): State<ApiState>,
     who: Principal,
@@ -313,7 +403,8 @@ async fn reload(
             pack.pack_ref
         )));
     };
-    let def = load_dir(PathBuf::from(&path)).await?;
+    let dir = allowed_dir(&state, &path)?;
+    let def = load_dir(&state, dir).await?;
     if def.meta.pack_ref.as_str() != pack.pack_ref {
         return Err(ApiError::Unprocessable(format!(
             "{path}/pack.yaml: ref: the directory now holds pack {:?}, not {:?}",
@@ -322,6 +413,7 @@ async fn reload(
         )));
     }
     let installed = install::install(&mut tx, Some(who.tenant_id), &def, false).await.map_err(pack_error)?;
+    may_run_pack(&mut tx, &who, &def).await?;
     if installed.changed {
         let data = json!({"ref": pack.pack_ref, "version": def.meta.version});
         audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "pack.reloaded", "pack", pack.id, data).await?;

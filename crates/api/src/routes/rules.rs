@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 
 use crate::auth::Principal;
 use crate::definitions::routes::{change_routes, create_route, read_routes};
-use crate::definitions::{invalid, pack_ref_of, writable_pack, written, Definition, Head, Select};
-use crate::error::ApiError;
+use crate::definitions::{invalid, may_run_all, pack_ref_of, writable_pack, written, Definition, Head, Select};
+use crate::error::{excerpt, ApiError};
 use crate::pagination::Page;
 use crate::state::ApiState;
 
@@ -64,7 +64,7 @@ pub struct ListParams {
 async fn resolve_ref(conn: &mut PgConnection, kind: RefKind, tenant_id: i64, r: &Ref) -> Result<i64, ApiError> {
     resolve(conn, kind, Some(tenant_id), r).await?.ok_or_else(|| {
         let kind = kind.as_str();
-        ApiError::Unprocessable(format!("{kind}: {kind} {:?} does not exist", r.as_str()))
+        ApiError::Unprocessable(format!("{kind}: {kind} {:?} does not exist", excerpt(r.as_str())))
     })
 }
 
@@ -117,6 +117,9 @@ impl Definition for RuleView {
         let pack_id = writable_pack(conn, who.tenant_id, &pack).await?;
         let trigger_id = resolve_ref(conn, RefKind::Trigger, who.tenant_id, &def.trigger).await?;
         let action_id = resolve_ref(conn, RefKind::Action, who.tenant_id, &def.action).await?;
+        // The rule will run its action on its author's say-so (creating or changing it).
+        let context = format!("rule {}", def.rule_ref.as_str());
+        may_run_all(conn, who, &[def.action.as_str().to_string()], &context).await?;
         let id = write_rule(conn, Some(who.tenant_id), pack_id, &def, trigger_id, action_id, mode).await?;
         written(Self::KIND, def.rule_ref.as_str(), mode, id)
     }

@@ -14,8 +14,7 @@ use attune_core::audit;
 use crate::auth::credentials::{check_login, check_password, hash_in_background};
 use crate::auth::{Permission, Principal, Role};
 use crate::db;
-use crate::definitions::duplicate;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::pagination::{self, Page};
 use crate::state::ApiState;
@@ -45,7 +44,9 @@ pub struct UserView {
 
 /// Adds a user with a role to the caller's tenant (admin only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
-    responses((status = 201, body = UserView), (status = 403), (status = 409), (status = 422)))]
+    responses((status = 201, body = UserView),
+              (status = 403, description = "the caller lacks users:manage", body = ErrorBody),
+              (status = 409, description = "the login is taken (logins are unique whatever their case)", body = ErrorBody)))]
 async fn create(
     State(state): State<ApiState>,
     who: Principal,
@@ -56,8 +57,8 @@ async fn create(
     check_password(&body.password)?;
     let hash = hash_in_background(body.password).await?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    // The login is unique across tenants; the tenant's RLS cannot see the others, so ask
-    // the database to refuse it (unique violation -> 409).
+    // The login is unique across tenants whatever its case; the tenant's RLS cannot see
+    // the others, so ask the database to refuse it (its unique index on lower(login) -> 409).
     let view = sqlx::query_as!(
         UserView,
         r#"INSERT INTO attune.identity (tenant_id, login, display_name, password_hash, role)
@@ -71,7 +72,13 @@ async fn create(
     )
     .fetch_one(&mut *tx)
     .await
-    .map_err(duplicate("login", &body.login))?;
+    .map_err(|e| {
+        if super::auth::is_unique_violation(&e) {
+            super::auth::login_taken(&body.login)
+        } else {
+            e.into()
+        }
+    })?;
     let data = json!({"login": view.login, "role": view.role});
     audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "user.created", "identity", view.id, data).await?;
     tx.commit().await?;
@@ -87,7 +94,8 @@ pub struct ListParams {
 
 /// The users of the caller's tenant (admin only), in login order.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListParams), security(("bearer" = [])),
-    responses((status = 200, body = Page<UserView>), (status = 403)))]
+    responses((status = 200, body = Page<UserView>),
+              (status = 403, description = "the caller lacks users:manage", body = ErrorBody)))]
 async fn list(
     State(state): State<ApiState>,
     who: Principal,

@@ -223,6 +223,8 @@ pub async fn write_action(
         a.with_items,
         a.enabled,
         mode == Mode::Upsert,
+        a.run_roles.as_ref().map(|roles| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()) as Option<Vec<&str>>,
+        a.network,
     )
     .fetch_optional(conn)
     .await

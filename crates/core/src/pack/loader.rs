@@ -12,9 +12,17 @@
 //!
 //! Loading is all-or-nothing: every file is checked, every problem is collected, and a
 //! pack with one bad file yields no definition at all.
+//!
+//! Only the pack's own files are read: every file (and entry point) is resolved first, and
+//! one that is not inside the pack directory once symbolic links are followed is refused
+//! with a message naming it — its target is neither read nor named. Messages never quote
+//! a file's content beyond a short excerpt: YAML type errors name the kind of value, not
+//! the value, and quoted names are cut to [`QUOTE_CHARS`] characters.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -43,32 +51,57 @@ pub struct PackDefinition {
     pub rule_files: BTreeMap<String, PathBuf>,
 }
 
+/// The most characters of a file's content a message quotes (a field name, a value).
+pub const QUOTE_CHARS: usize = 40;
+
+/// The largest definition file read (YAML files are small; a bigger one is a mistake).
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Reads and checks the pack in `dir`.
 pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
+    load_checked(dir, None)
+}
+
+/// Like [`load`], for a directory a tenant named: once resolved (symbolic links and `..`
+/// followed), it must lie under one of `roots` (resolved too). The caller checks this
+/// first to answer precisely; this check is the one made on the directory actually read.
+pub fn load_within(dir: &Path, roots: &[PathBuf]) -> Result<PackDefinition, PackError> {
+    load_checked(dir, Some(roots))
+}
+
+fn load_checked(dir: &Path, roots: Option<&[PathBuf]>) -> Result<PackDefinition, PackError> {
     let mut errors = Vec::new();
     let pack_file = dir.join("pack.yaml");
     if !dir.is_dir() {
         return Err(PackError::invalid(dir, None, "not a directory"));
     }
-    if !pack_file.is_file() {
+    let base = fs::canonicalize(dir).map_err(|e| PackError::invalid(dir, None, format!("cannot resolve: {e}")))?;
+    if let Some(roots) = roots {
+        if !roots.iter().filter_map(|r| fs::canonicalize(r).ok()).any(|r| base.starts_with(r)) {
+            return Err(PackError::invalid(dir, None, "is not under the directories packs may be loaded from"));
+        }
+    }
+    let files = PackFiles { base };
+    if !pack_file.is_file() && !pack_file.is_symlink() {
         return Err(PackError::invalid(
             &pack_file,
             None,
             "missing pack.yaml: every pack directory needs one (ref, version, description)",
         ));
     }
-    let meta = match read_yaml::<PackSpec>(&pack_file).and_then(|spec| spec.check().map_err(|e| at(&pack_file, e))) {
-        Ok(meta) => meta,
-        Err(e) => return Err(PackError::Invalid(vec![e])),
-    };
+    let meta =
+        match files.read_yaml::<PackSpec>(&pack_file).and_then(|spec| spec.check().map_err(|e| at(&pack_file, e))) {
+            Ok(meta) => meta,
+            Err(e) => return Err(PackError::Invalid(vec![e])),
+        };
     let pack = meta.pack_ref.clone();
 
     let mut actions = Vec::new();
-    for file in yaml_files(&dir.join("actions"), &mut errors) {
-        let result = read_yaml::<ActionSpec>(&file).and_then(|mut spec| {
-            resolve_workflow_file(dir, &file, &mut spec)?;
+    for file in files.yaml_files(&dir.join("actions"), &mut errors) {
+        let result = files.read_yaml::<ActionSpec>(&file).and_then(|mut spec| {
+            files.resolve_workflow_file(dir, &file, &mut spec)?;
             let def = spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e))?;
-            check_entry_point(&dir.join("actions"), &file, def.entry_point.as_deref(), def.runner_type)?;
+            files.check_entry_point(&dir.join("actions"), &file, def.entry_point.as_deref(), def.runner_type)?;
             Ok(def)
         });
         match result {
@@ -77,8 +110,9 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
         }
     }
     let mut triggers = Vec::new();
-    for file in yaml_files(&dir.join("triggers"), &mut errors) {
-        match read_yaml::<TriggerSpec>(&file)
+    for file in files.yaml_files(&dir.join("triggers"), &mut errors) {
+        match files
+            .read_yaml::<TriggerSpec>(&file)
             .and_then(|spec| spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e)))
         {
             Ok(def) => triggers.push((file, def)),
@@ -86,10 +120,10 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
         }
     }
     let mut sensors = Vec::new();
-    for file in yaml_files(&dir.join("sensors"), &mut errors) {
-        let result = read_yaml::<SensorSpec>(&file).and_then(|spec| {
+    for file in files.yaml_files(&dir.join("sensors"), &mut errors) {
+        let result = files.read_yaml::<SensorSpec>(&file).and_then(|spec| {
             let def = spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e))?;
-            check_entry_point(&dir.join("sensors"), &file, Some(&def.entry_point), def.runner_type)?;
+            files.check_entry_point(&dir.join("sensors"), &file, Some(&def.entry_point), def.runner_type)?;
             Ok(def)
         });
         match result {
@@ -98,8 +132,9 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
         }
     }
     let mut rules = Vec::new();
-    for file in yaml_files(&dir.join("rules"), &mut errors) {
-        match read_yaml::<RuleSpec>(&file)
+    for file in files.yaml_files(&dir.join("rules"), &mut errors) {
+        match files
+            .read_yaml::<RuleSpec>(&file)
             .and_then(|spec| spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e)))
         {
             Ok(def) => rules.push((file, def)),
@@ -128,8 +163,7 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
         errors.sort_by(|a, b| a.file.cmp(&b.file));
         return Err(PackError::Invalid(errors));
     }
-    let content_hash =
-        hash_dir(dir).map_err(|e| PackError::invalid(dir, None, format!("cannot read the pack: {e}")))?;
+    let content_hash = files.hash(dir).map_err(|e| PackError::Invalid(vec![e]))?;
     let rule_files = rules.iter().map(|(f, r)| (r.rule_ref.to_string(), f.clone())).collect();
     Ok(PackDefinition {
         dir: dir.to_path_buf(),
@@ -144,96 +178,300 @@ pub fn load(dir: &Path) -> Result<PackDefinition, PackError> {
 }
 
 fn at(file: &Path, e: SpecError) -> FileError {
-    FileError { file: file.to_path_buf(), field: Some(e.field), message: e.message }
+    FileError { file: file.to_path_buf(), field: Some(e.field), message: clip_quoted(&e.message) }
+}
+
+fn refused(file: &Path, field: Option<&str>, message: impl Into<String>) -> FileError {
+    FileError { file: file.to_path_buf(), field: field.map(str::to_string), message: message.into() }
+}
+
+/// `s` cut to [`QUOTE_CHARS`] characters, with an ellipsis when cut.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_CHARS) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
+}
+
+/// `message` with each quoted span (`"..."` with backslash escapes, or `` `...` ``) cut
+/// to a [`short`] excerpt: the validation messages quote the file's values.
+fn clip_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open] as char;
+        out.push_str(&rest[..=open]);
+        let body = &rest[open + 1..];
+        let mut escaped = false;
+        let close = body.char_indices().find_map(|(i, c)| {
+            let closes = !escaped && c == quote;
+            escaped = !escaped && c == '\\' && quote == '"';
+            closes.then_some(i)
+        });
+        let end = close.unwrap_or(body.len());
+        out.push_str(&short(&body[..end]));
+        match close {
+            Some(i) => {
+                out.push(quote);
+                rest = &body[i + 1..];
+            }
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A YAML error as a message that does not quote the file: of serde's `invalid type:
+/// string "<the whole file>", expected ...` only the kind of value is kept, and any other
+/// quoted span (a field name) is cut short. Syntax errors say where, never what.
+fn yaml_message(e: &serde_yaml::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(at) = rest.find(marker) {
+            let after = &rest[at + marker.len()..];
+            let (unexpected, tail) = after.split_once(", expected").map_or((after, ""), |(u, t)| (u, t));
+            // `string "..."`, `integer `5``, `map`, ...: the words before the value.
+            let kind = unexpected.split(['"', '`']).next().unwrap_or("").trim();
+            out.push_str(&rest[..at]);
+            out.push_str(marker);
+            out.push_str(if kind.is_empty() { "a value" } else { kind });
+            if !tail.is_empty() || after.contains(", expected") {
+                out.push_str(", expected");
+            }
+            rest = tail;
+            break;
+        }
+    }
+    out.push_str(rest);
+    let message = clip_quoted(&out);
+    match e.location() {
+        Some(loc) if !message.contains("line") => format!("{message} (line {}, column {})", loc.line(), loc.column()),
+        _ => message,
+    }
 }
 
 fn stem(file: &Path) -> Option<String> {
     file.file_stem().and_then(|s| s.to_str()).map(str::to_string)
 }
 
-/// `*.yaml` / `*.yml` files of a sub-directory, sorted; a missing directory is empty.
-fn yaml_files(dir: &Path, errors: &mut Vec<FileError>) -> Vec<PathBuf> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => {
-            errors.push(FileError {
-                file: dir.to_path_buf(),
-                field: None,
-                message: format!("cannot read directory: {e}"),
-            });
+/// Reads the files of one pack directory, and only them.
+struct PackFiles {
+    /// The pack directory, resolved.
+    base: PathBuf,
+}
+
+impl PackFiles {
+    /// Refuses `path` unless, with every symbolic link followed, it lies inside the pack.
+    /// The message names `path` only: where a link leads is not told.
+    fn inside(&self, path: &Path, field: Option<&str>) -> Result<PathBuf, FileError> {
+        let real = fs::canonicalize(path).map_err(|e| refused(path, field, format!("cannot resolve: {e}")))?;
+        if real.starts_with(&self.base) {
+            Ok(real)
+        } else {
+            Err(refused(path, field, "is a symbolic link leading outside the pack directory; refused"))
+        }
+    }
+
+    /// Opens a regular file of the pack for reading (without blocking on a FIFO), checking
+    /// the file actually opened too, so a link swapped in after the check is caught.
+    fn open(&self, path: &Path) -> Result<File, FileError> {
+        let real = self.inside(path, None)?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&real)
+            .map_err(|e| refused(path, None, format!("cannot read: {e}")))?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            if let Ok(opened) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+                if !opened.starts_with(&self.base) {
+                    return Err(refused(path, None, "is a symbolic link leading outside the pack directory; refused"));
+                }
+            }
+        }
+        let meta = file.metadata().map_err(|e| refused(path, None, format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(refused(path, None, "is not a regular file; refused"));
+        }
+        Ok(file)
+    }
+
+    /// `*.yaml` / `*.yml` entries of a sub-directory (symbolic links included, to be
+    /// checked when read), sorted; a missing directory is empty.
+    fn yaml_files(&self, dir: &Path, errors: &mut Vec<FileError>) -> Vec<PathBuf> {
+        if !dir.exists() && !dir.is_symlink() {
             return Vec::new();
         }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
-    files
-}
-
-/// Parses one YAML file. Syntax errors carry serde_yaml's "at line L column C".
-fn read_yaml<T: DeserializeOwned>(file: &Path) -> Result<T, FileError> {
-    let text = fs::read_to_string(file).map_err(|e| FileError {
-        file: file.to_path_buf(),
-        field: None,
-        message: format!("cannot read: {e}"),
-    })?;
-    serde_yaml::from_str(&text).map_err(|e| {
-        let message = match e.location() {
-            Some(loc) if !e.to_string().contains("line") => {
-                format!("{e} (line {}, column {})", loc.line(), loc.column())
+        if let Err(e) = self.inside(dir, None) {
+            errors.push(e);
+            return Vec::new();
+        }
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                errors.push(refused(dir, None, format!("cannot read directory: {e}")));
+                return Vec::new();
             }
-            _ => e.to_string(),
         };
-        FileError { file: file.to_path_buf(), field: None, message: format!("invalid YAML: {message}") }
-    })
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink() || t.is_file()))
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Parses one YAML file of the pack. Syntax errors carry "line L column C".
+    fn read_yaml<T: DeserializeOwned>(&self, path: &Path) -> Result<T, FileError> {
+        let file = self.open(path)?;
+        let mut text = String::new();
+        file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => refused(path, None, "is not UTF-8 text"),
+            _ => refused(path, None, format!("cannot read: {e}")),
+        })?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(refused(path, None, format!("is larger than {} KiB", MAX_FILE_BYTES / 1024)));
+        }
+        serde_yaml::from_str(&text).map_err(|e| refused(path, None, format!("invalid YAML: {}", yaml_message(&e))))
+    }
+
+    /// `workflow: NAME` in a pack file names `workflows/NAME.yaml`; it is read into the
+    /// action as an inline definition so the database holds what runs.
+    fn resolve_workflow_file(&self, dir: &Path, action_file: &Path, spec: &mut ActionSpec) -> Result<(), FileError> {
+        let Some(Value::String(name)) = &spec.workflow else {
+            return Ok(());
+        };
+        let name = name.trim_end_matches(".yaml").trim_end_matches(".yml");
+        if name.is_empty() || name.contains('/') || name.contains("..") {
+            return Err(refused(
+                action_file,
+                Some("workflow"),
+                format!("{:?} must name a file in workflows/ (without directories)", short(name)),
+            ));
+        }
+        let candidates =
+            [dir.join("workflows").join(format!("{name}.yaml")), dir.join("workflows").join(format!("{name}.yml"))];
+        let Some(file) = candidates.iter().find(|p| p.is_file() || p.is_symlink()) else {
+            return Err(refused(
+                action_file,
+                Some("workflow"),
+                format!("workflows/{}.yaml does not exist", short(name)),
+            ));
+        };
+        let definition: Value = self.read_yaml(file)?;
+        super::spec::check_workflow(&definition).map_err(|e| at(file, e))?;
+        spec.workflow = Some(definition);
+        Ok(())
+    }
+
+    /// An entry point must be a file of the pack (the worker runs it from there).
+    fn check_entry_point(
+        &self,
+        base: &Path,
+        file: &Path,
+        entry_point: Option<&str>,
+        runner: RunnerType,
+    ) -> Result<(), FileError> {
+        let Some(ep) = entry_point else { return Ok(()) };
+        // Builtin entry points name an in-process function, not a file.
+        if runner == RunnerType::Builtin {
+            return Ok(());
+        }
+        let path = base.join(ep);
+        let missing =
+            || refused(file, Some("entry_point"), format!("{:?} does not exist in {}", short(ep), base.display()));
+        if !path.exists() && !path.is_symlink() {
+            return Err(missing());
+        }
+        let real = self.inside(&path, None).map_err(|_| {
+            refused(
+                file,
+                Some("entry_point"),
+                format!("{:?} is a symbolic link leading outside the pack directory; refused", short(ep)),
+            )
+        })?;
+        if !real.is_file() {
+            return Err(missing());
+        }
+        Ok(())
+    }
+
+    /// SHA-256 over every file's path relative to `dir` and content; links inside the pack
+    /// count by where they lead, links out of it are refused.
+    fn hash(&self, dir: &Path) -> Result<String, FileError> {
+        let mut files = Vec::new();
+        self.walk(dir, dir, &mut files)?;
+        files.sort();
+        let mut hasher = Sha256::new();
+        for (rel, entry) in files {
+            hasher.update(rel.as_bytes());
+            hasher.update([0]);
+            match entry {
+                Entry::File(path) => {
+                    let mut file = self.open(&path)?;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = file.read(&mut buf).map_err(|e| refused(&path, None, format!("cannot read: {e}")))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                    }
+                }
+                Entry::LinkedDir(target) => {
+                    hasher.update(b"-> ");
+                    hasher.update(target.as_bytes());
+                }
+            }
+            hasher.update([0]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    fn walk(&self, top: &Path, dir: &Path, out: &mut Vec<(String, Entry)>) -> Result<(), FileError> {
+        fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+            move |e| refused(path, None, format!("cannot read the pack: {e}"))
+        }
+        for entry in fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let path = entry.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // Environments built for the pack are not part of its content.
+            if name.starts_with('.') || name == "node_modules" || name == "__pycache__" {
+                continue;
+            }
+            let rel = path.strip_prefix(top).unwrap_or(&path).to_string_lossy().to_string();
+            let kind = entry.file_type().map_err(io(&path))?;
+            if kind.is_symlink() {
+                let real = self.inside(&path, None)?;
+                if real.is_dir() {
+                    // Not descended into (a link to a parent would never end).
+                    let target = real.strip_prefix(&self.base).unwrap_or(Path::new("")).to_string_lossy().to_string();
+                    out.push((rel, Entry::LinkedDir(target)));
+                } else if real.is_file() {
+                    out.push((rel, Entry::File(path)));
+                }
+            } else if kind.is_dir() {
+                self.walk(top, &path, out)?;
+            } else if kind.is_file() {
+                out.push((rel, Entry::File(path)));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// `workflow: NAME` in a pack file names `workflows/NAME.yaml`; it is read into the
-/// action as an inline definition so the database holds what runs.
-fn resolve_workflow_file(dir: &Path, action_file: &Path, spec: &mut ActionSpec) -> Result<(), FileError> {
-    let Some(Value::String(name)) = &spec.workflow else {
-        return Ok(());
-    };
-    let name = name.trim_end_matches(".yaml").trim_end_matches(".yml");
-    if name.is_empty() || name.contains('/') || name.contains("..") {
-        return Err(FileError {
-            file: action_file.to_path_buf(),
-            field: Some("workflow".into()),
-            message: format!("{name:?} must name a file in workflows/ (without directories)"),
-        });
-    }
-    let candidates =
-        [dir.join("workflows").join(format!("{name}.yaml")), dir.join("workflows").join(format!("{name}.yml"))];
-    let Some(file) = candidates.iter().find(|p| p.is_file()) else {
-        return Err(FileError {
-            file: action_file.to_path_buf(),
-            field: Some("workflow".into()),
-            message: format!("workflows/{name}.yaml does not exist"),
-        });
-    };
-    let definition: Value = read_yaml(file)?;
-    super::spec::check_workflow(&definition).map_err(|e| at(file, e))?;
-    spec.workflow = Some(definition);
-    Ok(())
-}
-
-fn check_entry_point(base: &Path, file: &Path, entry_point: Option<&str>, runner: RunnerType) -> Result<(), FileError> {
-    let Some(ep) = entry_point else { return Ok(()) };
-    // Builtin entry points name an in-process function, not a file.
-    if runner == RunnerType::Builtin {
-        return Ok(());
-    }
-    if !base.join(ep).is_file() {
-        return Err(FileError {
-            file: file.to_path_buf(),
-            field: Some("entry_point".into()),
-            message: format!("{ep:?} does not exist in {}", base.display()),
-        });
-    }
-    Ok(())
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Entry {
+    File(PathBuf),
+    LinkedDir(String),
 }
 
 fn no_duplicates<T>(items: &[(PathBuf, T)], key: impl Fn(&T) -> String, errors: &mut Vec<FileError>) {
@@ -252,33 +490,35 @@ fn no_duplicates<T>(items: &[(PathBuf, T)], key: impl Fn(&T) -> String, errors: 
     }
 }
 
-fn hash_dir(dir: &Path) -> std::io::Result<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
-        for entry in fs::read_dir(dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // Environments built for the pack are not part of its content.
-            if name.starts_with('.') || name == "node_modules" || name == "__pycache__" {
-                continue;
-            }
-            if path.is_dir() {
-                walk(base, &path, out)?;
-            } else if path.is_file() {
-                let rel = path.strip_prefix(base).unwrap_or(&path).to_string_lossy().to_string();
-                out.push((rel, path));
-            }
-        }
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Meta {
+        name: String,
+        version: Option<String>,
     }
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
-    files.sort();
-    let mut hasher = Sha256::new();
-    for (rel, path) in files {
-        hasher.update(rel.as_bytes());
-        hasher.update([0]);
-        hasher.update(fs::read(&path)?);
-        hasher.update([0]);
+
+    fn message_of(yaml: &str) -> String {
+        yaml_message(&serde_yaml::from_str::<Meta>(yaml).unwrap_err())
     }
-    Ok(hex::encode(hasher.finalize()))
+
+    #[test]
+    fn yaml_errors_name_the_kind_of_value_not_the_value() {
+        let m = message_of("s3cr3t-token-value");
+        assert!(!m.contains("s3cr3t"), "{m}");
+        assert!(m.contains("invalid type: string, expected"), "{m}");
+        let m = message_of("name: [s3cr3t]");
+        assert!(!m.contains("s3cr3t"), "{m}");
+        let m = message_of("name: x\nsecret_sauce: 1\n");
+        assert!(m.contains("unknown field `secret_sauce`"), "{m}");
+        let long = "k".repeat(100);
+        let m = message_of(&format!("name: x\n{long}: 1\n"));
+        assert!(!m.contains(&"k".repeat(QUOTE_CHARS + 1)), "{m}");
+        let m = message_of("name: \"unterminated\n");
+        assert!(m.contains("line"), "{m}");
+    }
 }

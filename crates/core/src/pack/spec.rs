@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::domain::rbac::Role;
 use crate::domain::templates::{check_criteria, check_value};
 use crate::domain::{PackRef, ParamSchema, Ref, RunnerType, TriggerType};
 
@@ -151,6 +152,11 @@ pub struct ActionSpec {
     pub container: Option<Value>,
     pub with_items: Option<String>,
     pub enabled: Option<bool>,
+    /// Roles that may run it by hand (`admin`, `editor`, `executor`); absent: every role
+    /// with the run permission.
+    pub run_roles: Option<Vec<String>>,
+    /// Whether its sandbox has network (default true).
+    pub network: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +179,8 @@ pub struct ActionDef {
     pub container: Option<Value>,
     pub with_items: Option<String>,
     pub enabled: bool,
+    pub run_roles: Option<Vec<Role>>,
+    pub network: bool,
 }
 
 impl ActionSpec {
@@ -249,6 +257,21 @@ impl ActionSpec {
         if let Some(h) = &self.http {
             check_value("http", h).or_else(|e| err("http", e))?;
         }
+        let run_roles = match self.run_roles {
+            None => None,
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|name| match Role::parse(name) {
+                        Some(Role::Viewer) | None => err(
+                            "run_roles",
+                            format!("{name:?} is not a role that runs actions: expected admin, editor or executor"),
+                        ),
+                        Some(role) => Ok(role),
+                    })
+                    .collect::<Result<Vec<Role>, SpecError>>()?,
+            ),
+        };
         Ok(ActionDef {
             action_ref,
             description: self.description,
@@ -268,6 +291,8 @@ impl ActionSpec {
             container: self.container,
             with_items: self.with_items,
             enabled: self.enabled.unwrap_or(true),
+            run_roles,
+            network: self.network.unwrap_or(true),
         })
     }
 }

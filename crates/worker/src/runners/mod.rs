@@ -38,6 +38,11 @@ pub struct Job {
     pub unrunnable: Option<String>,
     /// Cancelled when someone asks for the execution to be canceled.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Whether the action's sandbox has network (the action's `network`).
+    pub network: bool,
+    /// How the action is sandboxed: the worker's `sandbox` settings (mode, user, bound
+    /// folders, limits).
+    pub sandbox: attune_core::child::SandboxConfig,
     /// Where a runner that starts a process reports its pid (the attempt's row keeps it).
     pub started: Option<crate::attempts::StartedTx>,
 }
@@ -177,6 +182,8 @@ pub(crate) mod tests {
             unrunnable: None,
             cancel: Default::default(),
             started: None,
+            network: true,
+            sandbox: attune_core::Config::default().sandbox,
         }
     }
 

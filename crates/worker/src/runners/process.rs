@@ -11,14 +11,24 @@
 //!   [`INPUT_REFUSED_CODE`]), and the execution fails with [`INPUT_NEVER_ARRIVED`];
 //! - environment: a clean one (the worker's own, with its database URL and keys, is not
 //!   inherited) plus `ATTUNE_PARAM_<NAME>` for each non-secret parameter;
+//! - a sandbox of its own ([`attune_core::child::Sandbox`], `sandbox.mode = namespaces`,
+//!   the default): bubblewrap, as an unprivileged user, seeing a read-only system, its
+//!   pack's directory (read-only, at its own path), the `sandbox.bind` folders and a
+//!   private scratch folder — its working directory, `$HOME` and `$TMPDIR`, where python
+//!   code is written too, removed when the action ends — and nothing else of the host;
+//!   no network when the action says `"network": false`; resource limits
+//!   (`sandbox.limits`), and an `error` naming the limit a failed action most likely hit.
+//!   No sandbox can be had (bubblewrap missing, say): the execution fails, unrun.
+//!   With `sandbox.mode = none` the action runs unsandboxed, as the worker's user, in its
+//!   pack's `actions` folder, as before (a warning says so once per process);
 //! - its own process group, so a timeout (SIGTERM, then SIGKILL after a grace period) and
 //!   the end of the action reach every process it started that stayed in it;
-//! - its own PID namespace where the kernel allows ([`attune_core::child`], which falls
-//!   back to the process group alone and warns): whatever the action started — `setsid`
-//!   and double-forked descendants included — is killed when the action ends, and
-//!   everything is killed when the worker dies, however it dies: an action never runs on
-//!   without the worker that reads its output and records its result. An action killed
-//!   by signal N reports exit code 128+N there;
+//! - its own PID namespace (the sandbox's; unsandboxed, [`attune_core::child::isolate`]'s
+//!   where the kernel allows, which falls back to the process group alone and warns):
+//!   whatever the action started — `setsid` and double-forked descendants included — is
+//!   killed when the action ends, and everything is killed when the worker dies, however
+//!   it dies: an action never runs on without the worker that reads its output and
+//!   records its result. An action killed by signal N reports exit code 128+N there;
 //! - stdout/stderr captured up to `max_output_bytes` each; the last stdout line that is a
 //!   JSON object becomes `result.output`, whatever the exit code.
 
@@ -27,10 +37,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use attune_core::child::{limit_exceeded, Sandbox};
 use attune_core::domain::RunnerType;
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use super::{Job, Outcome};
@@ -76,11 +86,11 @@ if callable(getattr(module, "run", None)):
         print(json.dumps(result, default=str))
 "#;
 
-/// What to start: a program, its arguments, and a temporary file to keep alive while it runs.
-type Program = (OsString, Vec<OsString>, Option<tempfile::NamedTempFile>);
+/// What to start: a program and its arguments.
+type Program = (OsString, Vec<OsString>);
 
-/// The program to start for `job`.
-fn command_for(job: &Job) -> Result<Program, String> {
+/// The program to start for `job`; python code is written into the sandbox's scratch folder.
+fn command_for(job: &Job, sandbox: &Sandbox) -> Result<Program, String> {
     let actions_dir = job.pack_dir.as_ref().map(|p| p.join("actions"));
     let entry = |ep: &str| -> Result<PathBuf, String> {
         let dir =
@@ -95,31 +105,25 @@ fn command_for(job: &Job) -> Result<Program, String> {
     match job.runner_type {
         RunnerType::Shell => {
             if let Some(command) = &job.command {
-                return Ok(("/bin/sh".into(), vec!["-c".into(), command.into()], None));
+                return Ok(("/bin/sh".into(), vec!["-c".into(), command.into()]));
             }
             let path = entry(job.entry_point.as_deref().unwrap_or_default())?;
             if is_executable(&path) {
-                Ok((path.into(), Vec::new(), None))
+                Ok((path.into(), Vec::new()))
             } else {
-                Ok(("/bin/sh".into(), vec![path.into()], None))
+                Ok(("/bin/sh".into(), vec![path.into()]))
             }
         }
         RunnerType::Python => {
-            let (path, temp) = match (&job.code, &job.entry_point) {
-                (Some(code), _) => {
-                    let mut file = tempfile::Builder::new()
-                        .prefix("attune-action-")
-                        .suffix(".py")
-                        .tempfile()
-                        .map_err(|e| e.to_string())?;
-                    std::io::Write::write_all(&mut file, code.as_bytes()).map_err(|e| e.to_string())?;
-                    (file.path().to_path_buf(), Some(file))
-                }
-                (None, Some(ep)) => (entry(ep)?, None),
+            let path = match (&job.code, &job.entry_point) {
+                (Some(code), _) => sandbox
+                    .write_file("attune_action.py", code.as_bytes())
+                    .map_err(|e| format!("cannot write the action's code: {e}"))?,
+                (None, Some(ep)) => entry(ep)?,
                 (None, None) => return Err("a python action needs code or entry_point".into()),
             };
             let args = vec!["-u".into(), "-c".into(), PYTHON_WRAPPER.into(), path.into()];
-            Ok(("python3".into(), args, temp))
+            Ok(("python3".into(), args))
         }
         other => Err(format!("not a process runner: {other}")),
     }
@@ -184,7 +188,13 @@ async fn finish_capture(task: tokio::task::JoinHandle<crate::output::Captured>) 
 }
 
 pub async fn run(job: &Job) -> Outcome {
-    let (program, args, _temp) = match command_for(job) {
+    let read_only: Vec<PathBuf> = job.pack_dir.iter().cloned().collect();
+    // Dropped when this function returns: the scratch folder goes with it.
+    let mut sandbox = match Sandbox::prepare(&job.sandbox, job.network, &read_only) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(format!("cannot sandbox the action, so it did not run: {e}")),
+    };
+    let (program, args) = match command_for(job, &sandbox) {
         Ok(c) => c,
         Err(e) => return Outcome::failed(e),
     };
@@ -205,9 +215,10 @@ pub async fn run(job: &Job) -> Outcome {
         Ok(f) => f,
         Err(e) => return Outcome::failed(format!("cannot prepare the action's input: {e}")),
     };
+    // Unsandboxed only: a sandboxed action starts in its scratch folder.
     let workdir =
         job.pack_dir.as_ref().map(|p| p.join("actions")).filter(|d| d.is_dir()).unwrap_or_else(std::env::temp_dir);
-    let mut cmd = attune_core::child::isolate(program, args, &workdir);
+    let mut cmd = sandbox.command(program, args, &workdir);
     cmd.stdin(input)
         .env("ATTUNE_EXECUTION_ID", job.execution_id.to_string())
         .env("ATTUNE_ACTION_REF", &job.action_ref)
@@ -216,13 +227,12 @@ pub async fn run(job: &Job) -> Outcome {
     // Spawned right here, on this async task's thread — a runtime worker thread, alive as
     // long as the runtime — never from `spawn_blocking`: the child's death signal
     // (PR_SET_PDEATHSIG) fires when the thread that forked it ends, not only the worker.
-    let spawned = cmd.spawn();
+    let spawned = sandbox.spawn(&mut cmd);
     drop(cmd); // our copy of the input file
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return Outcome::failed(format!("cannot start the action: {e}")),
     };
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
     if let (Some(started), Some(pid)) = (&job.started, child.id()) {
         started.report(job.execution_id, job.attempt, pid);
     }
@@ -246,15 +256,11 @@ pub async fn run(job: &Job) -> Outcome {
     let status = match ending {
         Ending::Exited => status,
         Ending::TimedOut | Ending::Canceled => {
-            if let Some(g) = group {
-                let _ = killpg(g, Signal::SIGTERM);
-            }
+            sandbox.signal(Signal::SIGTERM);
             match tokio::time::timeout(GRACE, child.wait()).await {
                 Ok(s) => s.ok(),
                 Err(_) => {
-                    if let Some(g) = group {
-                        let _ = killpg(g, Signal::SIGKILL);
-                    }
+                    sandbox.signal(Signal::SIGKILL);
                     child.wait().await.ok()
                 }
             }
@@ -262,11 +268,9 @@ pub async fn run(job: &Job) -> Outcome {
     };
     let timed_out = matches!(ending, Ending::TimedOut);
     let canceled = matches!(ending, Ending::Canceled);
-    // Whatever the action left running in its group goes with it (in its own PID
-    // namespace, all of it is already gone: the namespace ended with the action).
-    if let Some(g) = group {
-        let _ = killpg(g, Signal::SIGKILL);
-    }
+    // Whatever the action left running goes with it (in a PID namespace of its own, it
+    // is going already: the namespace ends with the action).
+    sandbox.signal(Signal::SIGKILL);
     // Without a PID namespace, a process that left the group (setsid) may still hold the
     // pipes: do not wait for it.
     let out = finish_capture(stdout).await;
@@ -276,6 +280,7 @@ pub async fn run(job: &Job) -> Outcome {
     let output = last_json_object(&out.tail_text()).or_else(|| last_json_object(&stdout_text));
     let exit_code = status.and_then(|s| s.code());
     let succeeded = !timed_out && !canceled && exit_code == Some(0);
+    let mut failure_reason = if canceled { Some("canceled") } else { timed_out.then_some("timeout") };
     let error = if canceled {
         Some("canceled on request".to_string())
     } else if timed_out {
@@ -290,10 +295,22 @@ pub async fn run(job: &Job) -> Outcome {
         let start = tail.len().saturating_sub(ERROR_TAIL);
         let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(tail.len());
         let tail = &tail[start..];
-        Some(match (exit_code, tail.is_empty()) {
-            (Some(code), true) => format!("exited with code {code}"),
-            (None, true) => "killed by a signal".to_string(),
-            (_, false) => tail.to_string(),
+        let exceeded = sandbox.limits().and_then(|limits| {
+            let head = String::from_utf8_lossy(&err.head);
+            limit_exceeded(limits, exit_code, tail).or_else(|| limit_exceeded(limits, None, &head))
+        });
+        Some(match (exceeded, exit_code, tail.is_empty()) {
+            (Some(limit), _, true) => {
+                failure_reason = Some("resource_limit");
+                format!("the action {limit}")
+            }
+            (Some(limit), _, false) => {
+                failure_reason = Some("resource_limit");
+                format!("the action {limit}: {tail}")
+            }
+            (None, Some(code), true) => format!("exited with code {code}"),
+            (None, None, true) => "killed by a signal".to_string(),
+            (None, _, false) => tail.to_string(),
         })
     };
     Outcome {
@@ -304,7 +321,7 @@ pub async fn run(job: &Job) -> Outcome {
         truncated: out.truncated(limit) || err.truncated(limit),
         output,
         error,
-        failure_reason: if canceled { Some("canceled") } else { timed_out.then_some("timeout") },
+        failure_reason,
     }
 }
 
