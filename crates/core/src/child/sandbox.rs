@@ -1,17 +1,4 @@
-//! How Attune starts the programs of packs (actions, sensors): untrusted code, written by
-//! pack authors and tenants. Two ways, chosen by `sandbox.mode` (`ATTUNE_SANDBOX`):
-//!
-//! - [`Sandbox`] in `namespaces` mode (the default): each program in a bubblewrap sandbox
-//!   of its own, as an unprivileged user, with resource limits (see "The sandbox");
-//! - `none`: the unsandboxed start of [`isolate`], as the service's own user, with a
-//!   warning once per process (see "Unsandboxed: the chain of deaths").
-//!
-//! Both give the program a clean environment (the service's own variables — database URL,
-//! keys — are not passed on), piped standard streams, a process group of its own, and a
-//! life no longer than the service's: a program never outlives the process that started
-//! it, and what it started dies with it — `setsid` and double-forked descendants too.
-//!
-//! # The sandbox
+//! The sandbox (`sandbox.mode = namespaces`, the default).
 //! Why bubblewrap (`/usr/bin/bwrap`, Debian package `bubblewrap`): it is small (one C file),
 //! audited, the sandbox of every Flatpak app, and needs no setuid bit where the kernel
 //! allows unprivileged user namespaces. Alternatives were hakoniwa (a Rust library, no
@@ -79,7 +66,7 @@
 //! - Descriptors the service inherited without close-on-exec are closed at exec (bwrap
 //!   would pass them on).
 //!
-//! ## Deaths in the sandbox
+//! # Deaths in the sandbox
 //! bubblewrap alone is not enough: `--die-with-parent` gives the sandbox's PID 1 its death
 //! signal only once it is set up, so a monitor killed while it builds the sandbox leaves
 //! that PID 1 — soon running the program — behind with no service (seen in the chaos
@@ -106,60 +93,12 @@
 //! [`Sandbox::signal`]'s SIGTERM reaches the program, and SIGKILL everything. A program
 //! killed by signal N is reported by `bwrap` as exit code 128+N.
 //!
-//! # Unsandboxed: the chain of deaths
-//! Where the kernel allows it, each program runs in a PID namespace of its own:
-//!
-//! ```text
-//! service ─ unshare --pid --fork --kill-child ─ /bin/sh (PID 1: INIT) ─ program (PID 2) ─ …
-//! ```
-//!
-//! 1. `unshare` gets `PR_SET_PDEATHSIG(SIGKILL)` (a `pre_exec` hook here, which also
-//!    checks that the service did not die before the hook ran): when the service dies,
-//!    however it dies, the kernel kills `unshare`.
-//! 2. `--kill-child`: `unshare` gives its forked child, the namespace's PID 1,
-//!    `PR_SET_PDEATHSIG(SIGKILL)`: it dies with `unshare`.
-//! 3. When the PID 1 of a namespace dies, the kernel kills every other process in it —
-//!    those that called `setsid` or double-forked too, which no process group reaches.
-//!
-//! The same step 3 clears up after a program that ends normally: PID 1 exits as soon as
-//! the program does, and whatever the program left running in the namespace is killed
-//! before `unshare` reports the exit. When the service is not root, the PID namespace
-//! needs a user namespace as well: the service's own uid and gid are mapped
-//! (`--map-current-user`, or `--map-root-user` — uid 0 inside — where `unshare` lacks
-//! that option), so set-uid programs (`sudo`) gain nothing inside. The namespace has no
-//! `/proc` of its own: `ps` shows the host's processes, while `$$` and `getpid()` are
-//! namespace-local numbers (`/proc/self` resolves to the host's).
-//!
-//! The program is PID 2, not PID 1, because a namespace's PID 1 receives only the signals
-//! it has a handler for (SIGKILL aside): a program running as PID 1 would ignore the
-//! SIGTERM of a timeout or a cancel. The process group is `unshare`'s (the process the
-//! caller holds) and holds PID 1 and the program, so `killpg` reaches the program as
-//! before; `unshare` blocks SIGTERM and PID 1 (a shell without handlers) ignores it, and
-//! PID 1 exits with the program's status. One difference: a program killed by signal N
-//! is reported as exit code 128+N (a PID 1 cannot die of a signal of its own to pass it
-//! on), as a shell reports it.
-//!
-//! ## Fallback
-//! Checked once, at the first start, by running the same chain with `true`: when
-//! `unshare` is missing or the kernel refuses the namespaces, programs start directly in
-//! their own process group with `PR_SET_PDEATHSIG(SIGKILL)` on the program itself, and a
-//! warning says so once. What is lost: when the service dies, only the program itself
-//! dies, not what it started; and what leaves the program's process group (`setsid`) can
-//! outlive the program's run. (The sandbox has no such fallback: without a working
-//! `bwrap` a program does not start, and the error says why.)
-//!
-//! # The starting thread
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends, not the process.
-//! Start these programs from async tasks: tokio's runtime worker threads live as long as
-//! the runtime. Never from `spawn_blocking` (its threads end after some idle seconds)
-//! nor inside `block_in_place` (the thread leaves the runtime for the blocking pool).
 
 use std::ffi::{CString, OsStr, OsString};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Once, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -167,166 +106,11 @@ use tokio::process::{Child, Command};
 
 pub use crate::config::{LimitsConfig, SandboxConfig, SandboxMode};
 
-/// Where util-linux installs `unshare`.
-const UNSHARE: [&str; 2] = ["/usr/bin/unshare", "/bin/unshare"];
-/// The namespace's PID 1.
-const SHELL: &str = "/bin/sh";
-/// PID 1's script: runs the program (`"$@"`) as a child and exits with its status. The
-/// subshell's redirection happens in the child, so the shell's own job messages
-/// ("Terminated" when the program dies of SIGTERM) go to /dev/null while the program
-/// writes to the real stderr. `unset PWD`: the shell would otherwise add it to the
-/// program's (clean) environment.
-const INIT: &str = r#"unset PWD; exec 3>&2 2>/dev/null; ("$@") 2>&3 3>&-; exit $?"#;
-/// PID 1's `$0`, as it appears in `ps` and in the shell's own error messages.
-const INIT_NAME: &str = "attune-init";
-
-/// How programs are kept from outliving the service, chosen once per process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Containment {
-    /// A PID namespace per program, started by `unshare` with these options.
-    PidNamespace { unshare: PathBuf, options: Vec<&'static str> },
-    /// A process group per program, and `PR_SET_PDEATHSIG` on the program only.
-    ProcessGroup { reason: String },
-}
-
-/// The containment of this process's programs: checked at the first call (which runs
-/// `unshare` once and waits for it, a few milliseconds), then remembered.
-pub fn containment() -> &'static Containment {
-    static CHOSEN: OnceLock<Containment> = OnceLock::new();
-    CHOSEN.get_or_init(|| {
-        let chosen = probe();
-        match &chosen {
-            Containment::PidNamespace { options, .. } => {
-                tracing::debug!(options = options.join(" "), "pack programs run in a PID namespace of their own")
-            }
-            Containment::ProcessGroup { reason } => tracing::warn!(
-                reason,
-                "pack programs cannot run in a PID namespace of their own; falling back to a process group: \
-                 when this service dies, what its actions and sensors started keeps running, and a process \
-                 that leaves its group (setsid) can outlive its action"
-            ),
-        }
-        chosen
-    })
-}
-
-fn probe() -> Containment {
-    let Some(unshare) = UNSHARE.iter().map(Path::new).find(|p| p.is_file()) else {
-        return Containment::ProcessGroup { reason: format!("util-linux's unshare is not installed ({})", UNSHARE[0]) };
-    };
-    let namespace = ["--pid", "--fork", "--kill-child"];
-    let candidates: Vec<Vec<&'static str>> = if nix::unistd::geteuid().is_root() {
-        vec![namespace.to_vec()]
-    } else {
-        [["--user", "--map-current-user"], ["--user", "--map-root-user"]]
-            .iter()
-            .map(|user| user.iter().chain(&namespace).copied().collect())
-            .collect()
-    };
-    let mut failures = Vec::new();
-    for options in candidates {
-        match try_unshare(unshare, &options) {
-            Ok(()) => return Containment::PidNamespace { unshare: unshare.to_path_buf(), options },
-            Err(e) => failures.push(format!("`{} {} -- true`: {e}", unshare.display(), options.join(" "))),
-        }
-    }
-    Containment::ProcessGroup { reason: failures.join("; ") }
-}
-
-/// Runs `true` the way programs will be run; Ok when it exits 0 within 5 s.
-fn try_unshare(unshare: &Path, options: &[&str]) -> Result<(), String> {
-    let mut cmd = std::process::Command::new(unshare);
-    cmd.args(options)
-        .arg("--")
-        .args([SHELL, "-c", INIT, INIT_NAME, "true"])
-        .env_clear()
-        .env("PATH", path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    wait_briefly(cmd)
-}
-
-/// Runs `cmd` (stderr piped); Ok when it exits 0 within 5 s, else what went wrong.
-fn wait_briefly(mut cmd: std::process::Command) -> Result<(), String> {
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("did not finish within 5 s".into());
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    Err(format!("{status}: {}", stderr.trim()))
-}
-
-fn path() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
-}
-
-/// A command that runs `program` with `args` in `workdir`, contained as [`containment`]
-/// says; add the program's own variables after. stdin, stdout and stderr are piped (set
-/// another stdin if it should be something else). The process the returned command
-/// starts is the leader of the program's process group, and is killed when dropped.
-///
-/// Call `spawn` on the result from an async task, not from `spawn_blocking` (see the
-/// module doc: the death signal follows the forking thread).
-pub fn isolate<I, S>(program: impl AsRef<OsStr>, args: I, workdir: &Path) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut cmd = match containment() {
-        Containment::PidNamespace { unshare, options } => {
-            let mut cmd = Command::new(unshare);
-            cmd.args(options).arg("--").args([SHELL, "-c", INIT, INIT_NAME]).arg(program);
-            cmd
-        }
-        Containment::ProcessGroup { .. } => Command::new(program),
-    };
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", path())
-        .env("LANG", "C.UTF-8")
-        .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
-        .current_dir(workdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let service = std::process::id();
-    // SAFETY: runs between fork and exec; it only makes async-signal-safe system calls
-    // (prctl, getppid, kill) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || die_with(service));
-    }
-    cmd
-}
-
-/// In the forked child: be killed when the service (the forking thread) ends. If the
-/// service already died between the fork and here, nothing would ever send that signal:
-/// die now instead.
-fn die_with(service: u32) -> std::io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-    if nix::unistd::getppid().as_raw() as u32 != service {
-        let _ = nix::sys::signal::raise(Signal::SIGKILL);
-    }
-    Ok(())
-}
+use super::accounts::{identity, Account, Identity};
+use super::run_dirs::{c_path, make_run_dir, remove_tree};
+#[cfg(test)]
+use super::run_dirs::{pid_namespace, run_dir_prefix, sweep_leftovers, INIT_PID_NAMESPACE};
+use super::{die_with, isolate, wait_briefly, SHELL, UNSHARE};
 
 // ---------------------------------------------------------------------------------------
 // The sandbox
@@ -359,63 +143,6 @@ const HOSTNAME: &str = "attune-sandbox";
 const SYSTEM: [&str; 7] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"];
 /// Between SIGXCPU (the soft CPU limit) and SIGKILL (the hard one).
 const CPU_GRACE_SECS: u64 = 5;
-
-/// An OS account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Account {
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Who a sandboxed program is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Identity {
-    /// The service is root: the program's process becomes this account before the sandbox
-    /// is built.
-    Switch(Account),
-    /// The service is not root and cannot switch: the program keeps the service's uid
-    /// outside, mapped to [`NOBODY`] inside the sandbox.
-    Mapped,
-}
-
-/// The identity of sandboxed programs under `run_as` (`sandbox.run_as`: a user name or
-/// uid). Refused: root, the service's own user, and `run_as` in a service that is not
-/// root (it could not switch).
-pub fn identity(run_as: Option<&str>) -> Result<Identity, String> {
-    let service = nix::unistd::geteuid();
-    if !service.is_root() {
-        return match run_as {
-            None => Ok(Identity::Mapped),
-            Some(user) => Err(format!(
-                "sandbox.run_as ({user}) needs the service to run as root, to switch users; this service runs as \
-                 uid {service}: unset sandbox.run_as (the sandbox then maps this uid to {NOBODY} inside)"
-            )),
-        };
-    }
-    let account = match run_as {
-        Some(user) => lookup(user)?.ok_or_else(|| format!("sandbox.run_as: there is no user {user:?}"))?,
-        None => lookup(ACTION_USER).ok().flatten().unwrap_or(Account { uid: NOBODY, gid: NOBODY }),
-    };
-    if account.uid == 0 || account.gid == 0 {
-        return Err(format!("sandbox.run_as: actions never run as root (uid {} gid {})", account.uid, account.gid));
-    }
-    Ok(Identity::Switch(account))
-}
-
-/// A user by name or uid; a uid without a passwd entry gets the same number as gid.
-fn lookup(user: &str) -> Result<Option<Account>, String> {
-    use nix::unistd::{Uid, User};
-    let found = match user.parse::<u32>() {
-        Ok(uid) => {
-            let entry = User::from_uid(Uid::from_raw(uid)).map_err(|e| format!("cannot look up uid {uid}: {e}"))?;
-            Some(Account { uid, gid: entry.map_or(uid, |u| u.gid.as_raw()) })
-        }
-        Err(_) => User::from_name(user)
-            .map_err(|e| format!("cannot look up user {user:?}: {e}"))?
-            .map(|u| Account { uid: u.uid.as_raw(), gid: u.gid.as_raw() }),
-    };
-    Ok(found)
-}
 
 /// The programs a sandbox is built with, found working on this machine.
 #[derive(Debug, Clone)]
@@ -907,107 +634,6 @@ impl Drop for Sandbox {
     }
 }
 
-/// The inode of the initial PID namespace (the kernel's `PROC_PID_INIT_INO`).
-const INIT_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
-
-/// The inode of the PID namespace of `process` (`self` or a pid).
-fn pid_namespace(process: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{process}/ns/pid")).map(|m| m.ino()).ok()
-}
-
-/// The start of the names of the per-run folders of process `pid` of this PID namespace:
-/// `attune-run-<namespace>-<pid>-`.
-fn run_dir_prefix(pid: u32) -> String {
-    format!("attune-run-{}-{pid}-", pid_namespace("self").unwrap_or(0))
-}
-
-/// Removes the per-run folders that services killed before they could clean up left in
-/// the temp dir: those of processes of this PID namespace that no longer exist and, for
-/// a root service of the initial PID namespace (which sees every process), those of PID
-/// namespaces no process is in any more (a service that was PID 1 of a container's). A
-/// folder of a live process is never touched. Done once per process, in the background,
-/// at its first start of a program; tests call it too.
-pub fn sweep_leftovers() {
-    let ours = pid_namespace("self").unwrap_or(0);
-    let live: Option<std::collections::HashSet<u64>> = (ours == INIT_PID_NAMESPACE && nix::unistd::geteuid().is_root())
-        .then(|| {
-            let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten();
-            pids.filter_map(|e| pid_namespace(&e.file_name().to_string_lossy())).collect()
-        });
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("attune-run-") else { continue };
-        let mut parts = rest.split('-').map(|p| p.parse::<u64>().ok());
-        let (Some(Some(namespace)), Some(Some(pid))) = (parts.next(), parts.next()) else { continue };
-        let stale = if namespace == ours {
-            pid != u64::from(std::process::id()) && !Path::new(&format!("/proc/{pid}")).exists()
-        } else {
-            live.as_ref().is_some_and(|live| !live.contains(&namespace))
-        };
-        if stale {
-            let _ = remove_tree(&entry.path());
-        }
-    }
-}
-
-/// A new `<temp dir>/attune-run-<PID namespace>-<pid>-<random>`, mode 0711: anyone may
-/// pass through to the scratch folder and mount points inside (whose own modes guard
-/// them), no one else may list it. The first call of a process sweeps the leftovers of
-/// dead ones first ([`sweep_leftovers`]).
-fn make_run_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    static SWEPT: Once = Once::new();
-    SWEPT.call_once(|| drop(std::thread::Builder::new().name("attune-sweep".into()).spawn(sweep_leftovers)));
-    let base = std::env::temp_dir();
-    let prefix = run_dir_prefix(std::process::id());
-    loop {
-        let dir = base.join(format!("{prefix}{:016x}", rand::random::<u64>()));
-        match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
-            Ok(()) => {
-                // The umask may have taken bits away.
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Removes `dir` whatever the program did to the permissions inside.
-fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => {
-            open_up(dir);
-            Err(e)
-        }
-    }
-}
-
-/// Gives the owner rwx on every folder under `dir` (not following symlinks).
-fn open_up(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
-    if !meta.is_dir() {
-        return;
-    }
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            open_up(&entry.path());
-        }
-    }
-}
-
-fn c_path(path: &Path) -> CString {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes()).expect("paths have no NUL byte")
-}
-
 /// Which of `limits` a program that failed with `exit_code` and `stderr` most likely
 /// exceeded, as the sentence a failed execution's `error` begins with. Best effort: a
 /// limit leaves no record, so this reads the signs — the exit code of a death by SIGXCPU
@@ -1041,56 +667,8 @@ pub fn limit_exceeded(limits: &LimitsConfig, exit_code: Option<i32>, stderr: &st
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_program_runs_with_a_clean_environment_and_its_exit_code() {
-        let mut cmd = isolate("env", Vec::<&str>::new(), Path::new("/"));
-        cmd.env("ATTUNE_X", "1").stdin(Stdio::null());
-        let out = cmd.output().await.unwrap();
-        let env = String::from_utf8_lossy(&out.stdout);
-        let mut names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
-        names.sort();
-        assert_eq!(names, ["ATTUNE_X", "HOME", "LANG", "PATH"], "{env}");
-        assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
-
-        let mut cmd = isolate("/bin/sh", ["-c", "exit 7"], Path::new("/"));
-        cmd.stdin(Stdio::null());
-        assert_eq!(cmd.status().await.unwrap().code(), Some(7));
-    }
-
-    #[tokio::test]
-    async fn a_program_gets_sigterm_and_its_death_is_128_plus_the_signal() {
-        let mut cmd = isolate("/bin/sh", ["-c", "echo up; kill -TERM $$; sleep 5"], Path::new("/"));
-        cmd.stdin(Stdio::null());
-        let out = cmd.output().await.unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "up\n");
-        match containment() {
-            Containment::PidNamespace { .. } => {
-                assert_eq!(out.status.code(), Some(143));
-                assert!(out.stderr.is_empty(), "the init's job messages stay out: {:?}", out.stderr);
-            }
-            Containment::ProcessGroup { .. } => assert_eq!(out.status.code(), None),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_missing_program_is_a_failure() {
-        let mut cmd = isolate("/nonexistent/attune-program", Vec::<&str>::new(), Path::new("/"));
-        cmd.stdin(Stdio::null());
-        match cmd.output().await {
-            Ok(out) => {
-                assert_eq!(out.status.code(), Some(127));
-                assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/attune-program"));
-            }
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
-        }
-    }
-}
-
-#[cfg(test)]
 mod sandbox_tests {
+    use std::time::Instant;
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     use super::*;
