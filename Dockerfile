@@ -6,7 +6,7 @@ RUN cargo build --release -p attune
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates python3 nodejs \
+    && apt-get install -y --no-install-recommends ca-certificates python3 nodejs bubblewrap util-linux \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/attune /usr/local/bin/attune
 COPY packs/core /usr/local/share/attune/packs/core

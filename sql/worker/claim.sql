@@ -11,6 +11,8 @@
 WITH picked AS (
     SELECT id FROM attune.execution
      WHERE status = 'scheduled' AND run_after <= now() AND runner_type = ANY($2)
+       -- A worker the reaper has marked lost claims nothing more.
+       AND EXISTS (SELECT 1 FROM attune.worker w WHERE w.id = $1 AND w.status = 'active')
        AND CASE WHEN $5::bigint IS NULL
                 THEN NOT EXISTS (SELECT 1 FROM attune.action a WHERE a.id = action_id AND a.concurrency IS NOT NULL)
                 ELSE action_id = $5 END

@@ -10,14 +10,16 @@
 -- and, either way, the attempt row, the captured output and the audit entry.
 -- $1..$3 (id, status, result) and $4..$6 (stdout, stderr, truncated) are the batch's
 -- columns, element i of each for execution $1[i]; $7 is the worker's name (audit actor),
--- $8 its id. The attempt row, written `running` by the claim, gets the outcome.
+-- $8 its id, $9 the attempts that finished (a late result of an earlier attempt of an
+-- execution this worker claimed again changes nothing). The attempt row, written
+-- `running` by the claim, gets the outcome.
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) AS r(id, status, result)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $9::int[]) AS r(id, status, result, attempt)
 ), current AS (
     SELECT e.id, e.tenant_id, e.action_ref, e.status, e.attempt, e.max_attempts, e.worker_id, e.started_at, a.retry,
            r.status AS outcome, r.result
       FROM attune.execution e
-      JOIN input r ON r.id = e.id
+      JOIN input r ON r.id = e.id AND r.attempt = e.attempt
       LEFT JOIN attune.action a ON a.id = e.action_id
      WHERE e.status IN ('running', 'canceling') AND e.worker_id = $8
        -- Locked, so `status` is the current one: a cancel request committed meanwhile is

@@ -19,12 +19,20 @@ WITH lost AS (
        AND (w.heartbeat_at < clock_timestamp() - make_interval(secs => $1)
             OR (w.session_lock AND NOT attune.worker_session_alive(w.id)))
     RETURNING w.id, w.name
+), gone AS (
+    -- The workers lost now, and any lost or stopped earlier that still hold executions (a
+    -- claim that committed after the round that marked its worker lost): swept as well.
+    SELECT id, name FROM lost
+    UNION ALL
+    SELECT w.id, w.name FROM attune.worker w
+     WHERE w.status IN ('lost', 'stopped') AND ($2::text IS NULL OR w.name = $2)
+       AND EXISTS (SELECT 1 FROM attune.execution e WHERE e.worker_id = w.id AND e.status IN ('running', 'canceling'))
 ), attempts AS (
     UPDATE attune.execution_attempt a
        SET status = 'lost', finished_at = clock_timestamp(),
-           error = format('worker %s was lost while this attempt ran', lost.name)
-      FROM lost
-     WHERE a.worker_id = lost.id AND a.status = 'running'
+           error = format('worker %s was lost while this attempt ran', gone.name)
+      FROM gone
+     WHERE a.worker_id = gone.id AND a.status = 'running'
 ), handled AS (
     -- Every expression sees the row as it was (its old status and attempt). Only a running
     -- one with attempts left goes again.
@@ -39,11 +47,11 @@ WITH lost AS (
            finished_at  = CASE WHEN (e.status = 'running' AND e.attempt < e.max_attempts) THEN NULL ELSE clock_timestamp() END,
            updated_at   = clock_timestamp(),
            result = jsonb_build_object('exit_code', NULL, 'output', NULL, 'truncated', false, 'failure_reason', 'worker_lost',
-                                       'error', format('worker %s was lost while %s this execution', lost.name,
+                                       'error', format('worker %s was lost while %s this execution', gone.name,
                                                        CASE WHEN e.status = 'canceling' THEN 'canceling' ELSE 'running' END))
-      FROM lost
-     WHERE e.worker_id = lost.id AND e.status IN ('running', 'canceling')
-    RETURNING e.id, e.tenant_id, e.action_ref, e.status, lost.name
+      FROM gone
+     WHERE e.worker_id = gone.id AND e.status IN ('running', 'canceling')
+    RETURNING e.id, e.tenant_id, e.action_ref, e.status, gone.name
 )
 INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
 SELECT tenant_id, 'service', 'executor',

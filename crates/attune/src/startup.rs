@@ -94,6 +94,21 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`
 fn redact(url: &str) -> String {
+    // A password given as a query parameter (`?password=…`) goes too.
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", kept.join("&"))
+        }
+        None => url.to_string(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
@@ -254,5 +269,18 @@ async fn stop_local(local: Option<Arc<LocalPostgres>>) {
             }
             Err(e) => tracing::error!(error = %e, "could not stop the private PostgreSQL cluster"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls_are_logged_without_their_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(super::redact("postgres://h/db"), "postgres://h/db");
     }
 }

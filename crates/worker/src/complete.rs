@@ -22,6 +22,8 @@ const MAX_BATCH: usize = 512;
 
 pub struct Finished {
     pub execution_id: i64,
+    /// The attempt that finished: a late result never counts for a later attempt.
+    pub attempt: i32,
     pub tenant_id: i64,
     pub action_ref: String,
     pub outcome: Outcome,
@@ -79,6 +81,7 @@ async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished
 #[derive(Default)]
 struct Columns<'a> {
     ids: Vec<i64>,
+    attempts: Vec<i32>,
     statuses: Vec<ExecutionStatus>,
     results: Vec<Value>,
     stdouts: Vec<&'a str>,
@@ -91,6 +94,7 @@ impl<'a> Columns<'a> {
         let mut c = Columns::default();
         for f in batch {
             c.ids.push(f.execution_id);
+            c.attempts.push(f.attempt);
             c.statuses.push(f.outcome.status());
             c.results.push(f.outcome.result_json());
             c.stdouts.push(&f.outcome.stdout);
@@ -113,6 +117,7 @@ async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<(
         &c.truncated,
         me.name,
         me.id,
+        &c.attempts,
     )
     .execute(pool)
     .await?;

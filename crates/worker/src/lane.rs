@@ -56,7 +56,14 @@ impl Lane {
     /// finish.
     pub async fn run(self, worker: Shared<'_>, results: mpsc::Sender<Finished>) -> anyhow::Result<()> {
         let lane = names(&self.runtimes);
-        let wakeup = worker.ctx.notifier.subscribe(&[Channel::Scheduled]).await?;
+        // Without hints (the LISTEN connection could not be opened) the lane polls.
+        let wakeup = match worker.ctx.notifier.subscribe(&[Channel::Scheduled]).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(lane = %lane, error = %e, "cannot listen for scheduled executions; polling only");
+                None
+            }
+        };
         while !worker.shutdown.is_cancelled() {
             let free = self.slots.available_permits();
             if free == 0 {
@@ -97,7 +104,15 @@ impl Lane {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
-            wakeup.wait(POLL, worker.shutdown).await;
+            match &wakeup {
+                Some(w) => w.wait(POLL, worker.shutdown).await,
+                None => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = worker.shutdown.cancelled() => {}
+                    }
+                }
+            }
         }
         // Drain: claim nothing more, let what runs finish.
         tracing::info!(worker = %worker.registration.name, lane = %lane, "draining");
@@ -116,6 +131,7 @@ impl Lane {
             cancels.lock().expect("cancels lock").remove(&job.execution_id);
             let finished = Finished {
                 execution_id: job.execution_id,
+                attempt: job.attempt,
                 tenant_id: job.tenant_id,
                 action_ref: job.action_ref,
                 outcome,

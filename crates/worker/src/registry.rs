@@ -129,18 +129,30 @@ pub fn spawn_heartbeat(
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(HEARTBEAT) => {}
             }
-            let beat = sqlx::query!(
-                "UPDATE attune.worker SET heartbeat_at = now(), running = $2 WHERE id = $1",
-                id,
-                running.load(Ordering::Relaxed) as i32,
+            // A beat that hangs (a half-open connection) is a lost session too: the server
+            // ends it within `tcp_user_timeout`, and the reaper hands the work on.
+            let beat = tokio::time::timeout(
+                HEARTBEAT,
+                sqlx::query!(
+                    "UPDATE attune.worker SET heartbeat_at = now(), running = $2
+                      WHERE id = $1 AND status IN ('active', 'draining')",
+                    id,
+                    running.load(Ordering::Relaxed) as i32,
+                )
+                .execute(&mut conn),
             )
-            .execute(&mut conn)
             .await;
-            if let Err(e) = beat {
-                tracing::error!(error = %e, "the worker's liveness session failed; stopping its actions");
-                lost.cancel();
-                return;
-            }
+            let why = match beat {
+                Ok(Ok(done)) if done.rows_affected() == 1 => continue,
+                // The reaper judged this worker lost (a stalled heartbeat): its executions are
+                // being retried elsewhere, so its own must stop.
+                Ok(Ok(_)) => "the reaper marked this worker lost".to_string(),
+                Ok(Err(e)) => format!("the liveness session failed: {e}"),
+                Err(_) => format!("a heartbeat took longer than {} s", HEARTBEAT.as_secs()),
+            };
+            tracing::error!(reason = %why, "this worker is lost to the others; stopping its actions");
+            lost.cancel();
+            return;
         }
         // Ending the session releases the lock: deregister first (the caller does).
         let _ = conn.close().await;
