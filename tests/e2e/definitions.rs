@@ -588,6 +588,10 @@ async fn openapi_documents_every_route() {
         ("/api/v1/executions/{id}", "get"),
         ("/api/v1/executions/{id}/children", "get"),
         ("/api/v1/executions/{id}/cancel", "post"),
+        ("/api/v1/datastore", "get"),
+        ("/api/v1/datastore", "post"),
+        ("/api/v1/datastore/{key}", "get"),
+        ("/api/v1/datastore/{key}", "delete"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");

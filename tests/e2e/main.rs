@@ -2,6 +2,7 @@
 //! the test plan where it has one (`t1_7_...`), else after the behaviour it proves.
 
 mod crash_safety;
+mod datastore;
 mod definitions;
 mod exactly_once;
 mod foundation;

@@ -41,6 +41,31 @@ pub fn decrypt(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, &'static str> {
         .map_err(|_| "cannot decrypt: wrong encryption key or damaged data")
 }
 
+/// AES-256-GCM over `plaintext` bound to `aad` (associated data: authenticated, not
+/// stored): the output is nonce || ciphertext+tag, and it decrypts only with the same `aad`.
+pub fn encrypt_bound(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng as AeadRng, Payload};
+    use aes_gcm::Aes256Gcm;
+    let cipher = Aes256Gcm::new(key.into());
+    let nonce = Aes256Gcm::generate_nonce(&mut AeadRng);
+    let mut out = nonce.to_vec();
+    out.extend(cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).expect("AES-GCM encrypts any input"));
+    out
+}
+
+/// Reverses [`encrypt_bound`]; fails on a wrong key, other associated data or tampering.
+pub fn decrypt_bound(key: &[u8; 32], data: &[u8], aad: &[u8]) -> Result<Vec<u8>, &'static str> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use aes_gcm::{Aes256Gcm, Nonce};
+    if data.len() < 12 + 16 {
+        return Err("ciphertext too short");
+    }
+    let (nonce, ciphertext) = data.split_at(12);
+    Aes256Gcm::new(key.into())
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+        .map_err(|_| "cannot decrypt: wrong encryption key, another item's ciphertext, or damaged data")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

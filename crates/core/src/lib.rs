@@ -14,6 +14,7 @@
 //!   parameter schemas, templates).
 //! - [`execution`]: creating executions; sealing and unsealing secret parameters.
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
+//! - [`datastore`]: datastore values at rest (sealed per item, with the key version).
 //! - [`child`]: starting a pack's program (action runners, custom sensors) isolated.
 //! - [`pack`]: the pack directory loader ([`pack::loader`]) and its all-or-nothing installer
 //!   ([`pack::install`]).
@@ -31,6 +32,7 @@ pub mod bootstrap;
 pub mod child;
 pub mod config;
 pub mod crypto;
+pub mod datastore;
 pub mod db;
 pub mod domain;
 pub mod execution;

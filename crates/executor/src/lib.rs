@@ -6,6 +6,7 @@
 //!   enforcements and `scheduled` (or `failed`) executions — one transaction a batch.
 //! - [`scheduler`]: validates requested executions against their action's schema and
 //!   schedules them for the workers (or fails them at once, naming the bad parameter).
+//! - [`maintenance`]: housekeeping under a leader lock (purging expired datastore items).
 //! - [`reaper`]: finds workers whose liveness session ended (or whose heartbeat went stale)
 //!   twice a second, one executor at a time (leader lock), and retries or fails their
 //!   running executions (ending the ones they were canceling `canceled`).
@@ -19,6 +20,7 @@
 //! the wait between rounds is interrupted) and returns; `run` returns when all three have.
 //! Later issues add the workflow engine and inquiry expiry here.
 
+pub mod maintenance;
 pub mod reaper;
 pub mod rule_engine;
 pub mod scheduler;
@@ -27,22 +29,23 @@ use std::future::Future;
 
 use attune_core::{Context, Shutdown};
 
-/// Runs the rule engine, the scheduler and the reaper until `shutdown`, then drains: each
+/// Runs the rule engine, the scheduler, the reaper and maintenance until `shutdown`, then drains: each
 /// stops claiming, lets the batch in hand commit (a batch is one transaction: nothing is
 /// half done, nothing is lost) and returns. One part failing stops the others, and the
-/// error is returned once all three are done.
+/// error is returned once all of them are done.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let stop = shutdown.child_token();
     let engine = rule_engine::RuleEngine::new(ctx.clone());
     let scheduler = scheduler::Scheduler::new(ctx.clone());
     // First, so the drain is announced before the parts log their own ends.
-    let ((), a, b, c) = tokio::join!(
+    let ((), a, b, c, d) = tokio::join!(
         announce_drain(&shutdown, &stop),
         stopping_others(engine.run(stop.clone()), &stop),
         stopping_others(scheduler.run(stop.clone()), &stop),
-        stopping_others(reaper::run(ctx, stop.clone()), &stop),
+        stopping_others(reaper::run(ctx.clone(), stop.clone()), &stop),
+        stopping_others(maintenance::run(ctx, stop.clone()), &stop),
     );
-    let result = a.and(b).and(c);
+    let result = a.and(b).and(c).and(d);
     if result.is_ok() {
         tracing::info!("executor stopped");
     }

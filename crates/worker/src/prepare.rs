@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use attune_core::execution::unseal_parameters;
-use attune_core::{crypto, Context, Shutdown};
+use attune_core::{datastore, Context, Shutdown};
 use serde_json::{Map, Value};
 
 use crate::attempts::StartedTx;
@@ -86,7 +86,7 @@ fn job(
 /// The action's declared datastore keys, decrypted (missing or expired keys are absent).
 async fn datastore_secrets(ctx: &Context, tenant_id: i64, keys: &[String]) -> Result<Map<String, Value>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT key, value, ciphertext FROM attune.datastore_item
+        "SELECT key, value, ciphertext, key_version FROM attune.datastore_item
           WHERE tenant_id = $1 AND scope = 'tenant' AND key = ANY($2) AND (expires_at IS NULL OR expires_at > now())",
         tenant_id,
         keys,
@@ -96,15 +96,16 @@ async fn datastore_secrets(ctx: &Context, tenant_id: i64, keys: &[String]) -> Re
     let mut out = Map::new();
     for row in rows {
         let value = match row.ciphertext {
-            Some(c) => match crypto::decrypt(&ctx.keys.encryption_key, &c) {
-                Ok(plain) => {
-                    serde_json::from_slice(&plain).unwrap_or(Value::String(String::from_utf8_lossy(&plain).into()))
+            Some(c) => {
+                let item = datastore::ItemId { tenant_id, scope: "tenant", owner_id: None, key: &row.key };
+                match datastore::open(&ctx.keys.encryption_key, item, &c, row.key_version) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        tracing::error!(key = %row.key, error = %e, "cannot decrypt a datastore secret");
+                        continue;
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(key = %row.key, error = e, "cannot decrypt a datastore secret");
-                    continue;
-                }
-            },
+            }
             None => row.value.unwrap_or(Value::Null),
         };
         out.insert(row.key, value);

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod audit;
 pub mod auth;
+pub mod datastore;
 pub mod events;
 pub mod executions;
 pub mod health;
