@@ -621,7 +621,7 @@ async fn actions_reach_the_api_with_their_execution_token() {
 def run(params):
     ctx = json.load(sys.stdin)["context"]
     req = urllib.request.Request(ctx["api_url"] + "/auth/me", headers={"Authorization": "Bearer " + ctx["api_token"]})
-    return {"me": json.load(urllib.request.urlopen(req)), "execution_id": ctx["execution_id"]}
+    return {"me": json.load(urllib.request.urlopen(req)), "execution_id": ctx["execution_id"], "token": ctx["api_token"]}
 "#;
     action(&app, &u, json!({"ref": "t.whoami", "runner_type": "python", "code": code})).await;
     let run = app.post(&u, "/api/v1/executions", json!({"action": "t.whoami"})).await;
@@ -633,4 +633,9 @@ def run(params):
     assert_eq!(me["tenant_id"], u.tenant_id);
     assert_eq!(me["login"], format!("execution/{id}"));
     assert_eq!(ex["result"]["output"]["execution_id"], id);
+    // Once the execution has ended, its token no longer works.
+    let token = ex["result"]["output"]["token"].as_str().unwrap();
+    let after = app.call(Some(token), reqwest::Method::GET, "/auth/me", None).await;
+    assert_eq!(after.status, 401, "{:?}", after.body);
+    assert!(after.body["error"]["message"].as_str().unwrap().contains("no longer running"), "{:?}", after.body);
 }

@@ -48,14 +48,24 @@ async fn core_local_runs_by_hand_for_admins_only() {
         assert_eq!(a.status, 403, "{}: {:?}", user.login, a.body);
         assert_eq!(message(&a.body), "action core.local may be run by admin only", "{}", user.login);
     }
-    // An execution's own token is an executor, whatever role its claims carry.
+    // An execution's own token is an executor, whatever role its claims carry (the token
+    // of a running execution: it works only while its execution runs).
+    let running: i64 = sqlx::query_scalar(
+        "INSERT INTO attune.execution (tenant_id, action_ref, runner_type, status, started_at)
+         VALUES ($1, 'core.echo', 'builtin', 'running', now()) RETURNING id",
+    )
+    .bind(admin.tenant_id)
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     let keys = TokenKeys::new(&app.ctx.keys.jwt_secret, 3600, 3600);
-    let token = keys.issue_for(0, admin.tenant_id, Role::Admin, "execution/1", Some(1), 60);
+    let login = format!("execution/{running}");
+    let token = keys.issue_for(0, admin.tenant_id, Role::Admin, &login, Some(running), 60);
     let a = app.call(Some(&token), Method::POST, "/api/v1/executions", Some(run.clone())).await;
     assert_eq!(a.status, 403, "{:?}", a.body);
     assert!(message(&a.body).contains("admin only"), "{:?}", a.body);
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.execution").fetch_one(app.pool()).await.unwrap();
-    assert_eq!(total, 0, "nothing was created");
+    assert_eq!(total, 1, "nothing was created beside the running execution");
 
     let a = app.post(&admin, "/api/v1/executions", run).await;
     assert_eq!(a.status, 201, "{:?}", a.body);

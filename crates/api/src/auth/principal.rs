@@ -1,6 +1,7 @@
 //! The authenticated caller of an `/api/v1` route.
 
 use attune_core::audit::Actor;
+use attune_core::domain::ExecutionStatus;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -68,6 +69,24 @@ impl Principal {
     }
 }
 
+/// An execution's token works while its execution runs: it stops the moment the
+/// execution ends (or is handed back to be retried), not only when it expires.
+async fn execution_token_in_force(state: &ApiState, execution: i64, tenant_id: i64) -> Result<(), ApiError> {
+    let status = sqlx::query_scalar!(
+        r#"SELECT status AS "status: ExecutionStatus" FROM attune.execution WHERE id = $1 AND tenant_id = $2"#,
+        execution,
+        tenant_id
+    )
+    .fetch_optional(state.pool())
+    .await?;
+    match status {
+        Some(ExecutionStatus::Running | ExecutionStatus::Canceling | ExecutionStatus::Paused) => Ok(()),
+        _ => Err(ApiError::Unauthorized(format!(
+            "this token belongs to execution {execution}, which is no longer running"
+        ))),
+    }
+}
+
 /// The bearer token of a request, if any.
 pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header = parts
@@ -98,6 +117,9 @@ impl FromRequestParts<ApiState> for Principal {
             login: claims.login,
             execution_id: claims.execution_id,
         };
+        if let Some(execution) = principal.execution_id {
+            execution_token_in_force(state, execution, principal.tenant_id).await?;
+        }
         // Every caller, admins included: a self-registered tenant's admin is anyone.
         if let Some(limit) = &state.rate_limit {
             // Execution tokens have no identity: each execution gets a bucket of its own.
