@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use attune_core::quoting;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,10 +40,7 @@ pub const EXCERPT_CHARS: usize = 200;
 /// `input` as an error message may quote it: at most [`EXCERPT_CHARS`] characters, cut
 /// with an ellipsis.
 pub fn excerpt(input: &str) -> Cow<'_, str> {
-    match input.char_indices().nth(EXCERPT_CHARS) {
-        None => Cow::Borrowed(input),
-        Some((cut, _)) => Cow::Owned(format!("{}…", &input[..cut])),
-    }
+    quoting::excerpt(input, EXCERPT_CHARS)
 }
 
 /// `message` with each quoted span (`"..."`, with backslash escapes, or `` `...` ``) cut to
@@ -51,37 +49,7 @@ pub fn clip_quoted(message: &str) -> Cow<'_, str> {
     if message.chars().count() <= EXCERPT_CHARS {
         return Cow::Borrowed(message);
     }
-    let mut out = String::with_capacity(message.len().min(4 * EXCERPT_CHARS));
-    let mut rest = message;
-    while let Some(open) = rest.find(['"', '`']) {
-        let quote = rest.as_bytes()[open] as char;
-        out.push_str(&rest[..=open]);
-        let body = &rest[open + 1..];
-        let mut close = None;
-        let mut escaped = false;
-        for (i, c) in body.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if quote == '"' => escaped = true,
-                c if c == quote => {
-                    close = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let end = close.unwrap_or(body.len());
-        out.push_str(&excerpt(&body[..end]));
-        match close {
-            Some(i) => {
-                out.push(quote);
-                rest = &body[i + 1..];
-            }
-            None => rest = "",
-        }
-    }
-    out.push_str(rest);
-    Cow::Owned(out)
+    Cow::Owned(quoting::clip_quoted(message, EXCERPT_CHARS))
 }
 
 /// No answer carries more than this (a pack with many bad files lists them all).

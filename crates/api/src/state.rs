@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use attune_core::tokens::TokenKeys;
 use attune_core::wakeup::{Channel, Hint};
 use attune_core::Context;
 
@@ -11,7 +10,6 @@ use crate::rate_limit::{AuthThrottle, UserRateLimit};
 #[derive(Clone)]
 pub struct ApiState {
     pub ctx: Context,
-    pub tokens: Arc<TokenKeys>,
     pub rate_limit: Option<Arc<UserRateLimit>>,
     /// Login and registration attempts per client address and per login.
     pub auth_throttle: Arc<AuthThrottle>,
@@ -27,7 +25,6 @@ impl ApiState {
     pub fn new(ctx: Context) -> ApiState {
         let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
         ApiState {
-            tokens: ctx.tokens.clone(),
             rate_limit,
             auth_throttle: Arc::new(AuthThrottle::default()),
             event_hint: ctx.notifier.hint(Channel::Event),

@@ -266,3 +266,11 @@ pub async fn is_ready(pool: &PgPool) -> bool {
         .await;
     matches!(applied, Ok(n) if n >= expected)
 }
+
+/// Takes the transaction-level leader lock `name` if no other session holds it: one
+/// executor at a time does that work (the reaper, maintenance); the others skip the round.
+pub async fn try_lead(tx: &mut sqlx::PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS "leader!""#, name)
+        .fetch_one(tx)
+        .await
+}

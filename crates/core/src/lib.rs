@@ -18,6 +18,7 @@
 //! - [`child`]: starting a pack's program (action runners, custom sensors) isolated.
 //! - [`pack`]: the pack directory loader ([`pack::loader`]) and its all-or-nothing installer
 //!   ([`pack::install`]).
+//! - [`quoting`]: what error messages may quote of their input.
 //! - [`service`]: the shared service context and the `run(ctx, shutdown)` shape.
 //! - [`bootstrap`]: first-start work (system packs, the default tenant and admin).
 //! - [`tokens`]: access, refresh and execution tokens (HS256 JWTs).
@@ -39,6 +40,7 @@ pub mod execution;
 pub mod local_pg;
 pub mod lost_workers;
 pub mod pack;
+pub mod quoting;
 pub mod service;
 pub mod tokens;
 pub mod wakeup;

@@ -41,3 +41,26 @@ impl Context {
         Context { pool, notifier, ..self.clone() }
     }
 }
+
+/// Runs one part of a service; if it fails, `stop` is cancelled so the other parts
+/// return too (a service whose parts run under one `tokio::join!`).
+pub async fn stopping_others(
+    part: impl std::future::Future<Output = anyhow::Result<()>>,
+    stop: &Shutdown,
+) -> anyhow::Result<()> {
+    let result = part.await;
+    if result.is_err() {
+        stop.cancel();
+    }
+    result
+}
+
+/// Logs `draining` (what the service does with what it holds) when the process asks it to
+/// stop — not when `stop` was cancelled because a part failed.
+pub async fn announce_drain(shutdown: &Shutdown, stop: &Shutdown, draining: &str) {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => tracing::info!("{draining}"),
+        _ = stop.cancelled() => {}
+    }
+}

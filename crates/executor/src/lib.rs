@@ -25,12 +25,11 @@ pub mod reaper;
 pub mod rule_engine;
 pub mod scheduler;
 
-use std::future::Future;
-
+use attune_core::service::{announce_drain, stopping_others};
 use attune_core::{Context, Shutdown};
 
-/// Runs the rule engine, the scheduler, the reaper and maintenance until `shutdown`, then drains: each
-/// stops claiming, lets the batch in hand commit (a batch is one transaction: nothing is
+/// Runs the rule engine, the scheduler, the reaper and maintenance until `shutdown`, then
+/// drains: each stops claiming, lets the batch in hand commit (a batch is one transaction: nothing is
 /// half done, nothing is lost) and returns. One part failing stops the others, and the
 /// error is returned once all of them are done.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -39,7 +38,11 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let scheduler = scheduler::Scheduler::new(ctx.clone());
     // First, so the drain is announced before the parts log their own ends.
     let ((), a, b, c, d) = tokio::join!(
-        announce_drain(&shutdown, &stop),
+        announce_drain(
+            &shutdown,
+            &stop,
+            "executor draining: the rule engine and the scheduler commit the batch in hand"
+        ),
         stopping_others(engine.run(stop.clone()), &stop),
         stopping_others(scheduler.run(stop.clone()), &stop),
         stopping_others(reaper::run(ctx.clone(), stop.clone()), &stop),
@@ -50,24 +53,4 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!("executor stopped");
     }
     result
-}
-
-/// Runs one part; if it fails, `stop` is cancelled so the others return too.
-async fn stopping_others(part: impl Future<Output = anyhow::Result<()>>, stop: &Shutdown) -> anyhow::Result<()> {
-    let result = part.await;
-    if result.is_err() {
-        stop.cancel();
-    }
-    result
-}
-
-/// Logs the start of the drain when the process asks for it (not when a part failed).
-async fn announce_drain(shutdown: &Shutdown, stop: &Shutdown) {
-    tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => {
-            tracing::info!("executor draining: the rule engine and the scheduler commit the batch in hand");
-        }
-        _ = stop.cancelled() => {}
-    }
 }

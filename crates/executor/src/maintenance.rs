@@ -32,11 +32,7 @@ pub async fn round(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut purged = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let leader = sqlx::query_scalar!(
-            r#"SELECT pg_try_advisory_xact_lock(hashtextextended('attune.maintenance', 0)) AS "leader!""#
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let leader = attune_core::db::try_lead(&mut tx, "attune.maintenance").await?;
         if !leader {
             tx.commit().await?;
             return Ok(purged);

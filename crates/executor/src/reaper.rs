@@ -42,10 +42,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
 pub async fn round(pool: &PgPool, stale_after: Duration) -> Result<Vec<String>, sqlx::Error> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
-    let leader =
-        sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock(hashtextextended('attune.reaper', 0)) AS "leader!""#)
-            .fetch_one(&mut *tx)
-            .await?;
+    let leader = attune_core::db::try_lead(&mut tx, "attune.reaper").await?;
     if !leader {
         tx.commit().await?;
         return Ok(Vec::new());

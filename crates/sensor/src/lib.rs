@@ -15,8 +15,7 @@ pub mod custom;
 pub mod schedule;
 pub mod timers;
 
-use std::future::Future;
-
+use attune_core::service::{announce_drain, stopping_others};
 use attune_core::{Context, Shutdown};
 
 /// Runs the timers and the custom sensors until `shutdown`, then drains: the timers let
@@ -27,7 +26,11 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let stop = shutdown.child_token();
     // First, so the drain is announced before the parts log their own ends.
     let ((), a, b) = tokio::join!(
-        announce_drain(&shutdown, &stop),
+        announce_drain(
+            &shutdown,
+            &stop,
+            "sensor draining: the timers commit the round in hand, custom sensors are stopped"
+        ),
         stopping_others(timers::run(ctx.clone(), stop.clone()), &stop),
         stopping_others(custom::run(ctx, stop.clone()), &stop),
     );
@@ -36,24 +39,4 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!("sensor stopped");
     }
     result
-}
-
-/// Runs one part; if it fails, `stop` is cancelled so the other returns too.
-async fn stopping_others(part: impl Future<Output = anyhow::Result<()>>, stop: &Shutdown) -> anyhow::Result<()> {
-    let result = part.await;
-    if result.is_err() {
-        stop.cancel();
-    }
-    result
-}
-
-/// Logs the start of the drain when the process asks for it (not when a part failed).
-async fn announce_drain(shutdown: &Shutdown, stop: &Shutdown) {
-    tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => {
-            tracing::info!("sensor draining: the timers commit the round in hand, custom sensors are stopped");
-        }
-        _ = stop.cancelled() => {}
-    }
 }

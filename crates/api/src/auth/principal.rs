@@ -107,7 +107,7 @@ impl FromRequestParts<ApiState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?;
-        let claims = state.tokens.verify(token).map_err(|e| ApiError::Unauthorized(e.0))?;
+        let claims = state.ctx.tokens.verify(token).map_err(|e| ApiError::Unauthorized(e.0))?;
         let identity_id =
             claims.sub.parse::<i64>().map_err(|_| ApiError::Unauthorized("access token is malformed".into()))?;
         let principal = Principal {

@@ -207,7 +207,7 @@ async fn issue_pair(
          VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
         identity_id,
         hash_refresh_token(&refresh),
-        state.tokens.refresh_ttl_seconds as f64,
+        state.ctx.tokens.refresh_ttl_seconds as f64,
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -217,10 +217,10 @@ async fn issue_pair(
             .await?;
     }
     Ok(TokenPair {
-        access_token: state.tokens.issue(identity_id, tenant_id, role, login),
+        access_token: state.ctx.tokens.issue(identity_id, tenant_id, role, login),
         refresh_token: refresh,
         token_type: "Bearer",
-        expires_in: state.tokens.access_ttl_seconds,
+        expires_in: state.ctx.tokens.access_ttl_seconds,
     })
 }
 

@@ -19,6 +19,7 @@
 //! a file's content beyond a short excerpt: YAML type errors name the kind of value, not
 //! the value, and quoted names are cut to [`QUOTE_CHARS`] characters.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
@@ -35,6 +36,7 @@ use super::spec::{
 };
 use super::{FileError, PackError};
 use crate::domain::RunnerType;
+use crate::quoting;
 
 /// A pack read from disk and checked.
 #[derive(Debug, Clone)]
@@ -186,40 +188,14 @@ fn refused(file: &Path, field: Option<&str>, message: impl Into<String>) -> File
 }
 
 /// `s` cut to [`QUOTE_CHARS`] characters, with an ellipsis when cut.
-fn short(s: &str) -> String {
-    match s.char_indices().nth(QUOTE_CHARS) {
-        None => s.to_string(),
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-    }
+fn short(s: &str) -> Cow<'_, str> {
+    quoting::excerpt(s, QUOTE_CHARS)
 }
 
-/// `message` with each quoted span (`"..."` with backslash escapes, or `` `...` ``) cut
-/// to a [`short`] excerpt: the validation messages quote the file's values.
+/// `message` with each quoted span cut to a [`short`] excerpt: the validation messages
+/// quote the file's values.
 fn clip_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(open) = rest.find(['"', '`']) {
-        let quote = rest.as_bytes()[open] as char;
-        out.push_str(&rest[..=open]);
-        let body = &rest[open + 1..];
-        let mut escaped = false;
-        let close = body.char_indices().find_map(|(i, c)| {
-            let closes = !escaped && c == quote;
-            escaped = !escaped && c == '\\' && quote == '"';
-            closes.then_some(i)
-        });
-        let end = close.unwrap_or(body.len());
-        out.push_str(&short(&body[..end]));
-        match close {
-            Some(i) => {
-                out.push(quote);
-                rest = &body[i + 1..];
-            }
-            None => rest = "",
-        }
-    }
-    out.push_str(rest);
-    out
+    quoting::clip_quoted(message, QUOTE_CHARS)
 }
 
 /// A YAML error as a message that does not quote the file: of serde's `invalid type:
