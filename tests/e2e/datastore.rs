@@ -148,3 +148,63 @@ async fn items_are_scoped_to_their_tenant_and_user_and_expire() {
     assert_eq!(app.delete(&alice, "/api/v1/datastore/shared").await.status, 204);
     assert_eq!(app.get(&alice, "/api/v1/datastore/shared").await.status, 404);
 }
+
+#[tokio::test]
+async fn python_actions_write_and_read_the_datastore_with_the_helper_module() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("kv_helper").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "kvh", "version": "1"})).await.status, 201);
+    let writer = r#"
+from attune import datastore, AttuneError
+def run(params):
+    datastore.set("report", {"rows": params["rows"]}, ttl_seconds=3600)
+    datastore.set("api_password", "pw-" + str(params["rows"]), encrypted=True)
+    try:
+        datastore.set("bad", 1, ttl_seconds=0)
+        refused = None
+    except AttuneError as e:
+        refused = e.status
+    return {"refused": refused, "missing": datastore.get("nothing-here")}
+"#;
+    let reader = r#"
+import os
+from attune import datastore
+def run(params):
+    report = datastore.get("report")
+    password = datastore.get("api_password")
+    deleted = datastore.delete("report")
+    return {"report": report, "password_reversed": password[::-1], "deleted": deleted,
+            "deleted_again": datastore.delete("report"),
+            "token_in_env": any("api_token" in k.lower() or v.count(".") == 2 for k, v in os.environ.items())}
+"#;
+    for (name, code) in [("write", writer), ("read", reader)] {
+        let action = json!({"ref": format!("kvh.{name}"), "runner_type": "python", "code": code});
+        assert_eq!(app.post(&u, "/api/v1/actions", action).await.status, 201);
+    }
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "kvh.write", "parameters": {"rows": 7}})).await;
+    let ex = app.finished_execution(&u, run.body["id"].as_i64().unwrap()).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    assert_eq!(ex["result"]["output"], json!({"refused": 422, "missing": null}), "{ex}");
+    // What A wrote persists in the database (and the encrypted value only as ciphertext).
+    let stored: Value = sqlx::query_scalar("SELECT value FROM attune.datastore_item WHERE key = 'report'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, json!({"rows": 7}));
+    let sealed: Option<Value> =
+        sqlx::query_scalar("SELECT value FROM attune.datastore_item WHERE key = 'api_password'")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert!(sealed.is_none(), "the encrypted item has no plaintext column");
+
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "kvh.read"})).await;
+    let ex = app.finished_execution(&u, run.body["id"].as_i64().unwrap()).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let out = &ex["result"]["output"];
+    assert_eq!(out["report"], json!({"rows": 7}), "{ex}");
+    assert_eq!(out["password_reversed"], "7-wp", "the helper decrypts for the execution's token: {ex}");
+    assert_eq!((out["deleted"].clone(), out["deleted_again"].clone()), (json!(true), json!(false)));
+    assert_eq!(out["token_in_env"], false, "the token is not in the environment: {ex}");
+    assert_eq!(app.get(&u, "/api/v1/datastore/report").await.status, 404);
+}

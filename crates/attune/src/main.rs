@@ -6,12 +6,14 @@
 //! - `attune worker`: shorthand for `attune serve worker`.
 //! - `attune migrate`: apply the database migrations and exit.
 //! - `attune bench`: measure the event pipeline of a running instance.
+//! - `attune keys new|rotate|status`: the encryption keys (see [`keys`]).
 //!
 //! Exit codes: 0 after a complete drain (the first SIGTERM/Ctrl-C), 1 when start-up or a
 //! service failed, 2 for a bad command line or configuration, 128 + the signal's number
 //! (143, 130) when a second signal cut the drain short (see `startup`, docs/operations.md).
 
 mod bench;
+mod keys;
 mod services;
 mod startup;
 
@@ -48,13 +50,23 @@ enum Command {
     Migrate,
     /// Measure the event pipeline of a running instance (see docs/benchmarks.md).
     Bench(bench::BenchArgs),
+    /// The encryption keys: make a new one current, re-seal everything under it, see where
+    /// things stand (docs/datastore.md).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Variables holding secrets: read once by `Config::load`, then removed from the process
 /// environment so no child process (PostgreSQL's tools, a pack's program started without
 /// the cleared environment of attune_core::child) inherits them.
-const SECRET_VARIABLES: [&str; 5] =
-    ["ATTUNE_ADMIN_PASSWORD", "ATTUNE_JWT_SECRET", "ATTUNE_ENCRYPTION_KEY", "ATTUNE_DATABASE_URL", "DATABASE_URL"];
+const SECRET_VARIABLES: [&str; 6] = [
+    "ATTUNE_ADMIN_PASSWORD",
+    "ATTUNE_JWT_SECRET",
+    "ATTUNE_ENCRYPTION_KEY",
+    "ATTUNE_ENCRYPTION_PREVIOUS_KEYS",
+    "ATTUNE_DATABASE_URL",
+    "DATABASE_URL",
+];
 
 /// Removes [`SECRET_VARIABLES`]. Runs while the process has one thread (before the tokio
 /// runtime starts): changing the environment is only sound then.
@@ -82,6 +94,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    if let Command::Keys(command) = &cli.command {
+        match keys::run_offline(&config, command) {
+            Ok(false) => {}
+            Ok(true) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("attune: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let result = runtime.block_on(async move {
         match cli.command {
@@ -91,6 +113,9 @@ fn main() -> ExitCode {
             Command::Migrate => startup::migrate_only(config).await,
             Command::Bench(args) => {
                 startup::with_database(config, |config, pool| Box::pin(bench::run(config, pool, args))).await
+            }
+            Command::Keys(command) => {
+                startup::with_database(config, |config, pool| Box::pin(keys::run(config, pool, command))).await
             }
         }
     });

@@ -2,7 +2,8 @@
 //! API answers 4xx at once), the scheduler and the rule engine (which insert executions
 //! already admitted).
 //!
-//! An execution is admitted when its runner type is one this version's workers run, its
+//! An execution is admitted when its runner type is one this version runs (workers, or
+//! the executor for workflows), its
 //! action exists and is enabled, and its parameters — with the schema's defaults applied
 //! — validate against the action's schema. Admitted parameters come back with secret ones
 //! sealed; a refusal names the reason (`failure_reason`) and the bad input (`error`).
@@ -79,7 +80,7 @@ pub fn admit(ctx: &Context, terms: &ActionTerms<'_>, plain: Result<Value, String
     if let Err(errors) = schema.validate(&params) {
         return fail("invalid_parameters", errors.join("; "));
     }
-    let (masked, sealed) = seal_secrets(&ctx.keys.encryption_key, &params, terms.secret_names);
+    let (masked, sealed) = seal_secrets(&ctx.keys.encryption, &params, terms.secret_names);
     let max_attempts = terms
         .retry
         .and_then(|retry| retry.get("max_attempts"))

@@ -10,6 +10,7 @@ use base64::Engine;
 use rand::RngCore;
 use sqlx::PgPool;
 
+use crate::keyring::Keyring;
 use crate::pack::{install, loader, PackError};
 use crate::Config;
 
@@ -17,7 +18,8 @@ use crate::Config;
 #[derive(Clone)]
 pub struct Keys {
     pub jwt_secret: Vec<u8>,
-    pub encryption_key: [u8; 32],
+    /// The encryption keys: the current one and those accepted for reading.
+    pub encryption: Keyring,
 }
 
 impl std::fmt::Debug for Keys {
@@ -48,25 +50,72 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
 
 impl Keys {
     /// The configured keys, or ones generated once and kept in `<data_dir>/secrets/` (files
-    /// 0600, the folder 0700).
+    /// 0600, the folder 0700). The encryption keys: `datastore.encryption_key` (else the
+    /// file `encryption_key`) is current; `datastore.previous_keys` and, with the file, the
+    /// lines of `encryption_key.previous` are accepted for reading.
     pub fn load_or_generate(config: &Config) -> Result<Keys, BootstrapError> {
         let dir = config.data_dir.join("secrets");
         let jwt_secret = match &config.auth.jwt_secret {
             Some(s) => s.as_bytes().to_vec(),
             None => read_or_create(&dir.join("jwt_secret"), || random_b64(48))?.into_bytes(),
         };
-        let key_b64 = match &config.datastore.encryption_key {
-            Some(k) => k.trim().to_string(),
-            None => read_or_create(&dir.join("encryption_key"), || random_b64(32))?,
+        let invalid = |path: &Path, e: String| BootstrapError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         };
-        let bytes = base64::engine::general_purpose::STANDARD.decode(key_b64.trim()).unwrap_or_default();
-        let encryption_key: [u8; 32] = bytes.try_into().map_err(|_| BootstrapError::Io {
-            path: dir.join("encryption_key"),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not the base64 encoding of 32 bytes"),
-        })?;
-        Ok(Keys { jwt_secret, encryption_key })
+        let mut previous_texts = config.datastore.previous_keys.clone();
+        let (current_text, source) = match &config.datastore.encryption_key {
+            Some(k) => (k.clone(), PathBuf::from("ATTUNE_ENCRYPTION_KEY")),
+            None => {
+                let path = dir.join(KEY_FILE);
+                let previous = dir.join(PREVIOUS_KEYS_FILE);
+                if previous.is_file() {
+                    let text = fs::read_to_string(&previous).map_err(io_err(&previous))?;
+                    previous_texts.extend(text.lines().filter(|l| !l.trim().is_empty()).map(String::from));
+                }
+                (read_or_create(&path, || random_b64(32))?, path)
+            }
+        };
+        let current = Keyring::parse_key(&current_text).map_err(|e| invalid(&source, e))?;
+        let previous = previous_texts
+            .iter()
+            .map(|k| Keyring::parse_key(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(Path::new("ATTUNE_ENCRYPTION_PREVIOUS_KEYS"), e))?;
+        let encryption = Keyring::new(current, previous).map_err(|e| invalid(&source, e))?;
+        Ok(Keys { jwt_secret, encryption })
+    }
+
+    /// `attune keys new` where the key is kept in the data dir: a new key, one version
+    /// above every known one, becomes current; the old current key is appended to
+    /// `encryption_key.previous` first (so a crash between the two writes loses no key).
+    /// Returns the new version. Processes pick it up when they restart.
+    pub fn add_generated_key(config: &Config) -> Result<i32, BootstrapError> {
+        let keys = Keys::load_or_generate(config)?;
+        let dir = config.data_dir.join("secrets");
+        let version = keys.encryption.newest_version() + 1;
+        let key = Keyring::random_key();
+        let current = Keyring::format_key(keys.encryption.current_version(), keys.encryption.current_key());
+        let previous = dir.join(PREVIOUS_KEYS_FILE);
+        let mut f =
+            fs::OpenOptions::new().append(true).create(true).mode(0o600).open(&previous).map_err(io_err(&previous))?;
+        f.write_all(format!("{current}\n").as_bytes()).and_then(|()| f.sync_all()).map_err(io_err(&previous))?;
+        let path = dir.join(KEY_FILE);
+        let staged = dir.join(format!("{KEY_FILE}.new"));
+        let _ = fs::remove_file(&staged);
+        let mut f =
+            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staged).map_err(io_err(&staged))?;
+        f.write_all(Keyring::format_key(version, &key).as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io_err(&staged))?;
+        fs::rename(&staged, &path).map_err(io_err(&path))?;
+        Ok(version)
     }
 }
+
+/// The data dir's current encryption key, and the earlier ones (one per line).
+const KEY_FILE: &str = "encryption_key";
+const PREVIOUS_KEYS_FILE: &str = "encryption_key.previous";
 
 fn random_b64(n: usize) -> String {
     let mut bytes = vec![0u8; n];

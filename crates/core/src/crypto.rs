@@ -17,30 +17,6 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
-/// AES-256-GCM with a fresh random 96-bit nonce: the output is nonce || ciphertext+tag.
-pub fn encrypt(key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
-    use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng as AeadRng};
-    use aes_gcm::Aes256Gcm;
-    let cipher = Aes256Gcm::new(key.into());
-    let nonce = Aes256Gcm::generate_nonce(&mut AeadRng);
-    let mut out = nonce.to_vec();
-    out.extend(cipher.encrypt(&nonce, plaintext).expect("AES-GCM encrypts any input"));
-    out
-}
-
-/// Reverses [`encrypt`]; fails on a wrong key or tampered data.
-pub fn decrypt(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, &'static str> {
-    use aes_gcm::aead::{Aead, KeyInit};
-    use aes_gcm::{Aes256Gcm, Nonce};
-    if data.len() < 12 + 16 {
-        return Err("ciphertext too short");
-    }
-    let (nonce, ciphertext) = data.split_at(12);
-    Aes256Gcm::new(key.into())
-        .decrypt(Nonce::from_slice(nonce), ciphertext)
-        .map_err(|_| "cannot decrypt: wrong encryption key or damaged data")
-}
-
 /// AES-256-GCM over `plaintext` bound to `aad` (associated data: authenticated, not
 /// stored): the output is nonce || ciphertext+tag, and it decrypts only with the same `aad`.
 pub fn encrypt_bound(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
@@ -75,15 +51,5 @@ mod tests {
         assert!(super::verify_password("correct horse", &h));
         assert!(!super::verify_password("wrong", &h));
         assert!(!super::verify_password("x", "not a hash"));
-    }
-
-    #[test]
-    fn encryption_round_trips_and_detects_the_wrong_key() {
-        let key = [7u8; 32];
-        let sealed = super::encrypt(&key, b"hunter2");
-        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(super::decrypt(&key, &sealed).unwrap(), b"hunter2");
-        assert!(super::decrypt(&[8u8; 32], &sealed).is_err());
-        assert_ne!(super::encrypt(&key, b"hunter2"), sealed, "fresh nonce every time");
     }
 }

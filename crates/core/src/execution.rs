@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use crate::crypto;
 use crate::domain::RunnerType;
+use crate::keyring::Keyring;
 
 pub const MASK: &str = "********";
 
@@ -29,7 +29,7 @@ pub struct NewExecution {
 }
 
 /// Splits the secret parameters out: (masked parameters, sealed secrets if any).
-pub fn seal_secrets(key: &[u8; 32], parameters: &Value, secret_names: &[String]) -> (Value, Option<Vec<u8>>) {
+pub fn seal_secrets(keys: &Keyring, parameters: &Value, secret_names: &[String]) -> (Value, Option<Vec<u8>>) {
     let Value::Object(map) = parameters else { return (parameters.clone(), None) };
     let mut masked = map.clone();
     let mut secrets = Map::new();
@@ -41,16 +41,21 @@ pub fn seal_secrets(key: &[u8; 32], parameters: &Value, secret_names: &[String])
     if secrets.is_empty() {
         return (Value::Object(masked), None);
     }
-    let sealed = crypto::encrypt(key, &serde_json::to_vec(&Value::Object(secrets)).expect("JSON serialises"));
+    let sealed = keys.seal_tagged(&serde_json::to_vec(&Value::Object(secrets)).expect("JSON serialises"));
     (Value::Object(masked), Some(sealed))
 }
 
+/// The secret parameters (name → value) of a sealed blob; none when there is none.
+pub fn unseal_secrets(keys: &Keyring, sealed: Option<&[u8]>) -> Result<Map<String, Value>, String> {
+    let Some(sealed) = sealed else { return Ok(Map::new()) };
+    let plain = keys.open_tagged(sealed).map_err(|e| format!("secret parameters: {e}"))?;
+    serde_json::from_slice(&plain).map_err(|e| format!("secret parameters: {e}"))
+}
+
 /// The plain parameters: masked ones restored from the sealed secrets.
-pub fn unseal_parameters(key: &[u8; 32], parameters: &Value, sealed: Option<&[u8]>) -> Result<Value, String> {
+pub fn unseal_parameters(keys: &Keyring, parameters: &Value, sealed: Option<&[u8]>) -> Result<Value, String> {
     let mut out = parameters.clone();
-    let Some(sealed) = sealed else { return Ok(out) };
-    let plain = crypto::decrypt(key, sealed).map_err(|e| format!("secret parameters: {e}"))?;
-    let secrets: Map<String, Value> = serde_json::from_slice(&plain).map_err(|e| format!("secret parameters: {e}"))?;
+    let secrets = unseal_secrets(keys, sealed)?;
     if let Value::Object(map) = &mut out {
         map.extend(secrets);
     }
@@ -121,9 +126,11 @@ pub async fn insert(conn: &mut PgConnection, rows: &[NewExecution]) -> Result<Ve
 mod tests {
     use serde_json::json;
 
+    use crate::keyring::Keyring;
+
     #[test]
     fn secrets_are_sealed_and_masked() {
-        let key = [1u8; 32];
+        let key = Keyring::single([1u8; 32]);
         let params = json!({"url": "http://x", "token": "hunter2"});
         let (masked, sealed) = super::seal_secrets(&key, &params, &["token".to_string()]);
         assert_eq!(masked, json!({"url": "http://x", "token": "********"}));

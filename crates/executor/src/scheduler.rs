@@ -78,17 +78,20 @@ pub struct Scheduler {
     ctx: Context,
     /// Wakes the workers once a batch is scheduled.
     scheduled: Option<Hint>,
+    /// Wakes the change-log readers (notifier, bridge) once a batch is committed.
+    changes: Option<Hint>,
 }
 
 impl Scheduler {
     pub fn new(ctx: Context) -> Scheduler {
-        Scheduler { ctx, scheduled: None }
+        Scheduler { ctx, scheduled: None, changes: None }
     }
 
     /// Claims and processes batches until `shutdown`. The drain: no new claim after it, and
     /// the round in progress runs to its commit (executions claimed are never left half done).
     pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
         self.scheduled = Some(self.ctx.notifier.hint(Channel::Scheduled));
+        self.changes = Some(self.ctx.notifier.hint(Channel::Change));
         let wakeup = self.ctx.notifier.subscribe(&[Channel::Requested]).await?;
         while !shutdown.is_cancelled() {
             match self.round().await {
@@ -138,6 +141,9 @@ impl Scheduler {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if let (false, Some(hint)) = (c.ids.is_empty(), &self.changes) {
+            hint.poke();
+        }
         if c.statuses.contains(&ExecutionStatus::Scheduled) {
             if let Some(hint) = &self.scheduled {
                 hint.poke();
@@ -161,7 +167,7 @@ impl Scheduler {
             timeout_seconds: r.action_timeout,
             retry: r.retry.as_ref(),
         };
-        let plain = unseal_parameters(&self.ctx.keys.encryption_key, &r.parameters, r.secret_params.as_deref());
+        let plain = unseal_parameters(&self.ctx.keys.encryption, &r.parameters, r.secret_params.as_deref());
         let admission = admit(&self.ctx, &terms, plain);
         Decision {
             id: r.id,

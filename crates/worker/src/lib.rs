@@ -21,6 +21,8 @@
 //!   complete on stdin before the action starts, bounded output capture ([`output`]),
 //!   timeouts), each in a PID namespace that dies with the worker
 //!   (`attune_core::child`).
+//! - [`masking`]: the job's secret values masked out of its output as it is read, before
+//!   anything of it is kept.
 //! - [`attempts`]: the pid of each started attempt, recorded in batches (the claim writes
 //!   the attempt's row).
 //! - [`complete`]: results are written in batches, one statement per batch
@@ -37,6 +39,7 @@ pub mod cancel_watch;
 pub mod claim;
 pub mod complete;
 pub mod lane;
+pub mod masking;
 pub mod output;
 pub mod prepare;
 pub mod registry;

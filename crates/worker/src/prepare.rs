@@ -1,17 +1,18 @@
 //! A claimed row becomes a [`Job`]: its secret parameters unsealed, the action's declared
-//! datastore secrets decrypted, its `context.api_token` issued and its cancel switch
-//! registered.
+//! datastore secrets decrypted, the masker of all those values built (for its output),
+//! its `context.api_token` issued and its cancel switch registered.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use attune_core::execution::unseal_parameters;
+use attune_core::execution::unseal_secrets;
 use attune_core::{datastore, Context, Shutdown};
 use serde_json::{Map, Value};
 
 use crate::attempts::StartedTx;
 use crate::cancel_watch::Cancels;
 use crate::claim::Claimed;
+use crate::masking::Masker;
 use crate::runners::Job;
 
 /// The jobs of `claimed`. The rows are committed `running`: every one becomes a job, and
@@ -40,17 +41,18 @@ fn job(
     secrets: Result<Map<String, Value>, String>,
 ) -> Job {
     let config = &ctx.config;
-    let (parameters, unsealed) =
-        match unseal_parameters(&ctx.keys.encryption_key, &c.parameters, c.secret_params.as_deref()) {
-            Ok(p) => (p, Ok(())),
-            Err(e) => (c.parameters.clone(), Err(e)),
-        };
-    let (secrets, unrunnable) = match (secrets, unsealed) {
-        (Ok(s), Ok(())) => (s, None),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(execution = c.id, error = %e, "execution cannot run");
-            (Map::new(), Some(e))
-        }
+    let (sealed, unsealed) = match unseal_secrets(&ctx.keys.encryption, c.secret_params.as_deref()) {
+        Ok(sealed) => (sealed, Ok(())),
+        Err(e) => (Map::new(), Err(e)),
+    };
+    let parameters = with_sealed(&c.parameters, &sealed);
+    let secret_names = secret_names(c.secret_names, &sealed);
+    let (secrets, masker, unrunnable) = match (secrets, unsealed) {
+        (Ok(s), Ok(())) => match Masker::new(sealed.values().chain(s.values())) {
+            Ok(masker) => (s, masker, None),
+            Err(e) => cannot_run(c.id, format!("cannot mask the action's secrets in its output: {e}")),
+        },
+        (Err(e), _) | (_, Err(e)) => cannot_run(c.id, e),
     };
     let timeout = c.timeout_seconds.map_or(config.worker.default_timeout_seconds, |t| t.max(1) as u64);
     Job {
@@ -59,8 +61,9 @@ fn job(
         action_ref: c.action_ref,
         runner_type: c.runner_type,
         parameters,
-        secret_names: c.secret_names,
+        secret_names,
         secrets,
+        masker,
         attempt: c.attempt,
         timeout: Duration::from_secs(timeout),
         entry_point: c.entry_point,
@@ -83,6 +86,33 @@ fn job(
     }
 }
 
+/// What a job that cannot run gets instead of its secrets: none, and the reason.
+fn cannot_run(execution: i64, reason: String) -> (Map<String, Value>, Masker, Option<String>) {
+    tracing::error!(execution, error = %reason, "execution cannot run");
+    (Map::new(), Masker::default(), Some(reason))
+}
+
+/// The plain parameters: the masked ones restored from the sealed secrets.
+fn with_sealed(parameters: &Value, sealed: &Map<String, Value>) -> Value {
+    let mut out = parameters.clone();
+    if let Value::Object(map) = &mut out {
+        map.extend(sealed.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    out
+}
+
+/// The names kept out of the environment: the action's secret parameters and every
+/// parameter the execution sealed (a rule may seal parameters the action does not call
+/// secret, those that take a datastore secret).
+fn secret_names(mut declared: Vec<String>, sealed: &Map<String, Value>) -> Vec<String> {
+    for name in sealed.keys() {
+        if !declared.contains(name) {
+            declared.push(name.clone());
+        }
+    }
+    declared
+}
+
 /// The action's declared datastore keys, decrypted (missing or expired keys are absent).
 async fn datastore_secrets(ctx: &Context, tenant_id: i64, keys: &[String]) -> Result<Map<String, Value>, sqlx::Error> {
     let rows = sqlx::query!(
@@ -98,7 +128,7 @@ async fn datastore_secrets(ctx: &Context, tenant_id: i64, keys: &[String]) -> Re
         let value = match row.ciphertext {
             Some(c) => {
                 let item = datastore::ItemId { tenant_id, scope: "tenant", owner_id: None, key: &row.key };
-                match datastore::open(&ctx.keys.encryption_key, item, &c, row.key_version) {
+                match datastore::open(&ctx.keys.encryption, item, &c, row.key_version.unwrap_or(1)) {
                     Ok(value) => value,
                     Err(e) => {
                         tracing::error!(key = %row.key, error = %e, "cannot decrypt a datastore secret");
@@ -111,4 +141,20 @@ async fn datastore_secrets(ctx: &Context, tenant_id: i64, keys: &[String]) -> Re
         out.insert(row.key, value);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn sealed_parameters_are_restored_and_all_kept_out_of_the_environment() {
+        let sealed = json!({"token": "t0k", "header": "Bearer t0k"});
+        let sealed = sealed.as_object().unwrap();
+        let params = with_sealed(&json!({"url": "u", "token": "********", "header": "********"}), sealed);
+        assert_eq!(params, json!({"url": "u", "token": "t0k", "header": "Bearer t0k"}));
+        assert_eq!(secret_names(vec!["token".into(), "other".into()], sealed), ["token", "other", "header"]);
+    }
 }

@@ -33,6 +33,7 @@ fn shell_job(command: String, mode: SandboxMode) -> Job {
         parameters: json!({}),
         secret_names: Vec::new(),
         secrets: Map::new(),
+        masker: Default::default(),
         attempt: 1,
         timeout: Duration::from_secs(600),
         entry_point: None,

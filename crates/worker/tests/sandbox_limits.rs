@@ -16,6 +16,7 @@ fn job(runner_type: RunnerType, command: Option<&str>, code: Option<&str>) -> Jo
         parameters: json!({}),
         secret_names: Vec::new(),
         secrets: Map::new(),
+        masker: Default::default(),
         attempt: 1,
         timeout: Duration::from_secs(60),
         entry_point: None,

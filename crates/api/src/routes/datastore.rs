@@ -128,7 +128,7 @@ fn view(state: &ApiState, tenant_id: i64, row: Row, decrypt: bool) -> Result<Ite
     let value = match (row.encrypted, decrypt, row.ciphertext) {
         (true, true, Some(sealed)) => {
             let item = ItemId { tenant_id, scope: scope.as_str(), owner_id: row.owner_id, key: &row.key };
-            datastore::open(&state.ctx.keys.encryption_key, item, &sealed, row.key_version)
+            datastore::open(&state.ctx.keys.encryption, item, &sealed, row.key_version.unwrap_or(1))
                 .map_err(|e| ApiError::Conflict(format!("{e}; write the item again to replace it")))?
         }
         (true, _, _) => Value::String(MASK.into()),
@@ -162,7 +162,7 @@ async fn upsert(
     let owner_id = body.scope.owner(&who)?;
     let (value, sealed, version) = if body.encrypted {
         let item = ItemId { tenant_id: who.tenant_id, scope: body.scope.as_str(), owner_id, key: &body.key };
-        let (sealed, version) = datastore::seal(&state.ctx.keys.encryption_key, item, &body.value);
+        let (sealed, version) = datastore::seal(&state.ctx.keys.encryption, item, &body.value);
         (None, Some(sealed), Some(version))
     } else {
         (Some(body.value.clone()), None, None)

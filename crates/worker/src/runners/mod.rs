@@ -9,6 +9,8 @@ use std::time::Duration;
 use attune_core::domain::{ExecutionStatus, RunnerType};
 use serde_json::{json, Map, Value};
 
+use crate::masking::Masker;
+
 /// Everything a runner needs about one execution attempt.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -18,10 +20,14 @@ pub struct Job {
     pub runner_type: RunnerType,
     /// Every parameter, secret ones in plaintext (they go to stdin only).
     pub parameters: Value,
-    /// Names of the secret parameters (kept out of the environment).
+    /// Names of the secret parameters (kept out of the environment): the action's secret
+    /// parameters and every parameter the execution sealed.
     pub secret_names: Vec<String>,
     /// The action's declared datastore secrets, decrypted.
     pub secrets: Map<String, Value>,
+    /// The secret values to mask out of the action's output: every sealed parameter's and
+    /// every declared datastore secret's.
+    pub masker: Masker,
     pub attempt: i32,
     pub timeout: Duration,
     pub entry_point: Option<String>,
@@ -105,6 +111,18 @@ impl Outcome {
         self
     }
 
+    /// The same outcome with the secret values of `masker` masked in everything it shows.
+    pub fn masked(mut self, masker: &Masker) -> Outcome {
+        if masker.is_empty() {
+            return self;
+        }
+        self.stdout = masker.mask_str(&self.stdout);
+        self.stderr = masker.mask_str(&self.stderr);
+        self.error = self.error.map(|e| masker.mask_str(&e));
+        self.output = self.output.map(|o| masker.mask_json(o));
+        self
+    }
+
     /// What `execution.result` keeps (stdout/stderr live in `execution_output`).
     pub fn result_json(&self) -> Value {
         let mut result = json!({
@@ -129,7 +147,8 @@ pub async fn run(job: &Job) -> Outcome {
     }
     let run = async {
         match job.runner_type {
-            RunnerType::Builtin => builtin::run(job).await,
+            // A builtin's output is made whole, not read from a pipe: masked at once.
+            RunnerType::Builtin => builtin::run(job).await.masked(&job.masker),
             RunnerType::Shell | RunnerType::Python => process::run(job).await,
             other => Outcome::failed(format!("this worker cannot run runner_type {other}")),
         }
@@ -170,6 +189,7 @@ pub(crate) mod tests {
             parameters,
             secret_names: Vec::new(),
             secrets: Map::new(),
+            masker: Masker::default(),
             attempt: 1,
             timeout: Duration::from_secs(10),
             entry_point: None,
@@ -202,5 +222,14 @@ pub(crate) mod tests {
         let out = run(&node).await;
         assert_eq!(out.error.as_deref(), Some("this worker cannot run runner_type node"));
         assert!(run(&job("core.noop", json!({}))).await.succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_builtin_outcome_is_masked() {
+        let mut echo = job("core.echo", json!({"message": "say s3cret-value"}));
+        echo.masker = Masker::new(&[json!("s3cret-value")]).unwrap();
+        let out = run(&echo).await;
+        assert_eq!(out.stdout, "say ********\n");
+        assert_eq!(out.output, Some(json!({"message": "say ********"})));
     }
 }

@@ -10,7 +10,9 @@
 //!   it anyway: a missing or cut document makes it refuse to run the action (exit code
 //!   [`INPUT_REFUSED_CODE`]), and the execution fails with [`INPUT_NEVER_ARRIVED`];
 //! - environment: a clean one (the worker's own, with its database URL and keys, is not
-//!   inherited) plus `ATTUNE_PARAM_<NAME>` for each non-secret parameter;
+//!   inherited) plus `ATTUNE_PARAM_<NAME>` for each non-secret parameter: not for the
+//!   action's secret parameters, nor any other the execution sealed, nor one whose value
+//!   holds a secret value;
 //! - a sandbox of its own ([`attune_core::child::Sandbox`], `sandbox.mode = namespaces`,
 //!   the default): bubblewrap, as an unprivileged user, seeing a read-only system, its
 //!   pack's directory (read-only, at its own path), the `sandbox.bind` folders and a
@@ -29,8 +31,11 @@
 //!   killed when the action ends, and everything is killed when the worker dies, however
 //!   it dies: an action never runs on without the worker that reads its output and
 //!   records its result. An action killed by signal N reports exit code 128+N there;
-//! - stdout/stderr captured up to `max_output_bytes` each; the last stdout line that is a
-//!   JSON object becomes `result.output`, whatever the exit code.
+//! - stdout/stderr captured up to `max_output_bytes` each, every secret value of the job
+//!   masked as it is read ([`crate::masking`]), so nothing kept — stdout, stderr, the
+//!   `error` made from stderr's tail, the `result.output` parsed from stdout — holds one;
+//!   the last stdout line that is a JSON object becomes `result.output`, whatever the
+//!   exit code.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -75,6 +80,11 @@ if not isinstance(doc, dict) or "parameters" not in doc:
     sys.stderr.write("attune: the action's input document " + how + "; the action did not run\n")
     sys.exit(97)
 sys.stdin = io.StringIO(raw.decode("utf-8"))
+try:
+    import attune as _attune_helper
+    _attune_helper._init(doc.get("context"))
+except ImportError:
+    pass
 spec = importlib.util.spec_from_file_location("attune_action", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules["attune_action"] = module
@@ -86,8 +96,12 @@ if callable(getattr(module, "run", None)):
         print(json.dumps(result, default=str))
 "#;
 
-/// What to start: a program and its arguments.
-type Program = (OsString, Vec<OsString>);
+/// What to start: a program, its arguments, and variables of its own.
+type Program = (OsString, Vec<OsString>, Vec<(&'static str, OsString)>);
+
+/// `from attune import datastore` for python actions: written beside the action's code in
+/// its scratch folder, which becomes its `PYTHONPATH` (installed nowhere else).
+const PYTHON_HELPER: &str = include_str!("python/attune.py");
 
 /// The program to start for `job`; python code is written into the sandbox's scratch folder.
 fn command_for(job: &Job, sandbox: &Sandbox) -> Result<Program, String> {
@@ -105,13 +119,13 @@ fn command_for(job: &Job, sandbox: &Sandbox) -> Result<Program, String> {
     match job.runner_type {
         RunnerType::Shell => {
             if let Some(command) = &job.command {
-                return Ok(("/bin/sh".into(), vec!["-c".into(), command.into()]));
+                return Ok(("/bin/sh".into(), vec!["-c".into(), command.into()], Vec::new()));
             }
             let path = entry(job.entry_point.as_deref().unwrap_or_default())?;
             if is_executable(&path) {
-                Ok((path.into(), Vec::new()))
+                Ok((path.into(), Vec::new(), Vec::new()))
             } else {
-                Ok(("/bin/sh".into(), vec![path.into()]))
+                Ok(("/bin/sh".into(), vec![path.into()], Vec::new()))
             }
         }
         RunnerType::Python => {
@@ -122,8 +136,12 @@ fn command_for(job: &Job, sandbox: &Sandbox) -> Result<Program, String> {
                 (None, Some(ep)) => entry(ep)?,
                 (None, None) => return Err("a python action needs code or entry_point".into()),
             };
+            let helper = sandbox
+                .write_file("attune.py", PYTHON_HELPER.as_bytes())
+                .map_err(|e| format!("cannot write the attune helper module: {e}"))?;
+            let lib = helper.parent().map(|d| d.as_os_str().to_owned()).unwrap_or_default();
             let args = vec!["-u".into(), "-c".into(), PYTHON_WRAPPER.into(), path.into()];
-            Ok(("python3".into(), args))
+            Ok(("python3".into(), args, vec![("PYTHONPATH", lib)]))
         }
         other => Err(format!("not a process runner: {other}")),
     }
@@ -155,13 +173,15 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-/// `ATTUNE_PARAM_<NAME>` values: strings as they are, everything else as JSON.
+/// `ATTUNE_PARAM_<NAME>` values: strings as they are, everything else as JSON. Secret
+/// parameters are left out, and so is any parameter whose value holds a secret value (a
+/// process's environment can be read by others: `/proc/<pid>/environ`); stdin has them.
 fn param_env(job: &Job) -> Vec<(String, String)> {
     let Some(params) = job.parameters.as_object() else { return Vec::new() };
     params
         .iter()
         .filter(|(name, _)| !job.secret_names.contains(name))
-        .map(|(name, value)| {
+        .filter_map(|(name, value)| {
             let key: String =
                 name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
             let value = match value {
@@ -169,7 +189,15 @@ fn param_env(job: &Job) -> Vec<(String, String)> {
                 Value::Null => String::new(),
                 other => other.to_string(),
             };
-            (format!("ATTUNE_PARAM_{key}"), value)
+            if job.masker.finds(&value) {
+                tracing::warn!(
+                    execution = job.execution_id,
+                    parameter = %name,
+                    "a parameter holds a secret value: it is given on stdin only, not in the environment"
+                );
+                return None;
+            }
+            Some((format!("ATTUNE_PARAM_{key}"), value))
         })
         .collect()
 }
@@ -194,7 +222,7 @@ pub async fn run(job: &Job) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::failed(format!("cannot sandbox the action, so it did not run: {e}")),
     };
-    let (program, args) = match command_for(job, &sandbox) {
+    let (program, args, own_env) = match command_for(job, &sandbox) {
         Ok(c) => c,
         Err(e) => return Outcome::failed(e),
     };
@@ -223,7 +251,8 @@ pub async fn run(job: &Job) -> Outcome {
         .env("ATTUNE_EXECUTION_ID", job.execution_id.to_string())
         .env("ATTUNE_ACTION_REF", &job.action_ref)
         .env("ATTUNE_API_URL", &job.api_url)
-        .envs(param_env(job));
+        .envs(param_env(job))
+        .envs(own_env);
     // Spawned right here, on this async task's thread — a runtime worker thread, alive as
     // long as the runtime — never from `spawn_blocking`: the child's death signal
     // (PR_SET_PDEATHSIG) fires when the thread that forked it ends, not only the worker.
@@ -238,8 +267,8 @@ pub async fn run(job: &Job) -> Outcome {
     }
 
     let limit = job.max_output_bytes;
-    let stdout = tokio::spawn(capture(child.stdout.take().expect("stdout is piped"), limit));
-    let stderr = tokio::spawn(capture(child.stderr.take().expect("stderr is piped"), limit));
+    let stdout = tokio::spawn(capture(child.stdout.take().expect("stdout is piped"), limit, job.masker.clone()));
+    let stderr = tokio::spawn(capture(child.stderr.take().expect("stderr is piped"), limit, job.masker.clone()));
 
     // Ends with the process, a timeout, or a cancel request; the last two stop the whole
     // process group: SIGTERM, then SIGKILL after the grace period.
@@ -273,6 +302,7 @@ pub async fn run(job: &Job) -> Outcome {
     sandbox.signal(Signal::SIGKILL);
     // Without a PID namespace, a process that left the group (setsid) may still hold the
     // pipes: do not wait for it.
+    // Both masked: everything below is made from masked text only.
     let out = finish_capture(stdout).await;
     let err = finish_capture(stderr).await;
 
@@ -377,6 +407,29 @@ mod tests {
         assert_eq!(doc["parameters"], json!({"name": "ada", "token": "s3cret"}));
         assert_eq!(doc["context"]["execution_id"], 1);
         assert_eq!(lines.next(), Some("0"), "{}", out.stdout);
+    }
+
+    #[tokio::test]
+    async fn secrets_are_masked_in_stdout_stderr_error_and_output_even_split_across_writes() {
+        let mut job = job("p.sh", json!({"token": "tok-7f3a9c", "note": "uses dbpass-51e2 here", "plain": "ok"}));
+        job.runner_type = RunnerType::Shell;
+        // `token` is sealed but not among the action's declared secret parameters.
+        job.secret_names = vec!["token".into()];
+        job.masker = crate::masking::Masker::new(&[json!("tok-7f3a9c"), json!("dbpass-51e2")]).unwrap();
+        job.command = Some(
+            r#"printf 'whole tok-7f3a9c\n'; printf 'split dbpa'; sleep 0.2; printf 'ss-51e2\n'
+               printf 'err tok-7' >&2; sleep 0.2; printf 'f3a9c\n' >&2
+               printf '{"t": "tok-7f3a9c"}\n'
+               env | grep -c -e tok-7f3a9c -e dbpass-51e2 -e ATTUNE_PARAM_NOTE -e ATTUNE_PARAM_TOKEN >&2
+               printf '%s' "$ATTUNE_PARAM_PLAIN" >&2; exit 1"#
+                .into(),
+        );
+        let out = run(&job).await;
+        assert_eq!(out.exit_code, Some(1), "{out:?}");
+        assert_eq!(out.stdout, "whole ********\nsplit ********\n{\"t\": \"********\"}\n");
+        assert_eq!(out.stderr, "err ********\n0\nok");
+        assert_eq!(out.error.as_deref(), Some("err ********\n0\nok"));
+        assert_eq!(out.output, Some(json!({"t": "********"})));
     }
 
     #[test]
