@@ -1,5 +1,6 @@
 -- Moves a batch of requested executions on — `scheduled` (valid parameters, defaults
--- applied) or `failed` (the reason in result.error) — and records it in the audit log.
+-- applied) or `failed` (the reason in result.error) — and records it in the audit log and
+-- the change log.
 WITH decided AS (
     UPDATE attune.execution e
        SET status          = r.status,
@@ -14,7 +15,10 @@ WITH decided AS (
       FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $4::bytea[], $5::jsonb[], $6::int[], $7::int[])
            AS r(id, status, parameters, secret_params, result, max_attempts, timeout_seconds)
      WHERE e.id = r.id
-    RETURNING e.id, e.tenant_id, e.action_ref, r.status, r.result
+    RETURNING e.id, e.tenant_id, e.action_ref, r.status, r.result, attune.execution_change(e) AS change
+), logged AS (
+    INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
+    SELECT tenant_id, 'execution', id, 'execution.status_changed', change FROM decided ORDER BY id
 )
 INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
 SELECT tenant_id, 'service', 'executor', 'execution.' || status, 'execution', id::text,

@@ -1,6 +1,6 @@
 -- The worker's claim, one statement and so one round trip: take up to $3 scheduled
 -- executions of the runner types it runs ($2), in priority order, mark them running on
--- worker $1, record `execution.started` (actor $4) and each attempt's row (`running`, on
+-- worker $1, record `execution.started` (actor $4), the change-log row, and each attempt's row (`running`, on
 -- this worker, from now: a worker that dies takes it with it and the reaper closes it as
 -- `lost`), and return what running them needs.
 -- $5 NULL: executions of actions without a concurrency limit; $5 = an action id: that
@@ -25,7 +25,10 @@ WITH picked AS (
       FROM picked
      WHERE e.id = picked.id
     RETURNING e.id, e.tenant_id, e.action_id, e.action_ref, e.runner_type, e.parameters, e.secret_params,
-              e.attempt, e.timeout_seconds
+              e.attempt, e.timeout_seconds, attune.execution_change(e) AS change
+), logged AS (
+    INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
+    SELECT tenant_id, 'execution', id, 'execution.status_changed', change FROM claimed ORDER BY id
 ), attempts AS (
     INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, started_at)
     SELECT id, attempt, $1, 'running', clock_timestamp() FROM claimed

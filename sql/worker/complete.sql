@@ -7,7 +7,7 @@
 -- * otherwise the execution ends with the attempt's status and result — in particular one
 --   in `canceling` never runs again: a cancel does not retry, it ends however the process
 --   ended (`canceled`, or `failed`/`succeeded` when it ended before the cancel reached it);
--- and, either way, the attempt row, the captured output and the audit entry.
+-- and, either way, the attempt row, the captured output, the audit entry and the change-log row.
 -- $1..$3 (id, status, result) and $4..$6 (stdout, stderr, truncated) are the batch's
 -- columns, element i of each for execution $1[i]; $7 is the worker's name (audit actor),
 -- $8 its id, $9 the attempts that finished (a late result of an earlier attempt of an
@@ -45,7 +45,11 @@ WITH input AS (
       FROM decided d
      WHERE e.id = d.id
     RETURNING d.id, d.tenant_id, d.action_ref, d.attempt, d.worker_id, d.started_at, d.outcome, d.again, d.delay,
-              (d.result ->> 'exit_code')::int AS exit_code, d.result ->> 'error' AS error
+              (d.result ->> 'exit_code')::int AS exit_code, d.result ->> 'error' AS error,
+              attune.execution_change(e) AS change
+), logged AS (
+    INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
+    SELECT tenant_id, 'execution', id, 'execution.status_changed', change FROM done ORDER BY id
 ), attempts AS (
     INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, exit_code, error, started_at, finished_at)
     SELECT id, attempt, worker_id, outcome, exit_code, error, started_at, clock_timestamp() FROM done

@@ -8,7 +8,8 @@
 --
 -- What a lost worker was running is scheduled again when its retry policy has attempts
 -- left, else fails with failure_reason "worker_lost"; what it was canceling ends `canceled`
--- (a cancel never retries). Its attempts still `running` are closed as `lost`. Returns
+-- (a cancel never retries). Its attempts still `running` are closed as `lost`; each move
+-- is audited and written to the change log. Returns
 -- the ids of the executions it moved on.
 WITH lost AS (
     UPDATE attune.worker w
@@ -51,7 +52,10 @@ WITH lost AS (
                                                        CASE WHEN e.status = 'canceling' THEN 'canceling' ELSE 'running' END))
       FROM gone
      WHERE e.worker_id = gone.id AND e.status IN ('running', 'canceling')
-    RETURNING e.id, e.tenant_id, e.action_ref, e.status, gone.name
+    RETURNING e.id, e.tenant_id, e.action_ref, e.status, gone.name, attune.execution_change(e) AS change
+), logged AS (
+    INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
+    SELECT tenant_id, 'execution', id, 'execution.status_changed', change FROM handled ORDER BY id
 )
 INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, action, entity_type, entity_id, data)
 SELECT tenant_id, 'service', 'executor',

@@ -20,7 +20,9 @@
 //! Audit entries go through `attune_core::audit`, the log's one writer.
 //!
 //! [`run`] is the service entry point; [`serve`] runs on a listener the caller bound
-//! (tests bind port 0).
+//! (tests bind port 0). [`run_with`] and [`serve_with`] also serve routes of another
+//! service on the API's port (the notifier's `/ws` in one-process mode), without this
+//! crate depending on it.
 
 pub mod app;
 pub mod auth;
@@ -37,21 +39,34 @@ pub mod state;
 use std::net::SocketAddr;
 
 use attune_core::{Context, Shutdown};
+use axum::Router;
 use tokio::net::TcpListener;
 
 /// Binds `api.host:api.port` and serves until `shutdown`.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    run_with(ctx, shutdown, Router::new()).await
+}
+
+/// As [`run`], serving `extra` routes beside the API's.
+pub async fn run_with(ctx: Context, shutdown: Shutdown, extra: Router) -> anyhow::Result<()> {
     let addr = format!("{}:{}", ctx.config.api.host, ctx.config.api.port);
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (api.host/api.port): {e}"))?;
-    serve(ctx, listener, shutdown).await
+    serve_with(ctx, listener, shutdown, extra).await
 }
 
 /// Serves on `listener` until `shutdown`; in-flight requests finish first. Each request
 /// knows its socket peer ([`extract::ClientIp`], which the login throttle keys on).
 pub async fn serve(ctx: Context, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let app = app::router(ctx, shutdown.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    serve_with(ctx, listener, shutdown, Router::new()).await
+}
+
+/// As [`serve`], serving `extra` routes beside the API's. They get none of the API's
+/// middleware (its request timeout would cut long-lived connections); their paths must
+/// not be the API's.
+pub async fn serve_with(ctx: Context, listener: TcpListener, shutdown: Shutdown, extra: Router) -> anyhow::Result<()> {
+    let app = app::router(ctx, shutdown.clone()).merge(extra).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
     Ok(())
 }

@@ -57,20 +57,28 @@ pub async fn supervise(
     let mut set = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, Service> = HashMap::new();
     let mut api_listener = api_listener;
+    let hub = shared_hub(&ctx, services);
     for &service in services {
         let ctx = ctx.clone();
         let token = shutdown.clone();
         let listener = if service == Service::Api { api_listener.take() } else { None };
+        let hub = hub.clone();
         let task = set.spawn(async move {
             match service {
-                Service::Api => match listener {
-                    Some(l) => attune_api::serve(ctx, l, token).await,
-                    None => attune_api::run(ctx, token).await,
-                },
+                Service::Api => {
+                    let extra = hub.map(|h| h.router()).unwrap_or_default();
+                    match listener {
+                        Some(l) => attune_api::serve_with(ctx, l, token, extra).await,
+                        None => attune_api::run_with(ctx, token, extra).await,
+                    }
+                }
                 Service::Executor => attune_executor::run(ctx, token).await,
                 Service::Worker => attune_worker::run(ctx, token).await,
                 Service::Sensor => attune_sensor::run(ctx, token).await,
-                Service::Notifier => attune_notifier::run(ctx, token).await,
+                Service::Notifier => match hub {
+                    Some(hub) => hub.run(token).await,
+                    None => attune_notifier::run(ctx, token).await,
+                },
                 Service::Bridge => attune_bridge::run(ctx, token).await,
             }
         });
@@ -117,6 +125,13 @@ pub async fn supervise(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// With the API and the notifier in one process, `/ws` is served on the API's port (API.md):
+/// the notifier service is then the hub's reader, and the API serves its router.
+fn shared_hub(ctx: &Context, services: &[Service]) -> Option<attune_notifier::Hub> {
+    let both = services.contains(&Service::Api) && services.contains(&Service::Notifier);
+    both.then(|| attune_notifier::Hub::new(ctx.clone()))
 }
 
 /// Completes `after` from now once `shutdown` is cancelled (never before).

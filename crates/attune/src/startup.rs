@@ -186,6 +186,9 @@ async fn run_on(config: &Config, database: &Database, services: &[Service], shut
             .with_context(|| format!("cannot listen on {addr} (api.host/api.port, ATTUNE_API_HOST/ATTUNE_API_PORT)"))?;
         let local = listener.local_addr()?;
         println!("Attune API listening on http://{local} (public URL {})", config.public_url());
+        if services.contains(&Service::Notifier) {
+            println!("WebSocket stream on ws://{local}/ws");
+        }
         Some(listener)
     } else {
         None

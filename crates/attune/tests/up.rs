@@ -300,11 +300,14 @@ fn serve_without_the_api_drains_every_service_and_exits_0_promptly() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let services = ["executor", "sensor", "notifier", "bridge"];
-    let mut run = attune(data.path(), port, &["serve", &services.join(",")], &[]);
+    // Without the api the notifier serves /ws on a port of its own.
+    let notifier_port = free_port().to_string();
+    let mut run =
+        attune(data.path(), port, &["serve", &services.join(",")], &[("ATTUNE_NOTIFIER_PORT", &notifier_port)]);
     // No /ready without the api: the services are up once they log it (the notifier
-    // says it idles once running), and have a moment to go round their loops.
+    // once it streams the change log), and have a moment to go round their loops.
     wait_for_log(&mut run, &format!("services=\"{}\"", services.join(",")), Duration::from_secs(180));
-    wait_for_log(&mut run, "notifier: no WebSocket fan-out yet; idle", Duration::from_secs(30));
+    wait_for_log(&mut run, "notifier: streaming the change log", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
 
     signal(&run, Signal::SIGTERM);

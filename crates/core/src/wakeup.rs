@@ -36,11 +36,25 @@ pub enum Channel {
     Scheduled,
     /// Cancel requests: the workers running them.
     Cancel,
+    /// Change-log rows committed that no other channel announced (a claim, a result, a
+    /// reaped execution, an enforcement without a run): the notifier and the bridge.
+    Change,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 6] =
-        [Channel::Event, Channel::Rule, Channel::Timer, Channel::Requested, Channel::Scheduled, Channel::Cancel];
+    pub const ALL: [Channel; 7] = [
+        Channel::Event,
+        Channel::Rule,
+        Channel::Timer,
+        Channel::Requested,
+        Channel::Scheduled,
+        Channel::Cancel,
+        Channel::Change,
+    ];
+
+    /// Every channel whose wake-up means new change-log rows (the notifier's and bridge's).
+    pub const CHANGES: [Channel; 5] =
+        [Channel::Event, Channel::Requested, Channel::Scheduled, Channel::Cancel, Channel::Change];
 
     /// The PostgreSQL channel name (migrations NOTIFY on some of them too).
     pub fn name(self) -> &'static str {
@@ -51,6 +65,7 @@ impl Channel {
             Channel::Requested => "attune_requested",
             Channel::Scheduled => "attune_scheduled",
             Channel::Cancel => "attune_cancel",
+            Channel::Change => "attune_change",
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use attune_core::lost_workers::STALE_AFTER;
 use attune_core::lost_workers::{self, Scope};
+use attune_core::wakeup::Channel;
 use attune_core::{Context, Shutdown};
 use sqlx::PgPool;
 
@@ -24,9 +25,12 @@ use sqlx::PgPool;
 pub const EVERY: Duration = Duration::from_millis(500);
 
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    let changes = ctx.notifier.hint(Channel::Change);
     while !shutdown.is_cancelled() {
-        if let Err(e) = round(&ctx.pool, STALE_AFTER).await {
-            tracing::error!(error = %e, "reaper round failed");
+        match round(&ctx.pool, STALE_AFTER).await {
+            Ok(moved) if !moved.is_empty() => changes.poke(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reaper round failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}

@@ -260,14 +260,15 @@ async fn emit(pool: &PgPool, sensor: &SensorRow, events: &Hint, line: &str) {
             return;
         }
     };
-    let inserted = sqlx::query!(
-        "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source) VALUES ($1, $2, $3, $4, 'sensor')",
+    let inserted = sqlx::query_file_scalar!(
+        "../../sql/event/insert.sql",
         sensor.tenant_id,
         sensor.trigger_id,
         sensor.trigger_ref,
         payload,
+        "sensor",
     )
-    .execute(pool)
+    .fetch_one(pool)
     .await;
     match inserted {
         Ok(_) => events.poke(),

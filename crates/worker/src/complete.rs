@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use attune_core::domain::ExecutionStatus;
+use attune_core::wakeup::Hint;
 use attune_core::Shutdown;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -32,7 +33,8 @@ pub struct Finished {
 /// Drains `rx` until it closes (every sender dropped), writing batches as they come. Once
 /// the worker is `lost` (its liveness session failed, so the reaper hands its executions to
 /// others), results are dropped: they belong to attempts that no longer count.
-pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished>, lost: Shutdown) {
+/// `changes` is poked after each batch is committed (the change-log readers).
+pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished>, lost: Shutdown, changes: Hint) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
@@ -40,6 +42,7 @@ pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished
             tracing::warn!(rows = batch.len(), "results dropped: this worker lost its liveness session");
         } else {
             write_resilient(&pool, &me, &mut batch, &lost).await;
+            changes.poke();
         }
         tracing::debug!(rows = batch.len(), ms = started.elapsed().as_millis() as u64, "completer batch");
         batch.clear();

@@ -84,6 +84,9 @@ impl Lane {
             match claim::claim(&worker.ctx.pool, worker.registration, &self.runtimes, free).await {
                 Ok(claimed) => {
                     let took = claimed.len();
+                    if took > 0 {
+                        worker.ctx.notifier.hint(Channel::Change).poke();
+                    }
                     let jobs = prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await;
                     tracing::debug!(
                         lane = %lane,

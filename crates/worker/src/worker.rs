@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use attune_core::domain::RunnerType;
+use attune_core::wakeup::Channel;
 use attune_core::{Context, Shutdown};
 use tokio::sync::mpsc;
 
@@ -106,7 +107,13 @@ impl Worker {
             }
         });
         let (tx, rx) = mpsc::channel::<Finished>(RESULTS_QUEUE);
-        let completer = tokio::spawn(complete::run(self.ctx.pool.clone(), self.registration.clone(), rx, lost.clone()));
+        let completer = tokio::spawn(complete::run(
+            self.ctx.pool.clone(),
+            self.registration.clone(),
+            rx,
+            lost.clone(),
+            self.ctx.notifier.hint(Channel::Change),
+        ));
         let watcher = tokio::spawn(cancel_watch::run(
             self.ctx.clone(),
             self.registration.id,

@@ -65,16 +65,9 @@ async fn receive(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     // Fast path, one statement: an enabled trigger without a secret takes any JSON body.
     if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
-        let event_id = sqlx::query_scalar!(
-            "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source)
-             SELECT tenant_id, id, ref, $2, 'webhook' FROM attune.trigger
-              WHERE webhook_key = $1 AND type = 'webhook' AND enabled AND webhook_secret IS NULL
-             RETURNING id",
-            key,
-            payload
-        )
-        .fetch_optional(state.pool())
-        .await?;
+        let event_id = sqlx::query_file_scalar!("../../sql/api/webhook_event.sql", key, payload)
+            .fetch_optional(state.pool())
+            .await?;
         if let Some(event_id) = event_id {
             state.event_hint.poke();
             return Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })));
@@ -100,16 +93,10 @@ async fn receive(
     }
     let payload: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
-    let event_id = sqlx::query_scalar!(
-        "INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, source)
-         VALUES ($1, $2, $3, $4, 'webhook') RETURNING id",
-        tenant_id,
-        trigger_id,
-        trigger_ref,
-        payload
-    )
-    .fetch_one(state.pool())
-    .await?;
+    let event_id =
+        sqlx::query_file_scalar!("../../sql/event/insert.sql", tenant_id, trigger_id, trigger_ref, payload, "webhook")
+            .fetch_one(state.pool())
+            .await?;
     state.event_hint.poke();
     Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
 }

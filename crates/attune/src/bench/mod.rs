@@ -5,6 +5,10 @@
 //! `--concurrency` requests in flight (optionally paced at `--rate` per second), waits for
 //! every execution to finish, and reads the figures from the database's own timestamps:
 //! events/s, executions/s, and percentiles of webhook accepted → running and → finished.
+//! `--mode stream` runs the noop pipeline with `--sockets` WebSocket clients subscribed to
+//! executions and adds the stream's delivery latency ([`stream`]).
+
+mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +26,8 @@ pub enum Mode {
     Shell,
     /// `--timers` interval timers at 1 s for `--seconds`: fire-time precision
     Timers,
+    /// the noop pipeline with `--sockets` WebSocket clients on `/ws`: delivery latency
+    Stream,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +54,9 @@ pub struct BenchArgs {
     /// Timers mode: how long to let them tick.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Stream mode: WebSocket clients subscribed to executions.
+    #[arg(long, default_value_t = 100)]
+    pub sockets: usize,
     /// Default: ATTUNE_ADMIN_PASSWORD, else the password saved in the data dir.
     #[arg(long, env = "ATTUNE_BENCH_PASSWORD")]
     pub password: Option<String>,
@@ -99,7 +108,7 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         bail!("login as {} failed: {}", args.login, login.status());
     }
     let token = login.json::<Value>().await?["access_token"].as_str().unwrap_or_default().to_string();
-    let api = Api { http: http.clone(), base: base.clone(), token };
+    let api = Api { http: http.clone(), base: base.clone(), token: token.clone() };
 
     if args.mode == Mode::Timers {
         return timers(&api, pool, &args).await;
@@ -110,7 +119,8 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     api.ensure("/api/v1/actions", json!({"ref": "bench.true", "runner_type": "shell", "command": "true"})).await?;
     api.ensure("/api/v1/rules", json!({"ref": "bench.noop", "trigger": "bench.hook", "action": "core.noop"})).await?;
     api.ensure("/api/v1/rules", json!({"ref": "bench.shell", "trigger": "bench.hook", "action": "bench.true"})).await?;
-    for (rule, on) in [("bench.noop", args.mode == Mode::Noop), ("bench.shell", args.mode == Mode::Shell)] {
+    let noop = matches!(args.mode, Mode::Noop | Mode::Stream);
+    for (rule, on) in [("bench.noop", noop), ("bench.shell", args.mode == Mode::Shell)] {
         let (_, r) = api.call(reqwest::Method::GET, &format!("/api/v1/rules/ref/{rule}"), None).await?;
         let id = r["id"].as_i64().context("rule id")?;
         api.call(reqwest::Method::PATCH, &format!("/api/v1/rules/{id}"), Some(json!({"enabled": on}))).await?;
@@ -123,6 +133,16 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         None => hook,
     };
 
+    // Stream mode: every socket hears each execution's three changes (created as
+    // `scheduled` by the rule engine, running, succeeded).
+    let listeners = match args.mode {
+        Mode::Stream => {
+            let expected = 3 * args.events;
+            println!("connecting {} WebSocket clients", args.sockets);
+            Some(stream::Listeners::connect(&base, &token, args.sockets, expected, Duration::from_secs(600)).await?)
+        }
+        _ => None,
+    };
     let baseline = last_event(pool).await?;
     println!(
         "firing {} webhook events at {} concurrency{} ({:?} mode)",
@@ -203,6 +223,19 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     println!("accepted → running  ms:  p50 {r50:.1}  p95 {r95:.1}  p99 {r99:.1}");
     println!("accepted → finished ms:  p50 {f50:.1}  p95 {f95:.1}  p99 {f99:.1}");
     println!("failed executions:       {failed}");
+    if let Some(listeners) = listeners {
+        let (sockets, latencies) = listeners.finish().await?;
+        let p = |q| stream::percentile(&latencies, q);
+        println!("sockets:                 {sockets}, each received all {} changes", 3 * args.events);
+        println!(
+            "written → received ms:   p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1} ({} messages)",
+            p(50.0),
+            p(95.0),
+            p(99.0),
+            p(100.0),
+            latencies.len()
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,81 @@
+//! `attune bench --mode stream`: `--sockets` WebSocket clients subscribed to executions
+//! while the noop pipeline runs; each message's latency is its receipt time minus its
+//! `timestamp` (when the change-log row was written, just before its commit), over every
+//! message of every socket. Every socket must receive every change.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What one socket saw: the latency of each message in ms.
+pub type Latencies = Vec<f64>;
+
+/// Connected, subscribed sockets, each counting until it has `expected` messages.
+pub struct Listeners {
+    tasks: JoinSet<anyhow::Result<Latencies>>,
+}
+
+impl Listeners {
+    /// Opens `n` sockets to `base`'s `/ws` with `token`, subscribed to executions; each
+    /// stops after `expected` messages (or `limit`).
+    pub async fn connect(base: &str, token: &str, n: usize, expected: usize, limit: Duration) -> anyhow::Result<Self> {
+        let url = format!("{}/ws", base.replacen("http", "ws", 1));
+        let mut tasks = JoinSet::new();
+        for _ in 0..n {
+            let mut request = url.as_str().into_client_request()?;
+            request.headers_mut().insert("Authorization", format!("Bearer {token}").parse()?);
+            let (mut socket, _) =
+                tokio_tungstenite::connect_async(request).await.with_context(|| format!("cannot open {url}"))?;
+            let subscribe = json!({"type": "subscribe", "entity_types": ["execution"]});
+            socket.send(Message::text(subscribe.to_string())).await?;
+            tasks.spawn(async move {
+                let mut latencies = Vec::with_capacity(expected);
+                let deadline = tokio::time::Instant::now() + limit;
+                while latencies.len() < expected {
+                    let message = match tokio::time::timeout_at(deadline, socket.next()).await {
+                        Ok(Some(Ok(m))) => m,
+                        Ok(Some(Err(e))) => bail!("socket failed after {} messages: {e}", latencies.len()),
+                        Ok(None) => bail!("socket closed after {} messages", latencies.len()),
+                        Err(_) => bail!("only {} of {expected} messages within {limit:?}", latencies.len()),
+                    };
+                    let Message::Text(text) = message else { continue };
+                    let received = chrono::Utc::now();
+                    let value: Value = serde_json::from_str(&text)?;
+                    let Some(stamp) = value["timestamp"].as_str() else { continue };
+                    let written = chrono::DateTime::parse_from_rfc3339(stamp)?;
+                    latencies.push(
+                        (received - written.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0) as f64
+                            / 1000.0,
+                    );
+                }
+                Ok(latencies)
+            });
+        }
+        Ok(Listeners { tasks })
+    }
+
+    /// Waits for every socket; all their latencies, sorted.
+    pub async fn finish(mut self) -> anyhow::Result<(usize, Latencies)> {
+        let (mut sockets, mut all) = (0, Vec::new());
+        while let Some(done) = self.tasks.join_next().await {
+            all.extend(done??);
+            sockets += 1;
+        }
+        all.sort_by(f64::total_cmp);
+        Ok((sockets, all))
+    }
+}
+
+/// The `p`-th percentile (0..=100) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}

@@ -1,0 +1,147 @@
+//! The change log's reader ([`attune_core::change_log::Tail`]) never skips a row committed
+//! out of id order, never delivers one twice, and passes over ids that will never come
+//! (rolled back); the statements that change executions write their rows.
+
+use std::time::Duration;
+
+use attune_core::change_log::Tail;
+use attune_tests::{eventually, TestApp, TestDb};
+use rand::Rng;
+use serde_json::json;
+use sqlx::PgPool;
+
+async fn append(conn: &mut sqlx::PgConnection, n: i64) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event) VALUES (1, 'test', $1, 'test.row') RETURNING id",
+    )
+    .bind(n)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+async fn drain(tail: &mut Tail, pool: &PgPool) -> Vec<i64> {
+    tail.next(pool, 1000).await.unwrap().into_iter().map(|c| c.id).collect()
+}
+
+#[tokio::test]
+async fn the_tail_waits_for_a_row_committed_late_and_passes_a_rolled_back_one() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let mut tail = Tail::after(0);
+
+    // A takes id 1 and stays open; B commits id 2: the tail must not move past 1.
+    let mut a = pool.begin().await.unwrap();
+    let first = append(&mut a, 1).await;
+    let second = append(&mut pool.acquire().await.unwrap(), 2).await;
+    assert!(second > first);
+    for _ in 0..3 {
+        assert!(drain(&mut tail, pool).await.is_empty(), "nothing past a row still in flight");
+    }
+    a.commit().await.unwrap();
+    assert_eq!(drain(&mut tail, pool).await, vec![first, second], "both, in id order, once A committed");
+
+    // C takes an id and rolls back; D commits the next: the gap is passed once C is gone.
+    let mut c = pool.begin().await.unwrap();
+    let lost = append(&mut c, 3).await;
+    let fourth = append(&mut pool.acquire().await.unwrap(), 4).await;
+    assert!(drain(&mut tail, pool).await.is_empty());
+    c.rollback().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..500 {
+        got = drain(&mut tail, pool).await;
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got, vec![fourth], "id {lost} never came, {fourth} did");
+}
+
+#[tokio::test]
+async fn concurrent_writers_committing_out_of_order_lose_nothing_and_repeat_nothing() {
+    let db = TestDb::new().await;
+    let pool = db.pool.clone();
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let pool = pool.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..60 {
+                let mut tx = pool.begin().await.unwrap();
+                let (rows, hold) = {
+                    let mut rng = rand::thread_rng();
+                    (rng.gen_range(1..4), rng.gen_range(0..8))
+                };
+                for _ in 0..rows {
+                    append(&mut tx, w * 1000 + i).await;
+                }
+                // Hold the ids a while: later ids commit first.
+                tokio::time::sleep(Duration::from_millis(hold)).await;
+                if i % 10 == 9 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    let mut tail = Tail::after(0);
+    let mut seen = Vec::new();
+    while writers.iter().any(|w| !w.is_finished()) {
+        seen.extend(drain(&mut tail, &pool).await);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM attune.change_log ORDER BY id").fetch_all(&pool).await.unwrap();
+    let last = *all.last().unwrap();
+    while seen.last() != Some(&last) {
+        seen.extend(drain(&mut tail, &pool).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(seen, all, "every committed row exactly once, in id order");
+}
+
+#[tokio::test]
+async fn an_execution_writes_each_of_its_changes() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("changes").await;
+    let run = app.post(&u, "/api/v1/executions", json!({"action": "core.echo", "parameters": {"message": "hi"}})).await;
+    assert_eq!(run.status, 201, "{:?}", run.body);
+    let id = run.body["id"].as_i64().unwrap();
+    app.finished_execution(&u, id).await;
+    let rows: Vec<(String, String, i64)> = eventually("four changes", Duration::from_secs(10), || async {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT event, data ->> 'status', tenant_id FROM attune.change_log
+              WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+        (rows.len() >= 4).then_some(rows)
+    })
+    .await;
+    let steps: Vec<(&str, &str)> = rows.iter().map(|(e, s, _)| (e.as_str(), s.as_str())).collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("execution.created", "requested"),
+            ("execution.status_changed", "scheduled"),
+            ("execution.status_changed", "running"),
+            ("execution.status_changed", "succeeded"),
+        ]
+    );
+    assert!(rows.iter().all(|(_, _, t)| *t == u.tenant_id));
+    let data: serde_json::Value =
+        sqlx::query_scalar("SELECT data FROM attune.change_log WHERE entity_id = $1 AND entity_type = 'execution' ORDER BY id DESC LIMIT 1")
+            .bind(id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(data["execution_id"], id);
+    assert_eq!(data["action_ref"], "core.echo");
+    assert!(data.get("secret_params").is_none(), "sealed secrets never leave the database");
+}
