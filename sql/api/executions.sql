@@ -3,7 +3,7 @@
 -- output is read only when $9 (one execution's view); lists leave it out.
 SELECT e.id, e.action_ref, e.status AS "status: ExecutionStatus", e.parameters, e.result, o.stdout AS "stdout?",
        o.stderr AS "stderr?", e.parent_id, e.enforcement_id, e.rule_ref, e.attempt, e.max_attempts, e.created_at,
-       e.scheduled_at, e.started_at, e.finished_at, w.name AS "worker?"
+       e.scheduled_at, e.started_at, e.finished_at, w.name AS "worker?", e.workflow_task, e.item_index
   FROM attune.execution e
   LEFT JOIN attune.worker w ON w.id = e.worker_id
   LEFT JOIN attune.execution_output o ON $9::bool AND o.execution_id = e.id

@@ -1,6 +1,8 @@
 //! The end-to-end suite. One module per area; each test is named after its scenario in
 //! the test plan where it has one (`t1_7_...`), else after the behaviour it proves.
 
+mod bridge;
+mod change_log;
 mod crash_safety;
 mod datastore;
 mod definitions;
@@ -8,8 +10,13 @@ mod exactly_once;
 mod foundation;
 mod hostile;
 mod identity;
+mod key_rotation;
 mod packs;
 mod pipeline;
+mod secrets;
 mod secure_defaults;
 mod sensors;
+mod streaming;
+mod templates;
 mod timers;
+mod workflows;

@@ -8,10 +8,13 @@
 //!   superuser `postgres` with the generated password (`<root>/secrets/postgres_password`).
 //! - [`TestApp`]: the API (and, as later issues add them, the other services) running
 //!   in-process on port 0 against a [`TestDb`], with a real HTTP client.
+//!   [`TestApp::spawn_streaming`] also serves the notifier's `/ws` on the API's port, as
+//!   `attune up` does; [`stream::Socket`] is a real WebSocket client for it.
 //!
 //! Tests are named after the test plan's scenarios (`t1_4_webhook_payload_reaches_action`).
 
 pub mod processes;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attune_core::bootstrap::Keys;
+use attune_core::keyring::Keyring;
 use attune_core::local_pg::{Durability, LocalPostgres};
 use attune_core::{Config, Context, Shutdown};
 use rand::Rng;
@@ -223,7 +227,7 @@ pub fn test_keys() -> Keys {
     let mut encryption_key = [0u8; 32];
     rng.fill(&mut encryption_key);
     let jwt_secret = rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(40).collect();
-    Keys { jwt_secret, encryption_key }
+    Keys { jwt_secret, encryption: Keyring::single(encryption_key) }
 }
 
 /// The API running in-process on a port of its own, against a fresh database.
@@ -234,6 +238,8 @@ pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     pub shutdown: Shutdown,
+    /// The notifier's hub, when the app serves `/ws` ([`TestApp::spawn_streaming`]).
+    pub hub: Option<attune_notifier::Hub>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -244,6 +250,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_serving(adjust, false).await
+    }
+
+    /// The whole pipeline ([`TestApp::spawn_pipeline`]) with the notifier: its hub reads the
+    /// change log and `/ws` is served on the API's port, as `attune up` does. Returns once
+    /// the hub streams.
+    pub async fn spawn_streaming() -> TestApp {
+        Self::spawn_streaming_with(|_| {}).await
+    }
+
+    pub async fn spawn_streaming_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let app = Self::spawn_serving(adjust, true).await;
+        app.start_executor();
+        app.start_worker();
+        app
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// The API (and with `streaming`, the notifier's hub and `/ws`), on port 0.
+    async fn spawn_serving(adjust: impl FnOnce(&mut Config), streaming: bool) -> TestApp {
         let db = TestDb::new().await;
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path());
@@ -254,9 +284,16 @@ impl TestApp {
         attune_core::bootstrap::load_system_packs(&db.pool, &config).await.expect("system packs load");
         let ctx = Context::new(config, db.pool.clone(), test_keys());
         let shutdown = Shutdown::new();
-        tokio::spawn(attune_api::serve(ctx.clone(), listener, shutdown.clone()));
+        let hub = streaming.then(|| attune_notifier::Hub::new(ctx.clone()));
+        let extra = hub.as_ref().map(attune_notifier::Hub::router).unwrap_or_default();
+        tokio::spawn(attune_api::serve_with(ctx.clone(), listener, shutdown.clone(), extra));
+        if let Some(hub) = &hub {
+            let (reader, stop) = (hub.clone(), shutdown.clone());
+            tokio::spawn(async move { reader.run(stop).await });
+            hub.ready().await;
+        }
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { db, ctx, url: format!("http://{addr}"), http, shutdown, _data_dir: data_dir }
+        TestApp { db, ctx, url: format!("http://{addr}"), http, shutdown, hub, _data_dir: data_dir }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -303,16 +340,13 @@ impl TestApp {
     /// The environment that points an `attune` process at this app: its database, its
     /// keys and settings, a data dir of its own.
     pub fn process_env(&self) -> HashMap<String, String> {
-        use base64::Engine;
         let keys = &self.ctx.keys;
         let data_dir = self._data_dir.path().join(format!("process-{}", rand::thread_rng().gen::<u32>()));
         HashMap::from([
             ("ATTUNE_DATABASE_URL".to_string(), self.db.url()),
             ("ATTUNE_JWT_SECRET".to_string(), String::from_utf8(keys.jwt_secret.clone()).expect("text secret")),
-            (
-                "ATTUNE_ENCRYPTION_KEY".to_string(),
-                base64::engine::general_purpose::STANDARD.encode(keys.encryption_key),
-            ),
+            ("ATTUNE_ENCRYPTION_KEY".to_string(), keys.encryption.formatted().0),
+            ("ATTUNE_ENCRYPTION_PREVIOUS_KEYS".to_string(), keys.encryption.formatted().1.join(",")),
             ("ATTUNE_DATA_DIR".to_string(), data_dir.to_string_lossy().into_owned()),
             ("ATTUNE_PUBLIC_URL".to_string(), self.url.clone()),
             ("RUST_LOG".to_string(), "info,sqlx=warn".to_string()),

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use figment::providers::{Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::keyring::Keyring;
 
 /// Environment variable -> YAML key. `DATABASE_URL` is the lower-priority fallback of
 /// `ATTUNE_DATABASE_URL` and is handled separately.
@@ -25,9 +26,13 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_ADMIN_PASSWORD", "auth.admin_password"),
     ("ATTUNE_ALLOW_REGISTRATION", "auth.allow_registration"),
     ("ATTUNE_ENCRYPTION_KEY", "datastore.encryption_key"),
+    ("ATTUNE_ENCRYPTION_PREVIOUS_KEYS", "datastore.previous_keys"),
     ("ATTUNE_WORKER_CONCURRENCY", "worker.concurrency"),
     ("ATTUNE_WORKER_MAX_OUTPUT_BYTES", "worker.max_output_bytes"),
     ("ATTUNE_DEFAULT_TIMEOUT_SECONDS", "worker.default_timeout_seconds"),
+    ("ATTUNE_NOTIFIER_PORT", "notifier.port"),
+    ("ATTUNE_NOTIFIER_SOCKET_BUFFER", "notifier.socket_buffer"),
+    ("ATTUNE_CHANGE_LOG_RETENTION_HOURS", "notifier.retention_hours"),
     ("ATTUNE_AMQP_URL", "bridge.amqp_url"),
     ("ATTUNE_AMQP_INBOUND", "bridge.amqp_inbound"),
     ("ATTUNE_PACKS_DIR", "packs.dirs"),
@@ -47,6 +52,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub datastore: DatastoreConfig,
     pub worker: WorkerConfig,
+    pub notifier: NotifierConfig,
     pub bridge: BridgeConfig,
     pub packs: PacksConfig,
     pub sandbox: SandboxConfig,
@@ -87,8 +93,13 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatastoreConfig {
-    /// Base64 of 32 bytes; generated and kept in the data dir when unset.
+    /// The current key: `v<N>:<base64 of 32 bytes>` (bare base64 is version 1); generated
+    /// and kept in the data dir when unset.
     pub encryption_key: Option<String>,
+    /// Earlier keys, still accepted for reading until `attune keys rotate` has re-sealed
+    /// everything under the current one (comma-separated in the environment).
+    #[serde(default, deserialize_with = "string_list")]
+    pub previous_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,11 +111,27 @@ pub struct WorkerConfig {
     pub default_timeout_seconds: u64,
 }
 
+/// The WebSocket stream (docs/streaming.md) and the change log behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Port of `/ws` when the notifier runs without the API (on `api.host`); with the API
+    /// in the same process, `/ws` is served on the API's port instead.
+    pub port: u16,
+    /// Messages one WebSocket may have waiting; a socket further behind is closed (4008)
+    /// and reconnects with `since`, so a slow client never slows the others.
+    pub socket_buffer: usize,
+    /// How long change-log rows are kept: how far back `since` can replay.
+    pub retention_hours: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
     pub amqp_url: Option<String>,
     pub amqp_inbound: bool,
+    /// The inbound queue; its dead-letter queue is `<inbound_queue>.dlq`.
+    pub inbound_queue: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,9 +206,10 @@ impl Default for Config {
                 admin_password: None,
                 allow_registration: false,
             },
-            datastore: DatastoreConfig { encryption_key: None },
+            datastore: DatastoreConfig { encryption_key: None, previous_keys: Vec::new() },
             worker: WorkerConfig { concurrency: cpus * 4, max_output_bytes: 1024 * 1024, default_timeout_seconds: 600 },
-            bridge: BridgeConfig { amqp_url: None, amqp_inbound: true },
+            notifier: NotifierConfig { port: 8081, socket_buffer: 1024, retention_hours: 24 },
+            bridge: BridgeConfig { amqp_url: None, amqp_inbound: true, inbound_queue: "attune.inbound".into() },
             packs: PacksConfig { dirs: Vec::new(), core_dir: None, path_roots: Vec::new() },
             sandbox: SandboxConfig {
                 mode: SandboxMode::Namespaces,
@@ -252,17 +280,22 @@ impl Config {
         if self.auth.access_token_ttl_seconds == 0 {
             return bad("auth.access_token_ttl_seconds", &0, "a number of seconds of at least 1");
         }
+        if self.notifier.socket_buffer == 0 {
+            return bad("notifier.socket_buffer", &0, "a number of messages of at least 1");
+        }
+        if self.notifier.retention_hours == 0 {
+            return bad("notifier.retention_hours", &0, "a number of hours of at least 1");
+        }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", &0, "a whole number of at least 1");
         }
         if let Some(key) = &self.datastore.encryption_key {
-            let ok = base64::engine::general_purpose::STANDARD.decode(key.trim()).is_ok_and(|bytes| bytes.len() == 32);
-            if !ok {
-                return Err(ConfigError(format!(
-                    "datastore.encryption_key (ATTUNE_ENCRYPTION_KEY) = \"<{} characters>\": expected the base64 encoding of 32 bytes",
-                    key.len()
-                )));
-            }
+            Keyring::parse_key(key)
+                .map_err(|e| ConfigError(format!("datastore.encryption_key (ATTUNE_ENCRYPTION_KEY): {e}")))?;
+        }
+        for key in &self.datastore.previous_keys {
+            Keyring::parse_key(key)
+                .map_err(|e| ConfigError(format!("datastore.previous_keys (ATTUNE_ENCRYPTION_PREVIOUS_KEYS): {e}")))?;
         }
         if let Some(url) = &self.database.url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -273,6 +306,9 @@ impl Config {
             if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
                 return bad("bridge.amqp_url", url, "an amqp:// or amqps:// URL");
             }
+        }
+        if self.bridge.inbound_queue.trim().is_empty() {
+            return bad("bridge.inbound_queue", &"", "a queue name");
         }
         if let Some(user) = &self.sandbox.run_as {
             if user == "root" || user == "0" {
@@ -350,6 +386,19 @@ fn describe(error: &figment::Error, file: Option<&Path>, lookup: &dyn Fn(&str) -
     }
 }
 
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Joined(String),
+        List(Vec<String>),
+    }
+    Ok(match Form::deserialize(deserializer)? {
+        Form::Joined(s) => s.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect(),
+        Form::List(list) => list,
+    })
+}
+
 fn path_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -383,6 +432,9 @@ mod tests {
         assert_eq!(c.sandbox.mode, SandboxMode::Namespaces);
         assert!(c.packs.path_roots.is_empty(), "path loads are refused unless roots are given");
         assert!(c.bridge.amqp_inbound);
+        assert_eq!(c.notifier.port, 8081);
+        assert_eq!(c.notifier.retention_hours, 24);
+        assert_eq!(c.notifier.socket_buffer, 1024);
         assert_eq!(c.data_dir, PathBuf::from("./.attune"));
         assert!(c.database.url.is_none());
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
@@ -423,6 +475,9 @@ mod tests {
                 ("ATTUNE_AMQP_INBOUND", "false"),
                 ("ATTUNE_PACKS_DIR", "/a:/b"),
                 ("ATTUNE_PUBLIC_URL", "https://attune.example/"),
+                ("ATTUNE_NOTIFIER_PORT", "9081"),
+                ("ATTUNE_NOTIFIER_SOCKET_BUFFER", "64"),
+                ("ATTUNE_CHANGE_LOG_RETENTION_HOURS", "48"),
             ]),
         )
         .unwrap();
@@ -440,6 +495,9 @@ mod tests {
         assert!(!c.bridge.amqp_inbound);
         assert_eq!(c.packs.dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.public_url(), "https://attune.example");
+        assert_eq!(c.notifier.port, 9081);
+        assert_eq!(c.notifier.socket_buffer, 64);
+        assert_eq!(c.notifier.retention_hours, 48);
 
         let fallback = Config::load_from(None, &env(&[("DATABASE_URL", "postgres://low/x")])).unwrap();
         assert_eq!(fallback.database.url.as_deref(), Some("postgres://low/x"));

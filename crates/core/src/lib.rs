@@ -14,6 +14,8 @@
 //!   parameter schemas, templates).
 //! - [`execution`]: creating executions; sealing and unsealing secret parameters.
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
+//! - [`keyring`]: the encryption keys by version (current and previous), and rotation's
+//!   re-sealing ([`keyring::rotate`]).
 //! - [`datastore`]: datastore values at rest (sealed per item, with the key version).
 //! - [`child`]: starting a pack's program (action runners, custom sensors) isolated.
 //! - [`pack`]: the pack directory loader ([`pack::loader`]) and its all-or-nothing installer
@@ -30,6 +32,7 @@
 pub mod admission;
 pub mod audit;
 pub mod bootstrap;
+pub mod change_log;
 pub mod child;
 pub mod config;
 pub mod crypto;
@@ -37,6 +40,7 @@ pub mod datastore;
 pub mod db;
 pub mod domain;
 pub mod execution;
+pub mod keyring;
 pub mod local_pg;
 pub mod lost_workers;
 pub mod pack;

@@ -6,7 +6,8 @@
 //!   enforcements and `scheduled` (or `failed`) executions — one transaction a batch.
 //! - [`scheduler`]: validates requested executions against their action's schema and
 //!   schedules them for the workers (or fails them at once, naming the bad parameter).
-//! - [`maintenance`]: housekeeping under a leader lock (purging expired datastore items).
+//! - [`maintenance`]: housekeeping under a leader lock (purging expired datastore items,
+//!   trimming the change log to its retention).
 //! - [`reaper`]: finds workers whose liveness session ended (or whose heartbeat went stale)
 //!   twice a second, one executor at a time (leader lock), and retries or fails their
 //!   running executions (ending the ones they were canceling `canceled`).
@@ -18,12 +19,16 @@
 //!
 //! On shutdown ([`run`]) each part stops claiming, lets the round in progress commit (only
 //! the wait between rounds is interrupted) and returns; `run` returns when all three have.
-//! Later issues add the workflow engine and inquiry expiry here.
+//! - [`workflow`]: the workflow engine: starts workflow executions and advances each under
+//!   its row's lock as its children end (woken on `Scheduled`, `Change` and `Cancel`).
+//!
+//! Later issues add inquiry expiry here.
 
 pub mod maintenance;
 pub mod reaper;
 pub mod rule_engine;
 pub mod scheduler;
+pub mod workflow;
 
 use attune_core::service::{announce_drain, stopping_others};
 use attune_core::{Context, Shutdown};
@@ -37,7 +42,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let engine = rule_engine::RuleEngine::new(ctx.clone());
     let scheduler = scheduler::Scheduler::new(ctx.clone());
     // First, so the drain is announced before the parts log their own ends.
-    let ((), a, b, c, d) = tokio::join!(
+    let ((), a, b, c, d, e) = tokio::join!(
         announce_drain(
             &shutdown,
             &stop,
@@ -46,9 +51,10 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         stopping_others(engine.run(stop.clone()), &stop),
         stopping_others(scheduler.run(stop.clone()), &stop),
         stopping_others(reaper::run(ctx.clone(), stop.clone()), &stop),
-        stopping_others(maintenance::run(ctx, stop.clone()), &stop),
+        stopping_others(maintenance::run(ctx.clone(), stop.clone()), &stop),
+        stopping_others(workflow::run(ctx, stop.clone()), &stop),
     );
-    let result = a.and(b).and(c).and(d);
+    let result = a.and(b).and(c).and(d).and(e);
     if result.is_ok() {
         tracing::info!("executor stopped");
     }

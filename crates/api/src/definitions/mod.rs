@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 pub use shared::{
-    duplicate, in_use, invalid, may_run_all, pack_ref_of, patched, system_read_only, workflow_actions, writable_pack,
-    written,
+    duplicate, in_use, invalid, known_actions, may_run_all, pack_ref_of, patched, system_read_only, workflow_actions,
+    writable_pack, written,
 };
 
 use crate::auth::{Permission, Principal};

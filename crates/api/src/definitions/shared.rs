@@ -90,6 +90,36 @@ pub async fn may_run_all(
     Ok(())
 }
 
+/// 422 naming the task when a workflow task runs an action the tenant cannot resolve (its
+/// own, else a system pack's). `own_ref` (the workflow itself) counts as known: a workflow
+/// that runs itself is stopped by the nesting limit when it runs.
+pub async fn known_actions(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    own_ref: &str,
+    workflow: &Value,
+) -> Result<(), ApiError> {
+    let refs = workflow_actions(workflow);
+    let found = sqlx::query_scalar!(
+        r#"SELECT ref AS "action_ref!" FROM attune.action WHERE ref = ANY($1) AND (tenant_id = $2 OR tenant_id IS NULL)"#,
+        &refs,
+        tenant_id
+    )
+    .fetch_all(conn)
+    .await?;
+    let tasks = workflow.get("tasks").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (i, task) in tasks.iter().enumerate() {
+        let Some(action) = task.get("action").and_then(Value::as_str) else { continue };
+        if action != own_ref && !found.iter().any(|f| f == action) {
+            let name = task.get("name").and_then(Value::as_str).unwrap_or("?");
+            return Err(ApiError::Unprocessable(format!(
+                "workflow.tasks[{i}] ({name}).action: action {action:?} does not exist; create it first"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The action refs the tasks of a workflow definition run.
 pub fn workflow_actions(workflow: &Value) -> Vec<String> {
     let tasks = workflow.get("tasks").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();

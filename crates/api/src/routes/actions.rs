@@ -13,7 +13,8 @@ use utoipa_axum::routes;
 use crate::auth::Principal;
 use crate::definitions::routes::{change_routes, create_route, read_routes};
 use crate::definitions::{
-    in_use, invalid, may_run_all, pack_ref_of, workflow_actions, writable_pack, written, Definition, Head, Select,
+    in_use, invalid, known_actions, may_run_all, pack_ref_of, workflow_actions, writable_pack, written, Definition,
+    Head, Select,
 };
 use crate::error::ApiError;
 use crate::pagination::Page;
@@ -149,6 +150,7 @@ impl Definition for ActionView {
         if let Some(workflow) = &def.workflow {
             let context = format!("workflow of {}", def.action_ref.as_str());
             may_run_all(conn, who, &workflow_actions(workflow), &context).await?;
+            known_actions(conn, who.tenant_id, def.action_ref.as_str(), workflow).await?;
         }
         let id = write_action(conn, Some(who.tenant_id), pack_id, &def, mode).await?;
         written(Self::KIND, def.action_ref.as_str(), mode, id)

@@ -48,6 +48,8 @@ struct ExecutionRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     worker: Option<String>,
+    workflow_task: Option<String>,
+    item_index: Option<i32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -71,6 +73,15 @@ pub struct ExecutionView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub worker: Option<String>,
+    /// The task of its parent workflow this execution runs (workflow children only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_task: Option<String>,
+    /// Its position in its task's with-items list (with-items children only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_index: Option<i32>,
+    /// How far below the execution asked for (`children?depth=all` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<i32>,
 }
 
 fn view(row: ExecutionRow, with_output: bool) -> ExecutionView {
@@ -97,6 +108,9 @@ fn view(row: ExecutionRow, with_output: bool) -> ExecutionView {
         started_at: row.started_at,
         finished_at: row.finished_at,
         worker: row.worker,
+        workflow_task: row.workflow_task,
+        item_index: row.item_index,
+        depth: None,
     }
 }
 
@@ -287,28 +301,95 @@ async fn get_one(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct PageParams {
+pub struct ChildrenParams {
     limit: Option<i64>,
     offset: Option<i64>,
+    /// `all`: every descendant (the whole workflow tree, oldest first, each with its
+    /// `depth` and `parent_id`); absent or `1`: the direct children, newest first.
+    depth: Option<String>,
 }
 
-/// The direct children of an execution (workflow tasks, with-items items), newest first.
-#[utoipa::path(get, path = "/api/v1/executions/{id}/children", tag = "executions", params(("id" = i64, Path), PageParams),
+/// The children of an execution (workflow tasks, with-items items): the direct ones,
+/// newest first, or with `?depth=all` the whole tree below it, oldest first. Workflow
+/// children carry `workflow_task` (and `item_index` for with-items); a task's attempts are
+/// its children of the same `workflow_task`.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/children", tag = "executions", params(("id" = i64, Path), ChildrenParams),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<ExecutionView>), (status = 404, description = "no such execution in the caller's tenant", body = ErrorBody)))]
+    responses((status = 200, body = Page<ExecutionView>),
+              (status = 400, description = "depth is neither 1 nor all", body = ErrorBody),
+              (status = 404, description = "no such execution in the caller's tenant", body = ErrorBody)))]
 async fn children(
     State(state): State<ApiState>,
     who: Principal,
     ApiPath(id): ApiPath<i64>,
-    ApiQuery(q): ApiQuery<PageParams>,
+    ApiQuery(q): ApiQuery<ChildrenParams>,
 ) -> Result<Json<Page<ExecutionView>>, ApiError> {
     who.require(Permission::Read)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     fetch(&mut tx, who.tenant_id, id).await?;
-    tx.commit().await?;
-    let params =
-        ListParams { action: None, status: None, parent: Some(id), rule: None, limit: q.limit, offset: q.offset };
-    Ok(Json(list_where(&state, &who, params).await?))
+    match q.depth.as_deref() {
+        None | Some("1") => {
+            tx.commit().await?;
+            let params = ListParams {
+                action: None,
+                status: None,
+                parent: Some(id),
+                rule: None,
+                limit: q.limit,
+                offset: q.offset,
+            };
+            Ok(Json(list_where(&state, &who, params).await?))
+        }
+        Some("all") => {
+            let page = tree(&mut tx, who.tenant_id, id, q.limit, q.offset).await?;
+            tx.commit().await?;
+            Ok(Json(page))
+        }
+        Some(other) => Err(ApiError::BadRequest(format!("depth: expected 1 or all, got {:?}", excerpt(other)))),
+    }
+}
+
+/// Every descendant of `id`, oldest first.
+async fn tree(
+    conn: &mut PgConnection,
+    tenant_id: i64,
+    id: i64,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> Result<Page<ExecutionView>, ApiError> {
+    let (limit, offset) = pagination::resolve(limit, offset)?;
+    let rows =
+        sqlx::query_file!("../../sql/api/execution_tree.sql", tenant_id, id, limit, offset).fetch_all(conn).await?;
+    let total = rows.first().map_or(0, |r| r.total);
+    let data = rows
+        .into_iter()
+        .map(|r| {
+            let depth = r.depth;
+            let row = ExecutionRow {
+                id: r.id,
+                action_ref: r.action_ref,
+                status: r.status,
+                parameters: r.parameters,
+                result: r.result,
+                stdout: None,
+                stderr: None,
+                parent_id: r.parent_id,
+                enforcement_id: r.enforcement_id,
+                rule_ref: r.rule_ref,
+                attempt: r.attempt,
+                max_attempts: r.max_attempts,
+                created_at: r.created_at,
+                scheduled_at: r.scheduled_at,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                worker: r.worker,
+                workflow_task: r.workflow_task,
+                item_index: r.item_index,
+            };
+            ExecutionView { depth: Some(depth), ..view(row, false) }
+        })
+        .collect();
+    Ok(Page { data, total, limit, offset })
 }
 
 /// Cancels an execution: one not running yet is `canceled` at once; a running one becomes

@@ -7,6 +7,7 @@ pub mod runner;
 pub mod status;
 pub mod templates;
 pub mod trigger_type;
+pub mod workflow;
 
 pub use params::ParamSchema;
 pub use refs::{PackRef, Ref};

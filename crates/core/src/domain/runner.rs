@@ -37,9 +37,16 @@ impl RunnerType {
         self == Builtin
     }
 
-    /// Why an execution of this runner type cannot run, if it cannot.
+    /// Run by the executor itself (the workflow engine), never claimed by a worker.
+    pub fn runs_in_executor(self) -> bool {
+        self == Workflow
+    }
+
+    /// Why an execution of this runner type cannot run, if it cannot: neither a worker
+    /// ([`Self::AVAILABLE`]) nor the executor runs it.
     pub fn unavailable_reason(self) -> Option<String> {
-        (!self.is_available()).then(|| format!("runner_type {self} is not available in this version of Attune"))
+        (!self.is_available() && !self.runs_in_executor())
+            .then(|| format!("runner_type {self} is not available in this version of Attune"))
     }
 
     pub fn parse(s: &str) -> Result<RunnerType, String> {

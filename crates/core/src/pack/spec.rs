@@ -297,32 +297,12 @@ impl ActionSpec {
     }
 }
 
-/// The shape checks a workflow definition needs before it is stored: a task list with
-/// unique names, each naming an action. The workflow engine owns the rest.
+/// Validates a workflow definition before it is stored
+/// ([`crate::domain::workflow::WorkflowDef::parse`]): the refusal names the task and field.
 pub fn check_workflow(workflow: &Value) -> Result<(), SpecError> {
-    let Some(tasks) = workflow.get("tasks").and_then(Value::as_array) else {
-        return err("workflow.tasks", "a workflow needs a list of tasks");
-    };
-    let mut names = std::collections::HashSet::new();
-    for (i, task) in tasks.iter().enumerate() {
-        let Some(name) = task.get("name").and_then(Value::as_str) else {
-            return err(&format!("workflow.tasks[{i}].name"), "missing");
-        };
-        if !names.insert(name) {
-            return err(&format!("workflow.tasks[{i}].name"), format!("duplicate task name {name:?}"));
-        }
-        match task.get("action").and_then(Value::as_str) {
-            Some(a) => {
-                Ref::parse(a).or_else(|e| err(&format!("workflow.tasks[{i}].action"), e.to_string()))?;
-            }
-            None => return err(&format!("workflow.tasks[{i}].action"), "missing: name the action ref to run"),
-        }
-        if let Some(input) = task.get("input") {
-            check_value(&format!("workflow.tasks[{i}].input"), input)
-                .or_else(|e| err(&format!("workflow.tasks[{i}].input"), e))?;
-        }
-    }
-    Ok(())
+    crate::domain::workflow::WorkflowDef::parse(workflow)
+        .map(|_| ())
+        .map_err(|e| SpecError { field: e.field, message: e.message })
 }
 
 /// A trigger body.

@@ -1,0 +1,72 @@
+//! The workflow engine: runs executions of runner type `workflow` (and with-items
+//! parents) in the executor; their tasks are child executions that the scheduler admits
+//! and the workers run like any other.
+//!
+//! Every change to a workflow is one transaction: starting it ([`step::Engine::start_round`]
+//! claims `scheduled` workflows `FOR UPDATE SKIP LOCKED`), and each later step under the
+//! workflow row's lock ([`step::Engine::step`]), which consumes the children that ended
+//! (the partial index `execution_unconsumed` is the work set), creates the next children
+//! (with-items in batches of [`flow::BATCH`]), cancels on abort or cancel, and ends the
+//! workflow. Two completions arriving together are taken in one after the other, so no
+//! task starts twice and none is skipped; an executor that dies mid-step loses nothing
+//! (the transaction rolls back and another executor takes the same work).
+//!
+//! - [`flow`]: the state machine (which tasks start, policies, with-items, the end).
+//! - [`context`]: the template context and rendering.
+//! - [`step`]: loading and storing one step.
+
+pub mod context;
+pub mod flow;
+pub mod step;
+
+use std::time::Duration;
+
+use attune_core::wakeup::{Channel, Hint};
+use attune_core::{Context, Shutdown};
+
+const POLL: Duration = Duration::from_secs(1);
+
+/// Runs the engine until `shutdown`; a round in progress always commits first.
+pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
+    let engine = step::Engine::new(ctx.clone());
+    let requested = ctx.notifier.hint(Channel::Requested);
+    let cancel = ctx.notifier.hint(Channel::Cancel);
+    let change = ctx.notifier.hint(Channel::Change);
+    let wakeup = ctx.notifier.subscribe(&[Channel::Scheduled, Channel::Change, Channel::Cancel]).await?;
+    while !shutdown.is_cancelled() {
+        match round(&engine, &requested, &cancel, &change).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "workflow engine round failed; it is retried");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+        wakeup.wait(POLL, &shutdown).await;
+    }
+    tracing::debug!("workflow engine stopped");
+    Ok(())
+}
+
+/// One round: start claimed workflows, then step those with pending work. True when
+/// something moved (run another round at once).
+async fn round(engine: &step::Engine, requested: &Hint, cancel: &Hint, change: &Hint) -> Result<bool, sqlx::Error> {
+    let mut pokes = engine.start_round().await?;
+    let stepped = engine.step_round().await?;
+    pokes.requested |= stepped.requested;
+    pokes.cancel |= stepped.cancel;
+    pokes.progress |= stepped.progress;
+    if pokes.requested {
+        requested.poke();
+    }
+    if pokes.cancel {
+        cancel.poke();
+    }
+    if pokes.progress {
+        change.poke();
+    }
+    Ok(pokes.progress)
+}

@@ -1,0 +1,343 @@
+//! One step of one workflow, in one transaction: starting it (claimed `scheduled`), or
+//! advancing it under its row's lock (`SELECT ... FOR UPDATE SKIP LOCKED`) by consuming
+//! its ended children, creating the next with-items batch, or carrying out a cancel. The
+//! decisions are [`Flow`]'s; this module loads and stores them.
+
+use std::collections::HashMap;
+
+use attune_core::datastore::{load_for_templates, TemplateItems};
+use attune_core::domain::templates::value_reads;
+use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
+use attune_core::domain::{ExecutionStatus, RunnerType};
+use attune_core::execution::{seal_secrets, unseal_parameters};
+use attune_core::Context as Ctx;
+use minijinja::Environment;
+use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
+
+use super::context::Context;
+use super::flow::{environment, ActionInfo, Actions, Ended, Flow, TaskState};
+
+/// Workflows started per transaction.
+pub const START_BATCH: i64 = 50;
+/// Workflows looked at per round for each kind of pending work.
+pub const PENDING_BATCH: i64 = 200;
+
+/// What a committed step should wake.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pokes {
+    /// Children were created: the scheduler.
+    pub requested: bool,
+    /// Children were asked to cancel: the workers.
+    pub cancel: bool,
+    /// Something changed at all (and the change log grew).
+    pub progress: bool,
+}
+
+impl Pokes {
+    fn merge(&mut self, other: Pokes) {
+        self.requested |= other.requested;
+        self.cancel |= other.cancel;
+        self.progress |= other.progress;
+    }
+}
+
+pub struct Engine {
+    ctx: Ctx,
+    env: Environment<'static>,
+}
+
+/// The workflow being stepped.
+struct Parent {
+    id: i64,
+    tenant_id: i64,
+    canceling: bool,
+    params: Value,
+}
+
+impl Engine {
+    pub fn new(ctx: Ctx) -> Engine {
+        Engine { ctx, env: environment() }
+    }
+
+    /// Claims scheduled workflows and starts them.
+    pub async fn start_round(&self) -> Result<Pokes, sqlx::Error> {
+        let mut tx = self.ctx.pool.begin().await?;
+        let rows = sqlx::query_file!("../../sql/workflow/claim_scheduled.sql", START_BATCH).fetch_all(&mut *tx).await?;
+        let mut pokes = Pokes { progress: !rows.is_empty(), ..Pokes::default() };
+        for row in rows {
+            let plain = unseal_parameters(&self.ctx.keys.encryption, &row.parameters, row.secret_params.as_deref());
+            let depth = row.parent_depth.map_or(0, |d| d + 1);
+            let parent = Parent {
+                id: row.id,
+                tenant_id: row.tenant_id,
+                canceling: false,
+                params: plain.clone().unwrap_or(Value::Null),
+            };
+            let flow = plain.and_then(|params| {
+                definition(&row.action_ref, row.workflow.as_ref(), row.with_items.as_deref(), &params, depth)
+            });
+            match flow {
+                Ok(flow) => pokes.merge(self.apply_start(&mut tx, &parent, flow).await?),
+                Err(error) => {
+                    let result = json!({"exit_code": null, "output": null, "error": error, "truncated": false,
+                                        "failure_reason": "invalid_workflow"});
+                    finish(&mut tx, parent.id, ExecutionStatus::Failed, &result).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(pokes)
+    }
+
+    async fn apply_start(&self, tx: &mut PgConnection, parent: &Parent, mut flow: Flow) -> Result<Pokes, sqlx::Error> {
+        let actions = load_actions(tx, parent.tenant_id, &flow.action_refs()).await?;
+        let items = self.load_items(tx, parent.tenant_id, &flow.def).await?;
+        let cx = Context::new(&self.env, &actions, parent.id, &parent.params, items.as_ref());
+        flow.start(&cx);
+        self.apply(tx, parent, flow, &cx, &actions).await
+    }
+
+    /// The workflows with pending work, each stepped in its own transaction.
+    pub async fn step_round(&self) -> Result<Pokes, sqlx::Error> {
+        let ids = sqlx::query_file_scalar!("../../sql/workflow/pending_parents.sql", PENDING_BATCH)
+            .fetch_all(&self.ctx.pool)
+            .await?;
+        let mut pokes = Pokes::default();
+        for id in ids {
+            pokes.merge(self.step(id).await?);
+        }
+        Ok(pokes)
+    }
+
+    /// Advances workflow `id` under its row's lock (skipped when another executor holds it).
+    pub async fn step(&self, id: i64) -> Result<Pokes, sqlx::Error> {
+        let mut tx = self.ctx.pool.begin().await?;
+        let Some(row) = sqlx::query_file!("../../sql/workflow/lock_parent.sql", id).fetch_optional(&mut *tx).await?
+        else {
+            tx.commit().await?;
+            return Ok(Pokes::default());
+        };
+        let ended = sqlx::query_file!("../../sql/workflow/consume_children.sql", id).fetch_all(&mut *tx).await?;
+        let consumed = !ended.is_empty();
+        let (Some(definition), false) = (row.definition, row.status.is_terminal()) else {
+            tx.commit().await?;
+            return Ok(Pokes { progress: consumed, ..Pokes::default() });
+        };
+        let def: WorkflowDef = match serde_json::from_value(definition) {
+            Ok(def) => def,
+            Err(e) => {
+                let error = format!("the stored workflow state cannot be read: {e}");
+                let result = json!({"exit_code": null, "output": null, "error": error, "truncated": false});
+                finish(&mut tx, id, ExecutionStatus::Failed, &result).await?;
+                tx.commit().await?;
+                return Ok(Pokes { progress: true, ..Pokes::default() });
+            }
+        };
+        let mut flow = Flow::new(def, object(row.variables), row.depth.unwrap_or(0));
+        flow.tasks = row
+            .tasks
+            .and_then(|t| serde_json::from_value::<std::collections::BTreeMap<String, TaskState>>(t).ok())
+            .unwrap_or_default();
+        flow.failed_tasks = row.failed_tasks.unwrap_or(0);
+        flow.active = row.active.unwrap_or(0);
+        flow.abort_error = row.abort_error;
+        flow.items = object(row.items);
+        let canceling = row.status == ExecutionStatus::Canceling;
+        let params = unseal_parameters(&self.ctx.keys.encryption, &row.parameters, row.secret_params.as_deref())
+            .unwrap_or(Value::Null);
+        let parent = Parent { id, tenant_id: row.tenant_id, canceling, params };
+        let actions = load_actions(&mut tx, parent.tenant_id, &flow.action_refs()).await?;
+        let items = self.load_items(&mut tx, parent.tenant_id, &flow.def).await?;
+        let cx = Context::new(&self.env, &actions, parent.id, &parent.params, items.as_ref());
+        let before = (flow.active, flow.abort_error.is_some());
+        if canceling {
+            flow.abort("canceled".into());
+        } else if let Some(seconds) = row.timed_out {
+            flow.abort(format!("the workflow timed out after {seconds} s (its timeout_seconds)"));
+        }
+        for e in ended {
+            let Some(task) = e.workflow_task else { continue };
+            let result = e.result.unwrap_or(Value::Null);
+            flow.child_ended(&cx, Ended { task, item_index: e.item_index, status: e.status, result });
+        }
+        flow.resume(&cx);
+        let changed = consumed || !flow.created.is_empty() || before != (flow.active, flow.abort_error.is_some());
+        let mut pokes = self.apply(&mut tx, &parent, flow, &cx, &actions).await?;
+        tx.commit().await?;
+        pokes.progress |= changed;
+        Ok(pokes)
+    }
+
+    /// Writes a step's decisions: new children, cancels, the state, and the end.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        parent: &Parent,
+        mut flow: Flow,
+        cx: &Context<'_>,
+        actions: &Actions,
+    ) -> Result<Pokes, sqlx::Error> {
+        let mut pokes = Pokes::default();
+        let created = std::mem::take(&mut flow.created);
+        if !created.is_empty() {
+            self.insert_children(tx, parent, &created, actions).await?;
+            pokes.requested = true;
+            pokes.progress = true;
+        }
+        if flow.cancel {
+            let reason = format!("canceled: workflow {} {}", parent.id, flow.abort_error.as_deref().unwrap_or(""));
+            let n = sqlx::query_file_scalar!("../../sql/workflow/cancel_children.sql", parent.id, reason)
+                .fetch_one(&mut *tx)
+                .await?;
+            pokes.cancel = n > 0;
+            pokes.progress = true;
+        }
+        let outcome = flow.outcome(cx, parent.canceling);
+        let tasks = serde_json::to_value(&flow.tasks).unwrap_or(Value::Null);
+        let definition = serde_json::to_value(&flow.def).unwrap_or(Value::Null);
+        sqlx::query_file!(
+            "../../sql/workflow/save_state.sql",
+            parent.id,
+            parent.tenant_id,
+            definition,
+            tasks,
+            Value::Object(flow.vars.clone()),
+            flow.failed_tasks,
+            flow.depth,
+            flow.active,
+            flow.abort_error,
+            Value::Object(flow.items.clone()),
+            flow.wants_step,
+            flow.items_changed,
+        )
+        .execute(&mut *tx)
+        .await?;
+        if let Some(outcome) = outcome {
+            finish(tx, parent.id, outcome.status, &outcome.result).await?;
+            pokes.progress = true;
+        }
+        Ok(pokes)
+    }
+
+    async fn insert_children(
+        &self,
+        tx: &mut PgConnection,
+        parent: &Parent,
+        children: &[super::flow::NewChild],
+        actions: &Actions,
+    ) -> Result<(), sqlx::Error> {
+        let mut c = Columns::default();
+        for child in children {
+            let Some(action) = actions.get(&child.action_ref) else { continue };
+            let mut names = action.secret_names.clone();
+            names.extend(child.secret_names.iter().cloned());
+            let (masked, sealed) = seal_secrets(&self.ctx.keys.encryption, &child.parameters, &names);
+            c.tenant_ids.push(parent.tenant_id);
+            c.parent_ids.push(parent.id);
+            c.action_ids.push(action.id);
+            c.action_refs.push(child.action_ref.clone());
+            c.runner_types.push(action.runner_type);
+            c.parameters.push(masked);
+            c.secret_params.push(sealed);
+            c.tasks.push(child.task.clone());
+            c.item_indexes.push(child.item_index);
+            c.delays.push(child.delay_seconds);
+        }
+        sqlx::query_file_scalar!(
+            "../../sql/workflow/insert_children.sql",
+            &c.tenant_ids,
+            &c.parent_ids,
+            &c.action_ids,
+            &c.action_refs,
+            &c.runner_types as &[RunnerType],
+            &c.parameters,
+            &c.secret_params as &[Option<Vec<u8>>],
+            &c.tasks,
+            &c.item_indexes as &[Option<i32>],
+            &c.delays,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The tenant's datastore items the definition's templates read (none: no query).
+    async fn load_items(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: i64,
+        def: &WorkflowDef,
+    ) -> Result<Option<TemplateItems>, sqlx::Error> {
+        let reads = value_reads(&serde_json::to_value(def).unwrap_or(Value::Null));
+        if reads.is_empty() {
+            return Ok(None);
+        }
+        let wanted = HashMap::from([(tenant_id, reads)]);
+        let mut loaded = load_for_templates(tx, &self.ctx.keys.encryption, &wanted).await?;
+        Ok(Some(loaded.remove(&tenant_id).unwrap_or_default()))
+    }
+}
+
+/// The binds of `insert_children.sql`.
+#[derive(Default)]
+struct Columns {
+    tenant_ids: Vec<i64>,
+    parent_ids: Vec<i64>,
+    action_ids: Vec<i64>,
+    action_refs: Vec<String>,
+    runner_types: Vec<RunnerType>,
+    parameters: Vec<Value>,
+    secret_params: Vec<Option<Vec<u8>>>,
+    tasks: Vec<String>,
+    item_indexes: Vec<Option<i32>>,
+    delays: Vec<f64>,
+}
+
+/// The flow of a workflow execution about to start: its action's definition (or the
+/// action-level with_items shorthand, whose variables are the parameters), unless it
+/// nests too deep.
+fn definition(
+    action_ref: &str,
+    workflow: Option<&Value>,
+    with_items: Option<&str>,
+    params: &Value,
+    depth: i32,
+) -> Result<Flow, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "workflow {action_ref} would nest {depth} levels deep, more than the limit of {MAX_DEPTH} (a workflow that runs itself?)"
+        ));
+    }
+    match (workflow, with_items) {
+        (Some(raw), _) => {
+            let def = WorkflowDef::parse(raw).map_err(|e| format!("action {action_ref}: {e}"))?;
+            Ok(Flow::new(def, Map::new(), depth))
+        }
+        (None, Some(items)) => {
+            let def = with_items_shorthand(action_ref, items, params);
+            Ok(Flow::new(def, object(Some(params.clone())), depth))
+        }
+        (None, None) => Err(format!("action {action_ref} has no workflow definition")),
+    }
+}
+
+fn object(v: Option<Value>) -> Map<String, Value> {
+    match v {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+async fn load_actions(tx: &mut PgConnection, tenant_id: i64, refs: &[String]) -> Result<Actions, sqlx::Error> {
+    let rows = sqlx::query_file!("../../sql/workflow/actions.sql", tenant_id, refs).fetch_all(tx).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.action_ref, ActionInfo { id: r.id, runner_type: r.runner_type, secret_names: r.secret_names }))
+        .collect())
+}
+
+async fn finish(tx: &mut PgConnection, id: i64, status: ExecutionStatus, result: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query_file!("../../sql/workflow/finish.sql", id, status as ExecutionStatus, result).execute(tx).await?;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+-- Workflows with work to do, at most $1 of each kind (no lock: each is then locked
+-- and re-checked alone): children that ended and are not yet consumed (partial index
+-- execution_unconsumed), with-items batches still to create (workflow_state_wants_step),
+-- cancel requests (execution_workflow_canceling), and running workflows past their
+-- action's timeout_seconds that are not stopping yet (execution_workflow_running).
+SELECT id AS "id!" FROM (
+    (SELECT DISTINCT parent_id AS id FROM attune.execution
+      WHERE parent_id IS NOT NULL AND consumed_at IS NULL
+        AND status IN ('succeeded', 'failed', 'canceled', 'succeeded_with_errors')
+      LIMIT $1)
+    UNION
+    (SELECT execution_id FROM attune.workflow_state WHERE wants_step LIMIT $1)
+    UNION
+    (SELECT id FROM attune.execution WHERE status = 'canceling' AND runner_type = 'workflow' LIMIT $1)
+    UNION
+    (SELECT e.id FROM attune.execution e
+       JOIN attune.action a ON a.id = e.action_id
+       JOIN attune.workflow_state ws ON ws.execution_id = e.id
+      WHERE e.status = 'running' AND e.runner_type = 'workflow' AND a.timeout_seconds IS NOT NULL
+        AND e.started_at + make_interval(secs => a.timeout_seconds) < now() AND ws.abort_error IS NULL
+      LIMIT $1)
+) p
+ORDER BY id
