@@ -68,17 +68,8 @@ impl Leadership {
     }
 
     async fn try_acquire(pool: &PgPool) -> Result<Option<Leadership>, sqlx::Error> {
-        // Out of the pool for good: the lock lives exactly as long as this session.
-        let mut conn = pool.acquire().await?.detach();
-        // A dead peer ends the session (and frees the lock) within ~20 s on TCP.
-        sqlx::query!(
-            r#"SELECT set_config('tcp_keepalives_idle', '5', false) AS "idle",
-                      set_config('tcp_keepalives_interval', '2', false) AS "interval",
-                      set_config('tcp_keepalives_count', '3', false) AS "count",
-                      set_config('tcp_user_timeout', '20000', false) AS "user_timeout""#
-        )
-        .fetch_one(&mut conn)
-        .await?;
+        // The lock lives exactly as long as this session.
+        let mut conn = attune_core::db::session_connection(pool).await?;
         let held = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS "held!""#, LOCK_NAME)
             .fetch_one(&mut conn)
             .await?;

@@ -274,3 +274,20 @@ pub async fn try_lead(tx: &mut sqlx::PgConnection, name: &str) -> Result<bool, s
         .fetch_one(tx)
         .await
 }
+
+/// A connection taken out of `pool` for good, for a session whose life means something —
+/// a worker's liveness lock, the bridge's publisher lock: it closes when dropped, never
+/// returns to the pool, and a dead peer (host gone, network cut) ends it within ~20 s on
+/// TCP (keepalives and a user timeout; ignored on Unix sockets), freeing its locks.
+pub async fn session_connection(pool: &PgPool) -> Result<PgConnection, sqlx::Error> {
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query!(
+        r#"SELECT set_config('tcp_keepalives_idle', '5', false) AS "idle",
+                  set_config('tcp_keepalives_interval', '2', false) AS "interval",
+                  set_config('tcp_keepalives_count', '3', false) AS "count",
+                  set_config('tcp_user_timeout', '20000', false) AS "user_timeout""#
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(conn)
+}

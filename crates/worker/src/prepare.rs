@@ -2,11 +2,14 @@
 //! datastore secrets decrypted, the masker of all those values built (for its output),
 //! its `context.api_token` issued and its cancel switch registered.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use attune_core::datastore::{load_for_templates, TemplateItems};
+use attune_core::domain::templates::DatastoreReads;
 use attune_core::execution::unseal_secrets;
-use attune_core::{datastore, Context, Shutdown};
+use attune_core::{Context, Shutdown};
 use serde_json::{Map, Value};
 
 use crate::attempts::StartedTx;
@@ -16,17 +19,17 @@ use crate::masking::Masker;
 use crate::runners::Job;
 
 /// The jobs of `claimed`. The rows are committed `running`: every one becomes a job, and
-/// a job that cannot be prepared fails with the reason rather than vanishing. Only actions
-/// that declare datastore secrets cost a query (one each).
+/// a job that cannot be prepared fails with the reason rather than vanishing. The datastore
+/// secrets the claimed actions declare are read in one query for the whole claim (none
+/// when no action declares any), by the loader rule templates use.
 pub async fn jobs(ctx: &Context, cancels: &Cancels, started: &StartedTx, claimed: Vec<Claimed>) -> Vec<Job> {
+    let declared = declared_secrets(ctx, &claimed).await;
     let mut jobs = Vec::with_capacity(claimed.len());
     for c in claimed {
-        let secrets = if c.secrets.is_empty() {
-            Ok(Map::new())
-        } else {
-            datastore_secrets(ctx, c.tenant_id, &c.secrets)
-                .await
-                .map_err(|e| format!("cannot read the action's secrets: {e}"))
+        let secrets = match (&declared, c.secrets.is_empty()) {
+            (_, true) => Ok(Map::new()),
+            (Ok(items), false) => Ok(pick(items.get(&c.tenant_id), &c.secrets)),
+            (Err(e), false) => Err(format!("cannot read the action's secrets: {e}")),
         };
         jobs.push(job(ctx, cancels, started, c, secrets));
     }
@@ -113,34 +116,30 @@ fn secret_names(mut declared: Vec<String>, sealed: &Map<String, Value>) -> Vec<S
     declared
 }
 
-/// The action's declared datastore keys, decrypted (missing or expired keys are absent).
-async fn datastore_secrets(ctx: &Context, tenant_id: i64, keys: &[String]) -> Result<Map<String, Value>, sqlx::Error> {
-    let rows = sqlx::query!(
-        "SELECT key, value, ciphertext, key_version FROM attune.datastore_item
-          WHERE tenant_id = $1 AND scope = 'tenant' AND key = ANY($2) AND (expires_at IS NULL OR expires_at > now())",
-        tenant_id,
-        keys,
-    )
-    .fetch_all(&ctx.pool)
-    .await?;
-    let mut out = Map::new();
-    for row in rows {
-        let value = match row.ciphertext {
-            Some(c) => {
-                let item = datastore::ItemId { tenant_id, scope: "tenant", owner_id: None, key: &row.key };
-                match datastore::open(&ctx.keys.encryption, item, &c, row.key_version.unwrap_or(1)) {
-                    Ok(value) => value,
-                    Err(e) => {
-                        tracing::error!(key = %row.key, error = %e, "cannot decrypt a datastore secret");
-                        continue;
-                    }
-                }
-            }
-            None => row.value.unwrap_or(Value::Null),
-        };
-        out.insert(row.key, value);
+/// The datastore items the claimed actions declare in `secrets`, decrypted, by tenant
+/// (missing and expired keys are absent; one that cannot be decrypted is logged and absent).
+async fn declared_secrets(ctx: &Context, claimed: &[Claimed]) -> Result<HashMap<i64, TemplateItems>, sqlx::Error> {
+    let mut wanted: HashMap<i64, DatastoreReads> = HashMap::new();
+    for c in claimed.iter().filter(|c| !c.secrets.is_empty()) {
+        wanted.entry(c.tenant_id).or_default().secret.keys.extend(c.secrets.iter().cloned());
     }
-    Ok(out)
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut conn = ctx.pool.acquire().await?;
+    let items = load_for_templates(&mut conn, &ctx.keys.encryption, &wanted).await?;
+    for (tenant, t) in &items {
+        for (key, error) in &t.unreadable {
+            tracing::error!(tenant, key = %key, error = %error, "cannot decrypt a datastore secret");
+        }
+    }
+    Ok(items)
+}
+
+/// An action's declared secrets out of its tenant's decrypted items.
+fn pick(items: Option<&TemplateItems>, keys: &[String]) -> Map<String, Value> {
+    let Some(items) = items else { return Map::new() };
+    keys.iter().filter_map(|k| items.secret.get(k).map(|v| (k.clone(), v.clone()))).collect()
 }
 
 #[cfg(test)]

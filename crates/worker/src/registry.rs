@@ -52,18 +52,8 @@ pub async fn register(
     let name = format!("{host}/{pid}/{}", SEQUENCE.fetch_add(1, Ordering::Relaxed));
     let runtimes: Vec<String> = runtimes.iter().map(|r| r.as_str().to_string()).collect();
 
-    // Out of the pool for good: this session must live exactly as long as the worker.
-    let mut conn = pool.acquire().await?.detach();
-    // A dead peer (host gone, network cut) ends the session within ~20 s on TCP; ignored
-    // on Unix sockets.
-    sqlx::query!(
-        r#"SELECT set_config('tcp_keepalives_idle', '5', false) AS "idle",
-                  set_config('tcp_keepalives_interval', '2', false) AS "interval",
-                  set_config('tcp_keepalives_count', '3', false) AS "count",
-                  set_config('tcp_user_timeout', '20000', false) AS "user_timeout""#
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    // This session must live exactly as long as the worker.
+    let mut conn = attune_core::db::session_connection(pool).await?;
     // A hung worker (no heartbeat on this session for 30 s) loses its session, and so its
     // lock. PostgreSQL 14+; older servers keep only the heartbeat fallback.
     let idle = format!("{}s", HEARTBEAT.as_secs() * 6);
