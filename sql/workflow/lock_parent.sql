@@ -6,7 +6,7 @@ SELECT e.id, e.tenant_id, e.status AS "status: ExecutionStatus", e.parameters, e
        ws.definition AS "definition?", ws.tasks AS "tasks?", ws.variables AS "variables?",
        ws.failed_tasks AS "failed_tasks?", ws.depth AS "depth?", ws.active AS "active?",
        ws.abort_error, ws.items AS "items?",
-       CASE WHEN e.status = 'running' AND e.started_at + make_interval(secs => a.timeout_seconds) < now()
+       CASE WHEN e.status IN ('running', 'paused') AND e.started_at + make_interval(secs => a.timeout_seconds) < now()
             THEN a.timeout_seconds END AS timed_out
   FROM attune.execution e
   LEFT JOIN attune.workflow_state ws ON ws.execution_id = e.id

@@ -696,3 +696,87 @@ async fn an_executor_cut_off_mid_with_items_is_replaced_and_every_item_runs_once
             .unwrap();
     assert_eq!((n, distinct), (40, 40), "every item exactly once");
 }
+
+/// T3.25: a workflow of 100 sequential tasks, each `core.echo` with its number: every task
+/// runs once, in order (each starts after the previous finished), with its own output, and
+/// the tree view shows the 100 children under the workflow.
+#[tokio::test]
+async fn t3_25_large_workflow_hundred_sequential_tasks() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = setup(&app, "t325").await;
+    let tasks: Vec<Value> = (1..=100)
+        .map(|i| {
+            let mut task =
+                json!({"name": format!("t{i}"), "action": "core.echo", "input": {"message": format!("task {i}")}});
+            if i > 1 {
+                task["depends_on"] = json!([format!("t{}", i - 1)]);
+            }
+            task
+        })
+        .collect();
+    workflow(&app, &u, "hundred", json!({"tasks": tasks})).await;
+    let ex = run(&app, &u, "wf.hundred", json!({})).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+
+    let mut kids = children(&app, &u, id(&ex)).await;
+    assert_eq!(kids.len(), 100, "{kids:?}");
+    kids.sort_by_key(|k| stamp(k, "started_at"));
+    for (i, k) in (1..=100).zip(&kids) {
+        assert_eq!(k["workflow_task"], format!("t{i}"), "started in task order: {k}");
+        assert_eq!(k["status"], "succeeded", "{k}");
+        assert_eq!(k["parent_id"], id(&ex), "{k}");
+        assert_eq!(k["result"]["output"]["message"], format!("task {i}"), "{k}");
+    }
+    for pair in kids.windows(2) {
+        assert!(
+            stamp(&pair[1], "started_at") >= stamp(&pair[0], "finished_at"),
+            "{} started before {} finished",
+            pair[1]["workflow_task"],
+            pair[0]["workflow_task"]
+        );
+    }
+    assert!(stamp(&ex, "finished_at") >= stamp(&kids[99], "finished_at"), "the workflow ends after its last task");
+
+    let tree = app.get(&u, &format!("/api/v1/executions/{}/children?depth=all&limit=1000", id(&ex))).await;
+    assert_eq!(tree.status, 200, "{:?}", tree.body);
+    assert_eq!(tree.body["total"], 100, "{:?}", tree.body);
+    let entries = tree.body["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 100);
+    assert!(entries.iter().all(|e| e["parent_id"] == id(&ex) && e["depth"] == 1), "{entries:?}");
+    let mut names: Vec<&str> = entries.iter().map(|e| e["workflow_task"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 100, "one entry per task");
+}
+
+#[tokio::test]
+async fn a_task_timeout_bounds_its_child_and_the_policy_applies() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = setup(&app, "tasktimeout").await;
+    // The action itself may run for an hour; the task allows it one second.
+    action(&app, &u, json!({"ref": "wf.slow", "runner_type": "shell", "command": "sleep 30", "timeout_seconds": 3600}))
+        .await;
+    workflow(
+        &app,
+        &u,
+        "bounded",
+        json!({"tasks": [
+            {"name": "slow", "action": "wf.slow", "timeout_seconds": 1, "on_failure": "continue"},
+            {"name": "after", "action": "core.echo", "depends_on": ["slow"], "input": {"message": "went on"}}
+        ], "output": {"after": "{{ task_after.result.output.message }}"}}),
+    )
+    .await;
+    let ex = run(&app, &u, "wf.bounded", json!({})).await;
+    assert_eq!(ex["status"], "succeeded_with_errors", "{ex}");
+    assert_eq!(ex["result"]["output"]["after"], "went on");
+    let kids = children(&app, &u, id(&ex)).await;
+    let slow = kids.iter().find(|c| c["action_ref"] == "wf.slow").expect("the slow task ran");
+    assert_eq!(slow["status"], "failed", "{slow}");
+    assert_eq!(slow["result"]["failure_reason"], "timeout", "{slow}");
+    let bound: Option<i32> = sqlx::query_scalar("SELECT timeout_seconds FROM attune.execution WHERE id = $1")
+        .bind(id(slow))
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(bound, Some(1), "the task's timeout, not the action's");
+}

@@ -34,6 +34,7 @@ pub fn api_routes() -> OpenApiRouter<ApiState> {
         .merge(routes::webhooks::router())
         .merge(routes::events::router())
         .merge(routes::executions::router())
+        .merge(routes::inquiries::router())
         .merge(routes::datastore::router())
         .merge(routes::audit::router())
         .merge(routes::workers::router());

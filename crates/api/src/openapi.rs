@@ -23,7 +23,7 @@ use crate::error::{ErrorBody, ErrorDetail};
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "health"), (name = "auth"), (name = "users"), (name = "packs"), (name = "actions"),
-        (name = "triggers"), (name = "rules"), (name = "sensors"), (name = "events"), (name = "executions"), (name = "audit"), (name = "workers")
+        (name = "triggers"), (name = "rules"), (name = "sensors"), (name = "events"), (name = "executions"), (name = "inquiries"), (name = "audit"), (name = "workers")
     )
 )]
 pub struct ApiDoc;

@@ -19,6 +19,9 @@ pub struct ApiState {
     pub requested_hint: Hint,
     /// Wakes the workers after a cancel request is committed.
     pub cancel_hint: Hint,
+    /// Wakes the workflow engine and the change-log readers after a change the API made
+    /// itself (an inquiry answered).
+    pub change_hint: Hint,
 }
 
 impl ApiState {
@@ -30,6 +33,7 @@ impl ApiState {
             event_hint: ctx.notifier.hint(Channel::Event),
             requested_hint: ctx.notifier.hint(Channel::Requested),
             cancel_hint: ctx.notifier.hint(Channel::Cancel),
+            change_hint: ctx.notifier.hint(Channel::Change),
             ctx,
         }
     }

@@ -21,9 +21,10 @@
 //! the wait between rounds is interrupted) and returns; `run` returns when all three have.
 //! - [`workflow`]: the workflow engine: starts workflow executions and advances each under
 //!   its row's lock as its children end (woken on `Scheduled`, `Change` and `Cancel`).
-//!
-//! Later issues add inquiry expiry here.
+//! - [`inquiries`]: runs `inquiry` executions: opens their inquiries (the execution waits
+//!   `paused`), expires them at their TTL (the row is the timer), ends canceled ones.
 
+pub mod inquiries;
 pub mod maintenance;
 pub mod reaper;
 pub mod rule_engine;
@@ -42,7 +43,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let engine = rule_engine::RuleEngine::new(ctx.clone());
     let scheduler = scheduler::Scheduler::new(ctx.clone());
     // First, so the drain is announced before the parts log their own ends.
-    let ((), a, b, c, d, e) = tokio::join!(
+    let ((), a, b, c, d, e, f) = tokio::join!(
         announce_drain(
             &shutdown,
             &stop,
@@ -52,9 +53,10 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         stopping_others(scheduler.run(stop.clone()), &stop),
         stopping_others(reaper::run(ctx.clone(), stop.clone()), &stop),
         stopping_others(maintenance::run(ctx.clone(), stop.clone()), &stop),
-        stopping_others(workflow::run(ctx, stop.clone()), &stop),
+        stopping_others(workflow::run(ctx.clone(), stop.clone()), &stop),
+        stopping_others(inquiries::run(ctx, stop.clone()), &stop),
     );
-    let result = a.and(b).and(c).and(d).and(e);
+    let result = a.and(b).and(c).and(d).and(e).and(f);
     if result.is_ok() {
         tracing::info!("executor stopped");
     }

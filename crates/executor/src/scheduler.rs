@@ -32,6 +32,7 @@ struct Requested {
     action_enabled: Option<bool>,
     secret_names: Vec<String>,
     action_timeout: Option<i32>,
+    preset_timeout: Option<i32>,
     retry: Option<Value>,
 }
 
@@ -164,7 +165,7 @@ impl Scheduler {
             enabled: r.action_enabled.unwrap_or(false),
             schema,
             secret_names: &r.secret_names,
-            timeout_seconds: r.action_timeout,
+            timeout_seconds: r.preset_timeout.or(r.action_timeout),
             retry: r.retry.as_ref(),
         };
         let plain = unseal_parameters(&self.ctx.keys.encryption, &r.parameters, r.secret_params.as_deref());

@@ -8,6 +8,7 @@ pub mod datastore;
 pub mod events;
 pub mod executions;
 pub mod health;
+pub mod inquiries;
 pub mod packs;
 pub mod rules;
 pub mod sensors;

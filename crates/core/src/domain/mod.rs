@@ -1,5 +1,6 @@
 //! Parse-don't-validate types: once a value is one of these, the engine never checks it again.
 
+pub mod inquiry;
 pub mod params;
 pub mod rbac;
 pub mod refs;

@@ -26,20 +26,22 @@ impl RunnerType {
 
     /// What this version's workers run. Executions of the others fail at admission,
     /// naming the runner, instead of waiting forever for a worker.
-    pub const AVAILABLE: [RunnerType; 3] = [Builtin, Shell, Python];
+    pub const AVAILABLE: [RunnerType; 5] = [Builtin, Shell, Python, Node, Http];
 
     pub fn is_available(self) -> bool {
         Self::AVAILABLE.contains(&self)
     }
 
-    /// Runs inside the worker's process (no child process, next to no CPU).
+    /// Runs inside the worker's process (no child process, next to no CPU): the core
+    /// pack's builtins, and http calls (which mostly wait on the network).
     pub fn in_process(self) -> bool {
-        self == Builtin
+        matches!(self, Builtin | Http)
     }
 
-    /// Run by the executor itself (the workflow engine), never claimed by a worker.
+    /// Run by the executor itself (the workflow engine, the inquiries), never claimed by a
+    /// worker.
     pub fn runs_in_executor(self) -> bool {
-        self == Workflow
+        matches!(self, Workflow | Inquiry)
     }
 
     /// Why an execution of this runner type cannot run, if it cannot: neither a worker

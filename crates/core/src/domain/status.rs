@@ -72,12 +72,14 @@ impl ExecutionStatus {
         match self {
             // Admitted, refused by admission, or canceled before it ran.
             Requested => &[Scheduled, Failed, Canceled],
-            // Claimed, or canceled before it ran.
-            Scheduled => &[Running, Canceled],
+            // Claimed, or canceled before it ran; an inquiry opens `paused`.
+            Scheduled => &[Running, Canceled, Paused],
             // Finished (by its own outcome), scheduled again (retry, or its worker was lost
             // with attempts left), asked to cancel, or paused (workflows).
             Running => &[Succeeded, Failed, Canceled, SucceededWithErrors, Scheduled, Canceling, Paused],
-            Paused => &[Running, Canceling, Canceled, Failed],
+            // A workflow resumes (or ends); an inquiry is answered (or expires with its
+            // default: succeeded; without one: failed), or is canceled.
+            Paused => &[Running, Canceling, Canceled, Failed, Succeeded],
             // A cancel does not retry: it ends however the process ended.
             Canceling => &[Canceled, Succeeded, Failed, SucceededWithErrors],
             Succeeded | Failed | Canceled | SucceededWithErrors => &[],
@@ -164,6 +166,7 @@ mod tests {
             (Requested, Canceled),
             (Scheduled, Running),
             (Scheduled, Canceled),
+            (Scheduled, Paused),
             (Running, Succeeded),
             (Running, Failed),
             (Running, Canceled),
@@ -175,6 +178,7 @@ mod tests {
             (Paused, Canceling),
             (Paused, Canceled),
             (Paused, Failed),
+            (Paused, Succeeded),
             (Canceling, Canceled),
             (Canceling, Succeeded),
             (Canceling, Failed),

@@ -67,12 +67,33 @@ pub struct TaskState {
     pub items: Option<Items>,
 }
 
-/// What a task's action is, as the workflow's tenant resolves its ref.
+/// What a task's action is, as the workflow's tenant resolves its ref, with what
+/// admitting its executions needs ([`attune_core::admission`]).
 #[derive(Debug, Clone)]
 pub struct ActionInfo {
     pub id: i64,
     pub runner_type: RunnerType,
     pub secret_names: Vec<String>,
+    pub enabled: bool,
+    /// The parsed parameter schema (or why it cannot be parsed).
+    pub schema: Result<attune_core::domain::ParamSchema, String>,
+    pub timeout_seconds: Option<i32>,
+    pub retry: Option<Value>,
+}
+
+impl ActionInfo {
+    /// An enabled action of `runner_type` without parameters (tests).
+    pub fn plain(id: i64, runner_type: RunnerType) -> ActionInfo {
+        ActionInfo {
+            id,
+            runner_type,
+            secret_names: Vec::new(),
+            enabled: true,
+            schema: Ok(Default::default()),
+            timeout_seconds: None,
+            retry: None,
+        }
+    }
 }
 
 /// A child execution to create.
@@ -86,6 +107,8 @@ pub struct NewChild {
     /// Secret parameters beyond the action's own: those whose templates read `secret`.
     pub secret_names: Vec<String>,
     pub delay_seconds: f64,
+    /// The task's `timeout_seconds`: bounds this child's run instead of its action's.
+    pub timeout_seconds: Option<i32>,
 }
 
 /// A child that ended.
@@ -372,6 +395,7 @@ impl Flow {
             secret_names: attune_core::domain::templates::secret_params(&task.input),
             parameters,
             delay_seconds,
+            timeout_seconds: task.timeout_seconds.map(|t| t.min(i32::MAX as u32) as i32),
         })
     }
 
@@ -560,9 +584,7 @@ mod tests {
         ["core.noop", "core.echo", "core.fail"]
             .into_iter()
             .enumerate()
-            .map(|(i, r)| {
-                (r.to_string(), ActionInfo { id: i as i64, runner_type: RunnerType::Builtin, secret_names: vec![] })
-            })
+            .map(|(i, r)| (r.to_string(), ActionInfo::plain(i as i64, RunnerType::Builtin)))
             .collect()
     }
 

@@ -29,12 +29,12 @@ const POLL: Duration = Duration::from_secs(1);
 /// Runs the engine until `shutdown`; a round in progress always commits first.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let engine = step::Engine::new(ctx.clone());
-    let requested = ctx.notifier.hint(Channel::Requested);
+    let scheduled = ctx.notifier.hint(Channel::Scheduled);
     let cancel = ctx.notifier.hint(Channel::Cancel);
     let change = ctx.notifier.hint(Channel::Change);
     let wakeup = ctx.notifier.subscribe(&[Channel::Scheduled, Channel::Change, Channel::Cancel]).await?;
     while !shutdown.is_cancelled() {
-        match round(&engine, &requested, &cancel, &change).await {
+        match round(&engine, &scheduled, &cancel, &change).await {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => {
@@ -53,14 +53,14 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// One round: start claimed workflows, then step those with pending work. True when
 /// something moved (run another round at once).
-async fn round(engine: &step::Engine, requested: &Hint, cancel: &Hint, change: &Hint) -> Result<bool, sqlx::Error> {
+async fn round(engine: &step::Engine, scheduled: &Hint, cancel: &Hint, change: &Hint) -> Result<bool, sqlx::Error> {
     let mut pokes = engine.start_round().await?;
     let stepped = engine.step_round().await?;
-    pokes.requested |= stepped.requested;
+    pokes.scheduled |= stepped.scheduled;
     pokes.cancel |= stepped.cancel;
     pokes.progress |= stepped.progress;
-    if pokes.requested {
-        requested.poke();
+    if pokes.scheduled {
+        scheduled.poke();
     }
     if pokes.cancel {
         cancel.poke();

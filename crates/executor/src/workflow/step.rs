@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
+use attune_core::admission::{admit, ActionTerms};
 use attune_core::datastore::{load_for_templates, TemplateItems};
 use attune_core::domain::templates::value_reads;
 use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
-use attune_core::domain::{ExecutionStatus, RunnerType};
+use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::{seal_secrets, unseal_parameters};
 use attune_core::Context as Ctx;
 use minijinja::Environment;
@@ -26,8 +27,9 @@ pub const PENDING_BATCH: i64 = 200;
 /// What a committed step should wake.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pokes {
-    /// Children were created: the scheduler.
-    pub requested: bool,
+    /// Children were created (admitted, `scheduled`): the workers, the inquiry opener and
+    /// the engine itself (child workflows).
+    pub scheduled: bool,
     /// Children were asked to cancel: the workers.
     pub cancel: bool,
     /// Something changed at all (and the change log grew).
@@ -36,7 +38,7 @@ pub struct Pokes {
 
 impl Pokes {
     fn merge(&mut self, other: Pokes) {
-        self.requested |= other.requested;
+        self.scheduled |= other.scheduled;
         self.cancel |= other.cancel;
         self.progress |= other.progress;
     }
@@ -182,7 +184,7 @@ impl Engine {
         let created = std::mem::take(&mut flow.created);
         if !created.is_empty() {
             self.insert_children(tx, parent, &created, actions).await?;
-            pokes.requested = true;
+            pokes.scheduled = true;
             pokes.progress = true;
         }
         if flow.cancel {
@@ -196,7 +198,8 @@ impl Engine {
         let outcome = flow.outcome(cx, parent.canceling);
         let tasks = serde_json::to_value(&flow.tasks).unwrap_or(Value::Null);
         let definition = serde_json::to_value(&flow.def).unwrap_or(Value::Null);
-        sqlx::query_file!(
+        // Also paused while a task waits on a human, running again once none does.
+        let synced = sqlx::query_file_scalar!(
             "../../sql/workflow/save_state.sql",
             parent.id,
             parent.tenant_id,
@@ -211,8 +214,9 @@ impl Engine {
             flow.wants_step,
             flow.items_changed,
         )
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        pokes.progress |= synced;
         if let Some(outcome) = outcome {
             finish(tx, parent.id, outcome.status, &outcome.result).await?;
             pokes.progress = true;
@@ -232,7 +236,26 @@ impl Engine {
             let Some(action) = actions.get(&child.action_ref) else { continue };
             let mut names = action.secret_names.clone();
             names.extend(child.secret_names.iter().cloned());
-            let (masked, sealed) = seal_secrets(&self.ctx.keys.encryption, &child.parameters, &names);
+            // Admitted here with the scheduler's rules: a stage (and a commit) less per task.
+            let terms = ActionTerms {
+                action_ref: &child.action_ref,
+                runner_type: action.runner_type,
+                enabled: action.enabled,
+                schema: Some(&action.schema),
+                secret_names: &names,
+                timeout_seconds: child.timeout_seconds.or(action.timeout_seconds),
+                retry: action.retry.as_ref(),
+            };
+            let admission = admit(&self.ctx, &terms, Ok(child.parameters.clone()));
+            let (masked, sealed) = if admission.status == ExecutionStatus::Failed {
+                // Keep what the task rendered (secrets sealed) next to the reason.
+                seal_secrets(&self.ctx.keys.encryption, &child.parameters, &names)
+            } else {
+                (admission.parameters, admission.secret_params)
+            };
+            c.statuses.push(admission.status);
+            c.results.push(admission.result);
+            c.max_attempts.push(admission.max_attempts);
             c.tenant_ids.push(parent.tenant_id);
             c.parent_ids.push(parent.id);
             c.action_ids.push(action.id);
@@ -243,6 +266,7 @@ impl Engine {
             c.tasks.push(child.task.clone());
             c.item_indexes.push(child.item_index);
             c.delays.push(child.delay_seconds);
+            c.timeouts.push(admission.timeout_seconds);
         }
         sqlx::query_file_scalar!(
             "../../sql/workflow/insert_children.sql",
@@ -256,6 +280,10 @@ impl Engine {
             &c.tasks,
             &c.item_indexes as &[Option<i32>],
             &c.delays,
+            &c.timeouts,
+            &c.statuses as &[ExecutionStatus],
+            &c.results as &[Option<Value>],
+            &c.max_attempts,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -292,6 +320,10 @@ struct Columns {
     tasks: Vec<String>,
     item_indexes: Vec<Option<i32>>,
     delays: Vec<f64>,
+    timeouts: Vec<i32>,
+    statuses: Vec<ExecutionStatus>,
+    results: Vec<Option<Value>>,
+    max_attempts: Vec<i32>,
 }
 
 /// The flow of a workflow execution about to start: its action's definition (or the
@@ -333,7 +365,19 @@ async fn load_actions(tx: &mut PgConnection, tenant_id: i64, refs: &[String]) ->
     let rows = sqlx::query_file!("../../sql/workflow/actions.sql", tenant_id, refs).fetch_all(tx).await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.action_ref, ActionInfo { id: r.id, runner_type: r.runner_type, secret_names: r.secret_names }))
+        .map(|r| {
+            let schema = ParamSchema::parse(&r.param_schema);
+            let info = ActionInfo {
+                id: r.id,
+                runner_type: r.runner_type,
+                secret_names: r.secret_names,
+                enabled: r.enabled,
+                schema,
+                timeout_seconds: r.timeout_seconds,
+                retry: r.retry,
+            };
+            (r.action_ref, info)
+        })
         .collect())
 }
 
