@@ -6,9 +6,11 @@
 //! every execution to finish, and reads the figures from the database's own timestamps:
 //! events/s, executions/s, and percentiles of webhook accepted → running and → finished.
 //! `--mode stream` runs the noop pipeline with `--sockets` WebSocket clients subscribed to
-//! executions and adds the stream's delivery latency ([`stream`]).
+//! executions and adds the stream's delivery latency ([`stream`]). `--mode workflow` runs
+//! the workflow scenarios of [`workflow`] instead.
 
 mod stream;
+mod workflow;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ pub enum Mode {
     Timers,
     /// the noop pipeline with `--sockets` WebSocket clients on `/ws`: delivery latency
     Stream,
+    /// workflow scenarios (`--scenario`): 100 sequential tasks, 50×20 at once, 10,000 items
+    Workflow,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +64,12 @@ pub struct BenchArgs {
     /// Default: ATTUNE_ADMIN_PASSWORD, else the password saved in the data dir.
     #[arg(long, env = "ATTUNE_BENCH_PASSWORD")]
     pub password: Option<String>,
+    /// Workflow mode: which scenario to run.
+    #[arg(long, value_enum, default_value_t = workflow::Scenario::All)]
+    pub scenario: workflow::Scenario,
+    /// Workflow mode: the server's process id, to report its memory (/proc/<pid>/status).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 struct Api {
@@ -112,6 +122,9 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
 
     if args.mode == Mode::Timers {
         return timers(&api, pool, &args).await;
+    }
+    if args.mode == Mode::Workflow {
+        return workflow::run(&api, pool, &args).await;
     }
     // The bench pack: one webhook trigger, one enabled rule for the chosen mode.
     api.ensure("/api/v1/packs", json!({"ref": "bench", "version": "1.0.0", "description": "attune bench"})).await?;
