@@ -32,6 +32,8 @@ pub const BATCH: i64 = 1000;
 
 /// The safety-net poll when no wake-up comes (NOTIFY is only a hint).
 const POLL: Duration = Duration::from_secs(1);
+/// How soon a tail stopped at a gap reads again.
+const GAP_RETRY: Duration = Duration::from_millis(20);
 
 /// How long a batch's publishes and confirms may take before the connection is judged
 /// stuck (a blocked broker, a half-open socket) and replaced.
@@ -183,7 +185,8 @@ async fn publish(
                 leadership.check().await?;
                 checked = Instant::now();
             }
-            wakeup.wait(POLL, shutdown).await;
+            // At a gap (a writer in flight, or rolled back: it sends no wake-up), ask again soon.
+            wakeup.wait(if tail.at_gap() { GAP_RETRY } else { POLL }, shutdown).await;
             continue;
         }
         // Not raced with shutdown: a batch once published is confirmed and stored (the

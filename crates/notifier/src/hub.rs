@@ -235,12 +235,18 @@ impl Hub {
                         tracing::info!("notifier: reading the change log again");
                     }
                     let full = changes.len() as i64 == BATCH;
+                    if !changes.is_empty() {
+                        gap_retry = GAP_RETRY;
+                    }
                     self.fan_out(&changes, tail.cursor());
                     if full {
                         continue;
                     }
                     if tail.at_gap() {
-                        pause(gap_retry, shutdown).await;
+                        // The missing row's writer pokes when it commits: wake on that (a
+                        // gap usually lasts one writer's commit) or retry soon — a
+                        // rolled-back writer sends nothing.
+                        wakeup.wait(gap_retry, shutdown).await;
                         gap_retry = (gap_retry * 2).min(POLL);
                         continue;
                     }
