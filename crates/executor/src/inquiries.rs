@@ -55,13 +55,21 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// One round of each kind; returns how many executions or inquiries moved.
 pub async fn round(ctx: &Context) -> Result<usize, sqlx::Error> {
-    let opened = open(ctx).await?;
-    let mut tx = ctx.pool.begin().await?;
-    let expired = sqlx::query_file_scalar!("../../sql/inquiry/expire.sql", BATCH).fetch_one(&mut *tx).await?;
-    tx.commit().await?;
-    let mut tx = ctx.pool.begin().await?;
-    let canceled = sqlx::query_file_scalar!("../../sql/inquiry/cancel.sql", BATCH).fetch_one(&mut *tx).await?;
-    tx.commit().await?;
+    // One look first: most rounds (woken by every scheduled batch) have nothing to do.
+    let work = sqlx::query_file!("../../sql/inquiry/work.sql").fetch_one(&ctx.pool).await?;
+    let opened = if work.open { open(ctx).await? } else { 0 };
+    let mut expired = 0;
+    if work.expire {
+        let mut tx = ctx.pool.begin().await?;
+        expired = sqlx::query_file_scalar!("../../sql/inquiry/expire.sql", BATCH).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    let mut canceled = 0;
+    if work.cancel {
+        let mut tx = ctx.pool.begin().await?;
+        canceled = sqlx::query_file_scalar!("../../sql/inquiry/cancel.sql", BATCH).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+    }
     if expired + canceled > 0 {
         tracing::debug!(expired, canceled, "inquiries ended");
     }

@@ -64,6 +64,9 @@ impl Engine {
 
     /// Claims scheduled workflows and starts them.
     pub async fn start_round(&self) -> Result<Pokes, sqlx::Error> {
+        if !sqlx::query_file_scalar!("../../sql/workflow/any_scheduled.sql").fetch_one(&self.ctx.pool).await? {
+            return Ok(Pokes::default());
+        }
         let mut tx = self.ctx.pool.begin().await?;
         let rows = sqlx::query_file!("../../sql/workflow/claim_scheduled.sql", START_BATCH).fetch_all(&mut *tx).await?;
         let mut pokes = Pokes { progress: !rows.is_empty(), ..Pokes::default() };
