@@ -30,6 +30,12 @@ if ! port_open 5672 && command -v rabbitmq-server >/dev/null 2>&1; then
     for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
 fi
 
+# Container actions (T3.17) run in a real Docker engine: installed (docker.io,
+# busybox-static) and started here when missing, with the test image built from busybox, no
+# registry. About 12 s cold with the package lists present, well under 1 s once done. When
+# no engine can be had, the container tests fail saying so (they never skip).
+scripts/container-engine.sh || echo "test.sh: no container engine; the container runner's tests will fail" >&2
+
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --no-fail-fast "$@"
 else

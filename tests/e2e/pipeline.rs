@@ -233,24 +233,6 @@ async fn t3_13_invalid_parameters_fail_before_any_worker() {
     assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"].as_i64().unwrap(), before);
     let unknown = app.post(&u, "/api/v1/executions", json!({"action": "p.nope"})).await;
     assert_eq!(unknown.status, 404);
-
-    // A runner this version does not have: a manual run is refused at once, naming it, and
-    // creates nothing; a rule's execution fails clearly instead of waiting forever.
-    action(&app, &u, json!({"ref": "p.js", "runner_type": "node", "code": "module.exports.run = () => 1"})).await;
-    let js = app.post(&u, "/api/v1/executions", json!({"action": "p.js"})).await;
-    assert_eq!(js.status, 422, "{:?}", js.body);
-    assert_eq!(js.body["error"]["message"], "runner_type node is not available in this version of Attune");
-    assert_eq!(app.get(&u, "/api/v1/executions").await.body["total"].as_i64().unwrap(), before);
-    let hook = app.post(&u, "/api/v1/triggers", json!({"ref": "p.js_hook", "type": "webhook"})).await;
-    let rule = json!({"ref": "p.run_js", "trigger": "p.js_hook", "action": "p.js"});
-    assert_eq!(app.post(&u, "/api/v1/rules", rule).await.status, 201);
-    app.fire(hook.body["webhook_url"].as_str().unwrap(), json!({})).await;
-    let ex = eventually("the rule's execution to fail", Duration::from_secs(10), || async {
-        let list = app.get(&u, "/api/v1/executions?action=p.js").await;
-        list.body["data"].as_array().and_then(|d| d.first().cloned()).filter(|e| e["status"] == "failed")
-    })
-    .await;
-    assert_eq!(ex["result"]["error"], "runner_type node is not available in this version of Attune");
 }
 
 #[tokio::test]

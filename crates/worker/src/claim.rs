@@ -30,6 +30,12 @@ pub struct Claimed {
     pub secrets: Vec<String>,
     pub pack_path: Option<String>,
     pub network: bool,
+    /// The action's `http` block (runner `http`).
+    pub http: Option<Value>,
+    /// The action's `container` block (runner `container`).
+    pub container: Option<Value>,
+    pub pack_ref: Option<String>,
+    pub pack_version: Option<String>,
 }
 
 /// Claims up to `free` executions of `runtimes` for `worker`: first those of actions

@@ -16,11 +16,16 @@
 //!   declared datastore secrets decrypted, the execution token issued, the cancel switch
 //!   registered.
 //! - [`cancel_watch`]: stops the executions running here that someone asked to cancel.
-//! - [`runners`]: how an action runs: `builtin` (in-process core actions), and child
-//!   processes for `shell` and `python` with the action protocol (the JSON document
-//!   complete on stdin before the action starts, bounded output capture ([`output`]),
-//!   timeouts), each in a PID namespace that dies with the worker
+//! - [`runners`]: how an action runs: `builtin` (in-process core actions), `http` (one
+//!   HTTP call made in-process, [`runners::http`]), `container` (a container per attempt
+//!   through the Docker Engine API, [`runners::container`]), and child
+//!   processes for `shell`, `python` and `node` with the action protocol (the JSON
+//!   document complete on stdin before the action starts, bounded output capture
+//!   ([`output`]), timeouts), each in a PID namespace that dies with the worker
 //!   (`attune_core::child`).
+//! - [`envs`]: the packs' runtime environments (a python virtualenv per `requirements.txt`,
+//!   a `node_modules` per `package.json`), built once per pack version, sandboxed, under a
+//!   file lock, and renamed into place when complete.
 //! - [`masking`]: the job's secret values masked out of its output as it is read, before
 //!   anything of it is kept.
 //! - [`attempts`]: the pid of each started attempt, recorded in batches (the claim writes
@@ -38,6 +43,7 @@ pub mod attempts;
 pub mod cancel_watch;
 pub mod claim;
 pub mod complete;
+pub mod envs;
 pub mod lane;
 pub mod masking;
 pub mod output;
@@ -48,7 +54,7 @@ pub mod worker;
 
 use attune_core::{Context, Shutdown};
 
-/// In-process actions (`builtin`) use no process and next to no CPU, so they get a
+/// In-process actions (`builtin`, `http`) use no process and next to no CPU, so they get a
 /// budget of their own: a worker full of long shell actions still runs `core.noop` at
 /// once, and a burst of no-ops is claimed hundreds at a time, not one slot at a time.
 pub const IN_PROCESS_SLOTS: usize = 256;

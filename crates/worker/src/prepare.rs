@@ -73,6 +73,11 @@ fn job(
         command: c.command,
         code: c.code,
         pack_dir: c.pack_path.map(PathBuf::from),
+        pack_ref: c.pack_ref,
+        pack_version: c.pack_version,
+        envs_dir: config.data_dir.join("envs"),
+        http: c.http,
+        container: c.container,
         api_url: config.public_url(),
         max_output_bytes: config.worker.max_output_bytes,
         // Valid while the execution may run (its timeout, and a minute to spare).

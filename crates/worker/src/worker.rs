@@ -42,6 +42,10 @@ impl Worker {
             tracing::warn!(error = %e, "cannot mark the worker non-dumpable");
         }
         let capacity = ctx.config.worker.concurrency;
+        crate::runners::warm::configure(crate::runners::warm::WarmConfig {
+            max: ctx.config.worker.warm_python_pool,
+            idle: std::time::Duration::from_secs(ctx.config.worker.warm_python_idle_seconds),
+        });
         let runtimes = RunnerType::AVAILABLE;
         let (registration, liveness) = registry::register(&ctx.pool, &runtimes, capacity).await?;
         tracing::info!(
@@ -168,8 +172,8 @@ mod tests {
     #[test]
     fn every_available_runner_type_has_one_lane() {
         let (processes, in_process) = lane_runtimes();
-        assert_eq!(processes, [RunnerType::Shell, RunnerType::Python]);
-        assert_eq!(in_process, [RunnerType::Builtin]);
-        assert_eq!(names(&RunnerType::AVAILABLE), "builtin,shell,python");
+        assert_eq!(processes, [RunnerType::Shell, RunnerType::Python, RunnerType::Node, RunnerType::Container]);
+        assert_eq!(in_process, [RunnerType::Builtin, RunnerType::Http]);
+        assert_eq!(names(&RunnerType::AVAILABLE), "builtin,shell,python,node,http,container");
     }
 }

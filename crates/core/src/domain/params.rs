@@ -168,7 +168,8 @@ fn check_property(name: &str, prop: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn kind(v: &Value) -> &'static str {
+/// How a JSON value is named in messages: `a string`, `a mapping`, ...
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

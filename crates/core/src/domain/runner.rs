@@ -26,7 +26,7 @@ impl RunnerType {
 
     /// What this version's workers run. Executions of the others fail at admission,
     /// naming the runner, instead of waiting forever for a worker.
-    pub const AVAILABLE: [RunnerType; 5] = [Builtin, Shell, Python, Node, Http];
+    pub const AVAILABLE: [RunnerType; 6] = [Builtin, Shell, Python, Node, Http, Container];
 
     pub fn is_available(self) -> bool {
         Self::AVAILABLE.contains(&self)

@@ -103,7 +103,12 @@ fn load_checked(dir: &Path, roots: Option<&[PathBuf]>) -> Result<PackDefinition,
         let result = files.read_yaml::<ActionSpec>(&file).and_then(|mut spec| {
             files.resolve_workflow_file(dir, &file, &mut spec)?;
             let def = spec.check(&pack, stem(&file).as_deref()).map_err(|e| at(&file, e))?;
-            files.check_entry_point(&dir.join("actions"), &file, def.entry_point.as_deref(), def.runner_type)?;
+            // `file.py:function` (a warm python action) names the file before the `:`.
+            let entry_point = match (def.runner_type, def.entry_point.as_deref()) {
+                (RunnerType::Python, Some(ep)) => Some(python_entry_function(ep).map_or(ep, |(file, _)| file)),
+                (_, ep) => ep,
+            };
+            files.check_entry_point(&dir.join("actions"), &file, entry_point, def.runner_type)?;
             Ok(def)
         });
         match result {
@@ -464,6 +469,17 @@ fn no_duplicates<T>(items: &[(PathBuf, T)], key: impl Fn(&T) -> String, errors: 
             seen.insert(k, file);
         }
     }
+}
+
+/// A python action's `entry_point` of the form `file.py:function` (run by a warm
+/// interpreter, docs/runtimes.md): the file and the function, when the part after the last
+/// `:` is a python identifier; None for a plain file.
+pub fn python_entry_function(entry_point: &str) -> Option<(&str, &str)> {
+    let (file, func) = entry_point.rsplit_once(':')?;
+    let ident = !func.is_empty()
+        && !func.starts_with(|c: char| c.is_ascii_digit())
+        && func.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (ident && !file.is_empty()).then_some((file, func))
 }
 
 #[cfg(test)]

@@ -207,10 +207,9 @@ impl ActionSpec {
             RunnerType::Python | RunnerType::Node if self.code.is_none() && self.entry_point.is_none() => {
                 return err("entry_point", format!("a {runner_type} action needs entry_point or code"));
             }
-            RunnerType::Http => match &self.http {
-                Some(h) if h.get("url").and_then(Value::as_str).is_some() => {}
-                _ => return err("http", "an http action needs http.url"),
-            },
+            RunnerType::Http if self.http.is_none() => {
+                return err("http", "an http action needs an http block with url");
+            }
             RunnerType::Container => match &self.container {
                 Some(c) if c.get("image").and_then(Value::as_str).is_some() => {}
                 _ => return err("container", "a container action needs container.image"),
@@ -255,6 +254,7 @@ impl ActionSpec {
             check_value("with_items", &Value::String(items.clone())).or_else(|e| err("with_items", e))?;
         }
         if let Some(h) = &self.http {
+            check_http(h)?;
             check_value("http", h).or_else(|e| err("http", e))?;
         }
         let run_roles = match self.run_roles {
@@ -295,6 +295,79 @@ impl ActionSpec {
             network: self.network.unwrap_or(true),
         })
     }
+}
+
+/// The methods an http action may use (in any case; the runner sends them upper-cased).
+pub const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// The fields of an action's `http` block.
+pub const HTTP_FIELDS: [&str; 6] = ["method", "url", "headers", "query", "body", "timeout_seconds"];
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// Checks the shape of an action's `http` block: only [`HTTP_FIELDS`]; `url` a string,
+/// `http://` or `https://` unless a template makes it; `method` one of [`HTTP_METHODS`]
+/// unless a template makes it; `headers` a mapping of header names to strings (numbers and
+/// booleans are sent as text); `query` a mapping of names to such values or lists of them;
+/// `timeout_seconds` a positive whole number. What templates render is checked again when
+/// the action runs.
+pub fn check_http(http: &Value) -> Result<(), SpecError> {
+    use crate::domain::params::kind;
+    let Value::Object(block) = http else {
+        return err("http", format!("must be a mapping with {}, got {}", HTTP_FIELDS.join(", "), kind(http)));
+    };
+    if let Some(unknown) = block.keys().find(|k| !HTTP_FIELDS.contains(&k.as_str())) {
+        return err(&format!("http.{unknown}"), format!("unknown field: expected one of {}", HTTP_FIELDS.join(", ")));
+    }
+    match block.get("url") {
+        None | Some(Value::Null) => return err("http.url", "missing: the URL to call"),
+        Some(Value::String(url)) => {
+            let lower = url.trim_start().to_ascii_lowercase();
+            if !is_template(url) && !lower.starts_with("http://") && !lower.starts_with("https://") {
+                return err("http.url", format!("{url:?} is not an http:// or https:// URL"));
+            }
+        }
+        Some(other) => return err("http.url", format!("must be a string, got {}", kind(other))),
+    }
+    match block.get("method") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if is_template(m) || HTTP_METHODS.contains(&m.to_ascii_uppercase().as_str()) => {}
+        Some(other) => {
+            return err("http.method", format!("{other} is not one of {}", HTTP_METHODS.join(", ")));
+        }
+    }
+    let scalar = |v: &Value| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_));
+    for (field, lists) in [("headers", false), ("query", true)] {
+        match block.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (name, value) in map {
+                    if field == "headers" && !is_header_name(name) {
+                        return err(&format!("http.headers.{name}"), "not a valid header name");
+                    }
+                    let ok =
+                        scalar(value) || (lists && matches!(value, Value::Array(items) if items.iter().all(scalar)));
+                    if !ok {
+                        let want = if lists { "a string or a list of strings" } else { "a string" };
+                        return err(&format!("http.{field}.{name}"), format!("must be {want}, got {}", kind(value)));
+                    }
+                }
+            }
+            Some(other) => return err(&format!("http.{field}"), format!("must be a mapping, got {}", kind(other))),
+        }
+    }
+    match block.get("timeout_seconds") {
+        None | Some(Value::Null) => {}
+        Some(t) if t.as_u64().is_some_and(|t| (1..=i32::MAX as u64).contains(&t)) => {}
+        Some(t) => return err("http.timeout_seconds", format!("must be a positive number of seconds, got {t}")),
+    }
+    Ok(())
+}
+
+/// An HTTP header name: one or more token characters (RFC 9110).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Validates a workflow definition before it is stored
@@ -495,5 +568,48 @@ impl RuleSpec {
             enabled: self.enabled.unwrap_or(true),
             notify_on_trigger: self.notify_on_trigger.unwrap_or(false),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn http_action(http: Value) -> Result<ActionDef, SpecError> {
+        let spec = ActionSpec {
+            name: Some("call".into()),
+            runner_type: Some("http".into()),
+            http: Some(http),
+            ..Default::default()
+        };
+        spec.check(&PackRef::parse("p").unwrap(), None)
+    }
+
+    #[test]
+    fn http_blocks_are_checked_field_by_field() {
+        let good = json!({"method": "post", "url": "https://example.test/x?a={{ params.a }}",
+            "headers": {"Authorization": "Bearer {{ secret.token }}", "X-Count": 3},
+            "query": {"tag": ["a", "b"], "n": 1}, "body": {"any": ["json"]}, "timeout_seconds": 5});
+        assert!(http_action(good).is_ok());
+        assert!(http_action(json!({"url": "{{ params.base }}/x", "method": "{{ params.m }}"})).is_ok());
+        let field = |http: Value| http_action(http).unwrap_err();
+        let e = field(json!({"method": "GET"}));
+        assert_eq!(e.field, "http.url", "{e:?}");
+        assert_eq!(field(json!({"url": 3})).field, "http.url");
+        assert!(field(json!({"url": "ftp://x"})).message.contains("http:// or https://"));
+        let e = field(json!({"url": "http://x", "method": "FETCH"}));
+        assert_eq!((e.field.as_str(), e.message.contains("GET, POST")), ("http.method", true), "{e:?}");
+        assert_eq!(field(json!({"url": "http://x", "headers": ["a"]})).field, "http.headers");
+        assert_eq!(field(json!({"url": "http://x", "headers": {"X-A": {"b": 1}}})).field, "http.headers.X-A");
+        assert_eq!(field(json!({"url": "http://x", "headers": {"bad name": "v"}})).field, "http.headers.bad name");
+        assert_eq!(field(json!({"url": "http://x", "query": {"q": [{"a": 1}]}})).field, "http.query.q");
+        assert_eq!(field(json!({"url": "http://x", "timeout_seconds": 0})).field, "http.timeout_seconds");
+        assert_eq!(field(json!({"url": "http://x", "methd": "GET"})).field, "http.methd");
+        assert_eq!(field(json!("http://x")).field, "http");
+        assert_eq!(field(json!({"url": "http://x", "body": "{{ params | tojson"})).field, "http");
+        let none = ActionSpec { name: Some("c".into()), runner_type: Some("http".into()), ..Default::default() };
+        assert_eq!(none.check(&PackRef::parse("p").unwrap(), None).unwrap_err().field, "http");
     }
 }

@@ -1,7 +1,10 @@
 //! How an action runs. Every runner turns a [`Job`] into an [`Outcome`].
 
 pub mod builtin;
+pub mod container;
+pub mod http;
 pub mod process;
+pub mod warm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +38,15 @@ pub struct Job {
     pub code: Option<String>,
     /// The pack's directory, when it was loaded from one.
     pub pack_dir: Option<PathBuf>,
+    /// The pack's ref and version (runtime environments are kept per pack version).
+    pub pack_ref: Option<String>,
+    pub pack_version: Option<String>,
+    /// Where the packs' runtime environments are kept: `<data_dir>/envs` ([`crate::envs`]).
+    pub envs_dir: PathBuf,
+    /// The action's `http` block (runner `http`): method, url, headers, body, ...
+    pub http: Option<Value>,
+    /// The action's `container` block (runner `container`): image, ...
+    pub container: Option<Value>,
     pub api_url: String,
     /// `context.api_token`: the executor role in the execution's tenant, expiring with it.
     pub api_token: String,
@@ -149,7 +161,11 @@ pub async fn run(job: &Job) -> Outcome {
         match job.runner_type {
             // A builtin's output is made whole, not read from a pipe: masked at once.
             RunnerType::Builtin => builtin::run(job).await.masked(&job.masker),
-            RunnerType::Shell | RunnerType::Python => process::run(job).await,
+            // So is an http call's: the answer is read whole (up to the output bound).
+            RunnerType::Http => http::run(job).await.masked(&job.masker),
+            RunnerType::Shell | RunnerType::Python | RunnerType::Node => process::run(job).await,
+            // Captured as a process's output is: masked as it is read.
+            RunnerType::Container => container::run(job).await,
             other => Outcome::failed(format!("this worker cannot run runner_type {other}")),
         }
     };
@@ -196,6 +212,11 @@ pub(crate) mod tests {
             command: None,
             code: None,
             pack_dir: None,
+            pack_ref: None,
+            pack_version: None,
+            envs_dir: std::env::temp_dir().join("attune-test-envs"),
+            http: None,
+            container: None,
             api_url: "http://localhost".into(),
             api_token: String::new(),
             max_output_bytes: 1024,
@@ -217,10 +238,11 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn dispatch_by_runner_type() {
-        let mut node = job("p.x", json!({}));
-        node.runner_type = RunnerType::Node;
-        let out = run(&node).await;
-        assert_eq!(out.error.as_deref(), Some("this worker cannot run runner_type node"));
+        // Every type a worker runs has its runner; the executor's own are refused.
+        let mut workflow = job("p.x", json!({}));
+        workflow.runner_type = RunnerType::Workflow;
+        let out = run(&workflow).await;
+        assert_eq!(out.error.as_deref(), Some("this worker cannot run runner_type workflow"));
         assert!(run(&job("core.noop", json!({}))).await.succeeded);
     }
 

@@ -1,4 +1,6 @@
-//! Actions as child processes (`shell`, `python`), with the action protocol:
+//! Actions as child processes (`shell`, `python`, `node`), with the action protocol:
+//! (python actions with `entry_point: file.py:function` run in a warm interpreter instead,
+//! when the worker keeps them: [`super::warm`]; the same protocol, per call)
 //!
 //! - stdin: one JSON document `{"parameters", "secrets", "context"}` — the only channel
 //!   secret values take. It is written, complete, into an anonymous in-memory file (a
@@ -6,18 +8,24 @@
 //!   starts, and that file, rewound, is the action's stdin. So an action can rely on
 //!   this: the whole document is already there when its first instruction runs, and
 //!   reading stdin to its end yields exactly that document, then EOF (stdin is a regular
-//!   file: it never blocks, and can be read again after a seek). The python runner checks
-//!   it anyway: a missing or cut document makes it refuse to run the action (exit code
-//!   [`INPUT_REFUSED_CODE`]), and the execution fails with [`INPUT_NEVER_ARRIVED`];
+//!   file: it never blocks, and can be read again after a seek). The python and node
+//!   runners check it anyway: a missing or cut document makes them refuse to run the action
+//!   (exit code [`INPUT_REFUSED_CODE`]), and the execution fails with [`INPUT_NEVER_ARRIVED`];
+//! - the pack's runtime environment ([`crate::envs`]), for python and node actions of a
+//!   pack with a `requirements.txt` or a `package.json`: built on first use (an execution
+//!   waits for it; a failed build fails it with the installer's error), bound read-only
+//!   into the sandbox at its own path; python actions run with its `bin/python`, node
+//!   actions get its `node_modules` as `NODE_PATH`;
 //! - environment: a clean one (the worker's own, with its database URL and keys, is not
 //!   inherited) plus `ATTUNE_PARAM_<NAME>` for each non-secret parameter: not for the
 //!   action's secret parameters, nor any other the execution sealed, nor one whose value
 //!   holds a secret value;
 //! - a sandbox of its own ([`attune_core::child::Sandbox`], `sandbox.mode = namespaces`,
 //!   the default): bubblewrap, as an unprivileged user, seeing a read-only system, its
-//!   pack's directory (read-only, at its own path), the `sandbox.bind` folders and a
-//!   private scratch folder — its working directory, `$HOME` and `$TMPDIR`, where python
-//!   code is written too, removed when the action ends — and nothing else of the host;
+//!   pack's directory and runtime environment (read-only, at their own paths), the
+//!   `sandbox.bind` folders and a private scratch folder — its working directory, `$HOME`
+//!   and `$TMPDIR`, where python and node code is written too, removed when the action
+//!   ends — and nothing else of the host;
 //!   no network when the action says `"network": false`; resource limits
 //!   (`sandbox.limits`), and an `error` naming the limit a failed action most likely hit.
 //!   No sandbox can be had (bubblewrap missing, say): the execution fails, unrun.
@@ -49,6 +57,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use super::{Job, Outcome};
+use crate::envs::{self, EnvError};
 use crate::output::{capture, last_json_object};
 
 /// Between SIGTERM and SIGKILL on timeout.
@@ -64,7 +73,9 @@ const INPUT_REFUSED_MARK: &str = "attune: the action's input document";
 pub const INPUT_NEVER_ARRIVED: &str = "the action's input document never arrived complete; it did not run";
 
 /// Runs a python file or inline code: `run(params)` when the module defines it (its return
-/// value, if any, is printed as the output line), else the module is a script. The
+/// value, if any, is printed as the output line), else the module is a script. A second
+/// argument names the function instead of `run` (`entry_point: file.py:function`); then the
+/// module must define it. The
 /// protocol document is read here and offered again as the script's stdin. A document
 /// that is empty, not JSON, or not an object with `parameters` is refused before any of
 /// the action's code runs: a message on stderr and exit code [`INPUT_REFUSED_CODE`].
@@ -89,11 +100,15 @@ spec = importlib.util.spec_from_file_location("attune_action", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules["attune_action"] = module
 spec.loader.exec_module(module)
-if callable(getattr(module, "run", None)):
-    result = module.run(doc.get("parameters", {}))
+entry = getattr(module, sys.argv[2] if len(sys.argv) > 2 else "run", None)
+if callable(entry):
+    result = entry(doc.get("parameters", {}))
     if result is not None:
         sys.stdout.flush()
         print(json.dumps(result, default=str))
+elif len(sys.argv) > 2:
+    sys.stderr.write("attune: %s defines no function %s(params)\n" % (sys.argv[1], sys.argv[2]))
+    sys.exit(2)
 "#;
 
 /// What to start: a program, its arguments, and variables of its own.
@@ -101,10 +116,14 @@ type Program = (OsString, Vec<OsString>, Vec<(&'static str, OsString)>);
 
 /// `from attune import datastore` for python actions: written beside the action's code in
 /// its scratch folder, which becomes its `PYTHONPATH` (installed nowhere else).
-const PYTHON_HELPER: &str = include_str!("python/attune.py");
+pub(crate) const PYTHON_HELPER: &str = include_str!("python/attune.py");
 
-/// The program to start for `job`; python code is written into the sandbox's scratch folder.
-fn command_for(job: &Job, sandbox: &Sandbox) -> Result<Program, String> {
+/// The node runner's wrapper (`node -e`): loads the action module, calls `run(params)`.
+const NODE_WRAPPER: &str = include_str!("node/wrapper.js");
+
+/// The program to start for `job`, with the pack's runtime environment `env` if it has
+/// one; python and node code is written into the sandbox's scratch folder.
+fn command_for(job: &Job, sandbox: &Sandbox, env: Option<&Path>) -> Result<Program, String> {
     let actions_dir = job.pack_dir.as_ref().map(|p| p.join("actions"));
     let entry = |ep: &str| -> Result<PathBuf, String> {
         let dir =
@@ -129,19 +148,43 @@ fn command_for(job: &Job, sandbox: &Sandbox) -> Result<Program, String> {
             }
         }
         RunnerType::Python => {
+            let mut func = None;
             let path = match (&job.code, &job.entry_point) {
                 (Some(code), _) => sandbox
                     .write_file("attune_action.py", code.as_bytes())
                     .map_err(|e| format!("cannot write the action's code: {e}"))?,
-                (None, Some(ep)) => entry(ep)?,
+                // `file.py:function`: the warm form, run cold here (no pool, or no room).
+                (None, Some(ep)) => match super::warm::split_entry(ep) {
+                    Some((file, f)) => {
+                        func = Some(f);
+                        entry(file)?
+                    }
+                    None => entry(ep)?,
+                },
                 (None, None) => return Err("a python action needs code or entry_point".into()),
             };
             let helper = sandbox
                 .write_file("attune.py", PYTHON_HELPER.as_bytes())
                 .map_err(|e| format!("cannot write the attune helper module: {e}"))?;
             let lib = helper.parent().map(|d| d.as_os_str().to_owned()).unwrap_or_default();
-            let args = vec!["-u".into(), "-c".into(), PYTHON_WRAPPER.into(), path.into()];
-            Ok(("python3".into(), args, vec![("PYTHONPATH", lib)]))
+            let mut args = vec!["-u".into(), "-c".into(), PYTHON_WRAPPER.into(), path.into()];
+            args.extend(func.map(OsString::from));
+            let python = env.map_or_else(|| "python3".into(), |env| envs::python::python(env).into());
+            Ok((python, args, vec![("PYTHONPATH", lib)]))
+        }
+        RunnerType::Node => {
+            let path = match (&job.code, &job.entry_point) {
+                (Some(code), _) => sandbox
+                    .write_file("attune_action.js", code.as_bytes())
+                    .map_err(|e| format!("cannot write the action's code: {e}"))?,
+                (None, Some(ep)) => entry(ep)?,
+                (None, None) => return Err("a node action needs code or entry_point".into()),
+            };
+            // Two malloc arenas, not one per thread: each reserves 64 MiB of address space,
+            // which the memory limit counts, on top of the ~730 MiB node reserves at start.
+            let mut own = vec![("MALLOC_ARENA_MAX", "2".into())];
+            own.extend(env.map(|env| ("NODE_PATH", envs::node::node_path(env).into_os_string())));
+            Ok(("node".into(), vec!["-e".into(), NODE_WRAPPER.into(), path.into()], own))
         }
         other => Err(format!("not a process runner: {other}")),
     }
@@ -161,9 +204,10 @@ fn input_file(doc: &[u8]) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// The python wrapper refused to run the action: its input document was missing or cut.
+/// The python or node wrapper refused to run the action: its input document was missing
+/// or cut.
 fn input_refused(runner_type: RunnerType, exit_code: Option<i32>, stderr: &[u8]) -> bool {
-    runner_type == RunnerType::Python
+    matches!(runner_type, RunnerType::Python | RunnerType::Node)
         && exit_code == Some(INPUT_REFUSED_CODE)
         && stderr.starts_with(INPUT_REFUSED_MARK.as_bytes())
 }
@@ -176,7 +220,7 @@ fn is_executable(path: &Path) -> bool {
 /// `ATTUNE_PARAM_<NAME>` values: strings as they are, everything else as JSON. Secret
 /// parameters are left out, and so is any parameter whose value holds a secret value (a
 /// process's environment can be read by others: `/proc/<pid>/environ`); stdin has them.
-fn param_env(job: &Job) -> Vec<(String, String)> {
+pub(crate) fn param_env(job: &Job) -> Vec<(String, String)> {
     let Some(params) = job.parameters.as_object() else { return Vec::new() };
     params
         .iter()
@@ -203,7 +247,7 @@ fn param_env(job: &Job) -> Vec<(String, String)> {
 }
 
 /// The capture of a stream whose writers should be gone; given up after a short wait.
-async fn finish_capture(task: tokio::task::JoinHandle<crate::output::Captured>) -> crate::output::Captured {
+pub(crate) async fn finish_capture(task: tokio::task::JoinHandle<crate::output::Captured>) -> crate::output::Captured {
     let abort = task.abort_handle();
     match tokio::time::timeout(Duration::from_secs(2), task).await {
         Ok(captured) => captured.unwrap_or_default(),
@@ -215,18 +259,9 @@ async fn finish_capture(task: tokio::task::JoinHandle<crate::output::Captured>) 
     }
 }
 
-pub async fn run(job: &Job) -> Outcome {
-    let read_only: Vec<PathBuf> = job.pack_dir.iter().cloned().collect();
-    // Dropped when this function returns: the scratch folder goes with it.
-    let mut sandbox = match Sandbox::prepare(&job.sandbox, job.network, &read_only) {
-        Ok(s) => s,
-        Err(e) => return Outcome::failed(format!("cannot sandbox the action, so it did not run: {e}")),
-    };
-    let (program, args, own_env) = match command_for(job, &sandbox) {
-        Ok(c) => c,
-        Err(e) => return Outcome::failed(e),
-    };
-    let doc = json!({
+/// The action protocol's stdin document of `job` (API.md, "Action protocol").
+pub(crate) fn input_document(job: &Job) -> Value {
+    json!({
         "parameters": job.parameters,
         "secrets": job.secrets,
         "context": {
@@ -236,7 +271,62 @@ pub async fn run(job: &Job) -> Outcome {
             "api_token": job.api_token,
             "attempt": job.attempt,
         },
-    });
+    })
+}
+
+/// The end of a failed action's stderr that becomes its `error`: trimmed, at most
+/// [`ERROR_TAIL`] bytes (cut at a character boundary).
+pub(crate) fn error_tail(stderr: &crate::output::Captured) -> String {
+    let tail = stderr.tail_text();
+    let tail = tail.trim();
+    let start = tail.len().saturating_sub(ERROR_TAIL);
+    let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(tail.len());
+    tail[start..].to_string()
+}
+
+/// The pack's runtime environment for the job's runner (built on first use), if it has one.
+pub(crate) async fn runtime_env(job: &Job) -> Result<Option<PathBuf>, Outcome> {
+    let env = match job.runner_type {
+        RunnerType::Python => envs::python::env_for(job).await,
+        RunnerType::Node => envs::node::env_for(job).await,
+        _ => return Ok(None),
+    };
+    env.map_err(|e| match e {
+        EnvError::Canceled => Outcome::canceled(),
+        EnvError::Failed(why) => Outcome::failed(why),
+    })
+}
+
+/// Runs `job`: in a warm interpreter when it is a python action whose `entry_point` names
+/// a function (`file.py:run`) and the worker keeps warm interpreters ([`super::warm`]),
+/// else in a process of its own.
+pub async fn run(job: &Job) -> Outcome {
+    let warm_form = job.runner_type == RunnerType::Python
+        && job.code.is_none()
+        && job.entry_point.as_deref().and_then(super::warm::split_entry).is_some();
+    match super::warm::global() {
+        Some(pool) if warm_form => pool.run(job).await,
+        _ => run_cold(job).await,
+    }
+}
+
+/// Runs `job` in a process of its own, started for it.
+pub async fn run_cold(job: &Job) -> Outcome {
+    let env = match runtime_env(job).await {
+        Ok(env) => env,
+        Err(outcome) => return outcome,
+    };
+    let read_only: Vec<PathBuf> = job.pack_dir.iter().chain(&env).cloned().collect();
+    // Dropped when this function returns: the scratch folder goes with it.
+    let mut sandbox = match Sandbox::prepare(&job.sandbox, job.network, &read_only) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(format!("cannot sandbox the action, so it did not run: {e}")),
+    };
+    let (program, args, own_env) = match command_for(job, &sandbox, env.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e),
+    };
+    let doc = input_document(job);
     // The whole document is in place before the action starts: a worker that dies from
     // here on never leaves an action running with half of its input.
     let input = match input_file(&serde_json::to_vec(&doc).expect("JSON serialises")) {
@@ -320,11 +410,8 @@ pub async fn run(job: &Job) -> Outcome {
     } else if input_refused(job.runner_type, exit_code, &err.head) {
         Some(INPUT_NEVER_ARRIVED.to_string())
     } else {
-        let tail = err.tail_text();
-        let tail = tail.trim();
-        let start = tail.len().saturating_sub(ERROR_TAIL);
-        let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(tail.len());
-        let tail = &tail[start..];
+        let tail = error_tail(&err);
+        let tail = tail.as_str();
         let exceeded = sandbox.limits().and_then(|limits| {
             let head = String::from_utf8_lossy(&err.head);
             limit_exceeded(limits, exit_code, tail).or_else(|| limit_exceeded(limits, None, &head))
@@ -451,6 +538,56 @@ mod tests {
         // The same exit code from an action itself, or from a shell action, is not a refusal.
         assert!(!input_refused(RunnerType::Python, Some(INPUT_REFUSED_CODE), b"Traceback ..."));
         assert!(!input_refused(RunnerType::Shell, Some(INPUT_REFUSED_CODE), INPUT_REFUSED_MARK.as_bytes()));
+    }
+
+    fn node_job(code: &str, parameters: Value) -> Job {
+        let mut job = job("p.js", parameters);
+        job.runner_type = RunnerType::Node;
+        job.code = Some(code.to_string());
+        job
+    }
+
+    #[tokio::test]
+    async fn node_run_is_awaited_with_the_parameters_and_stdin_stays_whole() {
+        let code = "const fs = require('fs');\nexports.run = async (params) => {\n  await new Promise((r) => setTimeout(r, 20));\n  \
+                    return {got: params.name, stdin: JSON.parse(fs.readFileSync(0, 'utf8')).parameters, big: 2n ** 70n};\n};\n\
+                    setInterval(() => {}, 1000); // a handle left open does not keep it running\n";
+        let out = run(&node_job(code, json!({"name": "ada"}))).await;
+        assert!(out.succeeded, "{out:?}");
+        assert_eq!(out.output, Some(json!({"got": "ada", "stdin": {"name": "ada"}, "big": "1180591620717411303424"})));
+    }
+
+    #[tokio::test]
+    async fn node_failures_and_scripts() {
+        let out = run(&node_job("exports.run = async () => { throw new Error('no such widget'); };", json!({}))).await;
+        assert_eq!(out.exit_code, Some(1), "{out:?}");
+        assert!(out.error.as_deref().unwrap_or_default().starts_with("Error: no such widget"), "{out:?}");
+        let script = "console.log(JSON.stringify({n: Number(process.env.ATTUNE_PARAM_N) + 1})); process.exitCode = 3;";
+        let out = run(&node_job(script, json!({"n": 41}))).await;
+        assert_eq!((out.exit_code, out.output.clone()), (Some(3), Some(json!({"n": 42}))), "{out:?}");
+        let missing = run(&node_job("exports.run = () => require('left-pad')", json!({}))).await;
+        assert!(missing.error.as_deref().unwrap_or_default().contains("Cannot find module 'left-pad'"), "{missing:?}");
+    }
+
+    #[test]
+    fn the_node_wrapper_refuses_a_missing_or_cut_document() {
+        let mut file = tempfile::Builder::new().suffix(".js").tempfile().unwrap();
+        file.write_all(b"process.stderr.write('the action ran');").unwrap();
+        let node = |stdin: &[u8]| {
+            let mut input = tempfile::tempfile().unwrap();
+            input.write_all(stdin).unwrap();
+            std::io::Seek::rewind(&mut input).unwrap();
+            Command::new("node").args(["-e", NODE_WRAPPER]).arg(file.path()).stdin(input).output().unwrap()
+        };
+        let ran = node(br#"{"parameters": {}, "context": {}}"#);
+        assert_eq!((ran.status.code(), ran.stderr.as_slice()), (Some(0), &b"the action ran"[..]), "{ran:?}");
+        for bad in
+            [&b""[..], b"  \n", b"{\"parameters\": {", b"[1]", b"{\"secrets\": {}}", b"{\"parameters\": \"\xe2\x82\"}"]
+        {
+            let out = node(bad);
+            assert_eq!(out.status.code(), Some(INPUT_REFUSED_CODE), "{bad:?}: {out:?}");
+            assert!(input_refused(RunnerType::Node, out.status.code(), &out.stderr), "{out:?}");
+        }
     }
 
     #[tokio::test]
