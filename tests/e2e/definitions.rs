@@ -555,6 +555,8 @@ async fn openapi_documents_every_route() {
         ("/api/v1/packs/{id}", "delete"),
         ("/api/v1/packs/ref/{ref}", "get"),
         ("/api/v1/packs/{key}/reload", "post"),
+        ("/api/v1/packs/upload", "post"),
+        ("/api/v1/packs/install", "post"),
         ("/api/v1/actions", "get"),
         ("/api/v1/actions", "post"),
         ("/api/v1/actions/{id}", "get"),
@@ -592,6 +594,9 @@ async fn openapi_documents_every_route() {
         ("/api/v1/datastore", "post"),
         ("/api/v1/datastore/{key}", "get"),
         ("/api/v1/datastore/{key}", "delete"),
+        ("/api/v1/inquiries", "get"),
+        ("/api/v1/inquiries/{id}", "get"),
+        ("/api/v1/inquiries/{id}/respond", "post"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");

@@ -432,6 +432,24 @@ impl TestApp {
         self.call(Some(&user.token), reqwest::Method::DELETE, path, None).await
     }
 
+    /// POSTs raw bytes (a pack archive) with `content_type` as `user`.
+    pub async fn post_bytes(&self, user: &User, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&user.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("the API answers");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Answer { status, body, headers }
+    }
+
     /// Registers `login` (a new tenant, its admin) and logs in.
     pub async fn register(&self, login: &str) -> User {
         let a = self

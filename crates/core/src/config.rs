@@ -30,6 +30,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_WORKER_CONCURRENCY", "worker.concurrency"),
     ("ATTUNE_WORKER_MAX_OUTPUT_BYTES", "worker.max_output_bytes"),
     ("ATTUNE_DEFAULT_TIMEOUT_SECONDS", "worker.default_timeout_seconds"),
+    ("ATTUNE_WORKER_WARM_PYTHON_POOL", "worker.warm_python_pool"),
+    ("ATTUNE_WORKER_WARM_PYTHON_IDLE_SECONDS", "worker.warm_python_idle_seconds"),
     ("ATTUNE_NOTIFIER_PORT", "notifier.port"),
     ("ATTUNE_NOTIFIER_SOCKET_BUFFER", "notifier.socket_buffer"),
     ("ATTUNE_CHANGE_LOG_RETENTION_HOURS", "notifier.retention_hours"),
@@ -37,9 +39,14 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_AMQP_INBOUND", "bridge.amqp_inbound"),
     ("ATTUNE_PACKS_DIR", "packs.dirs"),
     ("ATTUNE_PACK_PATH_ROOTS", "packs.path_roots"),
+    ("ATTUNE_PACK_MAX_UPLOAD_BYTES", "packs.max_upload_bytes"),
+    ("ATTUNE_PACK_MAX_UNPACKED_BYTES", "packs.max_unpacked_bytes"),
+    ("ATTUNE_PACK_MAX_FILES", "packs.max_files"),
+    ("ATTUNE_PACK_ALLOW_LOCAL_GIT", "packs.allow_local_git"),
     ("ATTUNE_SANDBOX", "sandbox.mode"),
     ("ATTUNE_RUN_AS", "sandbox.run_as"),
     ("ATTUNE_SANDBOX_BIND", "sandbox.bind"),
+    ("ATTUNE_CONTAINER_ENGINE", "sandbox.container_engine"),
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +116,11 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     pub max_output_bytes: usize,
     pub default_timeout_seconds: u64,
+    /// Warm python interpreters one worker keeps at most (docs/runtimes.md, "Warm
+    /// interpreters"); 0: none, every python action runs in a new interpreter.
+    pub warm_python_pool: usize,
+    /// A warm interpreter idle this long is stopped.
+    pub warm_python_idle_seconds: u64,
 }
 
 /// The WebSocket stream (docs/streaming.md) and the change log behind it.
@@ -147,6 +159,18 @@ pub struct PacksConfig {
     /// default): path loads are refused. The environment form is `:`-separated.
     #[serde(deserialize_with = "path_list")]
     pub path_roots: Vec<PathBuf>,
+    /// The largest pack archive `POST /api/v1/packs/upload` (and a reload with an archive)
+    /// takes, in bytes as sent (compressed); a larger body is 413.
+    pub max_upload_bytes: u64,
+    /// The most an uploaded or git-installed pack may unpack to, in bytes of file content
+    /// (the guard against archives that expand enormously).
+    pub max_unpacked_bytes: u64,
+    /// The most entries (files, folders, links) an uploaded or git-installed pack may hold.
+    pub max_files: u64,
+    /// Whether `POST /api/v1/packs/install` may clone `file://` URLs and local paths (off:
+    /// only `https://`). Local repositories are the server's files: an administrator's
+    /// choice, like `path_roots`.
+    pub allow_local_git: bool,
 }
 
 /// How actions and sensors are isolated (docs/security.md).
@@ -171,6 +195,9 @@ pub struct SandboxConfig {
     pub bind: Vec<PathBuf>,
     /// Default limits of one execution (an action may lower or raise them within these).
     pub limits: LimitsConfig,
+    /// The Docker Engine API address `container` actions run through (`unix:///path` or
+    /// `tcp://host:port`); unset: `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    pub container_engine: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,15 +234,30 @@ impl Default for Config {
                 allow_registration: false,
             },
             datastore: DatastoreConfig { encryption_key: None, previous_keys: Vec::new() },
-            worker: WorkerConfig { concurrency: cpus * 4, max_output_bytes: 1024 * 1024, default_timeout_seconds: 600 },
+            worker: WorkerConfig {
+                concurrency: cpus * 4,
+                max_output_bytes: 1024 * 1024,
+                default_timeout_seconds: 600,
+                warm_python_pool: 16,
+                warm_python_idle_seconds: 300,
+            },
             notifier: NotifierConfig { port: 8081, socket_buffer: 1024, retention_hours: 24 },
             bridge: BridgeConfig { amqp_url: None, amqp_inbound: true, inbound_queue: "attune.inbound".into() },
-            packs: PacksConfig { dirs: Vec::new(), core_dir: None, path_roots: Vec::new() },
+            packs: PacksConfig {
+                dirs: Vec::new(),
+                core_dir: None,
+                path_roots: Vec::new(),
+                max_upload_bytes: 50 * 1024 * 1024,
+                max_unpacked_bytes: 256 * 1024 * 1024,
+                max_files: 10_000,
+                allow_local_git: false,
+            },
             sandbox: SandboxConfig {
                 mode: SandboxMode::Namespaces,
                 run_as: None,
                 bind: Vec::new(),
                 limits: LimitsConfig { memory_mb: 1024, processes: 256, open_files: 1024, cpu_seconds: 3600 },
+                container_engine: None,
             },
         }
     }
@@ -285,6 +327,15 @@ impl Config {
         }
         if self.notifier.retention_hours == 0 {
             return bad("notifier.retention_hours", &0, "a number of hours of at least 1");
+        }
+        if self.packs.max_upload_bytes == 0 {
+            return bad("packs.max_upload_bytes", &0, "a number of bytes of at least 1");
+        }
+        if self.packs.max_unpacked_bytes == 0 {
+            return bad("packs.max_unpacked_bytes", &0, "a number of bytes of at least 1");
+        }
+        if self.packs.max_files == 0 {
+            return bad("packs.max_files", &0, "a number of entries of at least 1");
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", &0, "a whole number of at least 1");
@@ -431,6 +482,8 @@ mod tests {
         assert!(!c.auth.allow_registration, "registration is closed unless turned on");
         assert_eq!(c.sandbox.mode, SandboxMode::Namespaces);
         assert!(c.packs.path_roots.is_empty(), "path loads are refused unless roots are given");
+        assert_eq!(c.packs.max_upload_bytes, 50 * 1024 * 1024);
+        assert!(!c.packs.allow_local_git, "git installs from the server's own files are off unless turned on");
         assert!(c.bridge.amqp_inbound);
         assert_eq!(c.notifier.port, 8081);
         assert_eq!(c.notifier.retention_hours, 24);
@@ -478,6 +531,11 @@ mod tests {
                 ("ATTUNE_NOTIFIER_PORT", "9081"),
                 ("ATTUNE_NOTIFIER_SOCKET_BUFFER", "64"),
                 ("ATTUNE_CHANGE_LOG_RETENTION_HOURS", "48"),
+                ("ATTUNE_PACK_MAX_UPLOAD_BYTES", "1000"),
+                ("ATTUNE_PACK_MAX_UNPACKED_BYTES", "2000"),
+                ("ATTUNE_PACK_MAX_FILES", "30"),
+                ("ATTUNE_PACK_ALLOW_LOCAL_GIT", "true"),
+                ("ATTUNE_CONTAINER_ENGINE", "tcp://10.0.0.5:2375"),
             ]),
         )
         .unwrap();
@@ -498,6 +556,9 @@ mod tests {
         assert_eq!(c.notifier.port, 9081);
         assert_eq!(c.notifier.socket_buffer, 64);
         assert_eq!(c.notifier.retention_hours, 48);
+        assert_eq!((c.packs.max_upload_bytes, c.packs.max_unpacked_bytes, c.packs.max_files), (1000, 2000, 30));
+        assert_eq!(c.sandbox.container_engine.as_deref(), Some("tcp://10.0.0.5:2375"));
+        assert!(c.packs.allow_local_git);
 
         let fallback = Config::load_from(None, &env(&[("DATABASE_URL", "postgres://low/x")])).unwrap();
         assert_eq!(fallback.database.url.as_deref(), Some("postgres://low/x"));

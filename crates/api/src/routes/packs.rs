@@ -1,9 +1,13 @@
 //! `/api/v1/packs`: register an empty pack or load one from a server directory, read,
-//! update, delete, reload.
+//! update, delete, reload; uploads and git installs are [`delivery`]'s.
 //!
 //! A path load reads only directories under `packs.path_roots` (ATTUNE_PACK_PATH_ROOTS),
 //! judged once the path is resolved (symbolic links, `..`); with no roots configured path
 //! loads are refused. The loader then refuses any file of the pack that leads outside it.
+//! A reload re-reads the pack's directory in place, or installs the new version its body
+//! carries (an archive, or `{"git"}`) into a directory of its own.
+
+pub mod delivery;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -11,8 +15,9 @@ use attune_core::audit;
 use attune_core::domain::PackRef;
 use attune_core::pack::install::Mode;
 use attune_core::pack::{install, loader, PackError};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -38,6 +43,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_one, update, delete))
         .routes(routes!(get_by_ref))
         .routes(routes!(reload))
+        .merge(delivery::router())
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -355,7 +361,8 @@ async fn refuse_taken(conn: &mut PgConnection, tenant_id: i64, r: &str) -> Resul
             excerpt(r)
         ))),
         Some(false) => Err(ApiError::Conflict(format!(
-            "pack {:?} already exists; reload it with POST /api/v1/packs/{}/reload",
+            "pack {:?} already exists; reload it with POST /api/v1/packs/{}/reload (with the new version's .tar.gz, \
+             or {{\"git\": URL}}, as the body for an uploaded or git-installed pack)",
             excerpt(r),
             excerpt(r)
         ))),
@@ -368,49 +375,83 @@ pub struct Reloaded {
     pack: PackView,
     /// False when the directory's content was unchanged since the last load.
     changed: bool,
+    /// Where the new version came from, when the reload carried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<delivery::Source>,
 }
 
 /// Re-reads a pack's directory and applies it in one transaction: definitions are
 /// updated in place (ids and webhook URLs survive), removed ones are deleted. A bad
-/// directory changes nothing. The directory must still be under `packs.path_roots`.
+/// directory changes nothing. A path-loaded pack's directory must still be under
+/// `packs.path_roots`. With a body — a `.tar.gz` (Content-Type application/gzip) or
+/// `{"git": URL, "ref"?}` — the body is the new version, checked and installed like an
+/// upload into a directory of its own: executions already running finish on the old
+/// version's files, later ones run the new.
 #[utoipa::path(post, path = "/api/v1/packs/{key}/reload", tag = "packs", params(("key" = String, Path, description = "pack ref or id")),
+    request_body(content((Option<delivery::GitInstall> = "application/json"), (String = "application/gzip")),
+                 description = "none (or null): re-read the pack's directory; a .tar.gz or {\"git\", \"ref\"?}: a new version"),
     security(("bearer" = [])),
     responses((status = 200, body = Reloaded),
               (status = 403, description = "the role lacks definitions:write; a system pack; the directory is no longer under ATTUNE_PACK_PATH_ROOTS; a rule or workflow runs an action the caller may not run", body = ErrorBody),
               (status = 404, description = "no such pack visible to the caller", body = ErrorBody),
-              (status = 409, description = "the pack was registered without a directory", body = ErrorBody)))]
+              (status = 409, description = "the pack was registered without a directory", body = ErrorBody),
+              (status = 413, description = "a new version over packs.max_upload_bytes, packs.max_files or packs.max_unpacked_bytes", body = ErrorBody)))]
 async fn reload(
     State(state): State<ApiState>,
     who: Principal,
     ApiPath(key): ApiPath<String>,
-) -> Result<Json<Reloaded>, ApiError> {
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Reloaded>, delivery::Refusal> {
     who.require(Permission::WriteDefinitions)?;
+    let incoming = delivery::reload_body(&headers, body).await?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
     let pack = match find::<PackView>(&mut tx, &who, Key::Ref(&key)).await {
         Ok(p) => p,
         Err(ApiError::NotFound(m)) => match key.parse::<i64>() {
             Ok(id) => find::<PackView>(&mut tx, &who, Key::Id(id)).await?,
-            Err(_) => return Err(ApiError::NotFound(m)),
+            Err(_) => return Err(ApiError::NotFound(m).into()),
         },
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     if pack.system {
-        return Err(system_read_only("pack", &pack.pack_ref));
+        return Err(system_read_only("pack", &pack.pack_ref).into());
     }
-    let Some(path) = pack.path.clone() else {
+    if pack.path.is_none() {
         return Err(ApiError::Conflict(format!(
-            "pack {:?} was registered without a directory; there is nothing to reload",
+            "pack {:?} was registered without a directory; there is nothing to reload (delete it and upload or \
+             install the pack instead)",
             pack.pack_ref
-        )));
+        ))
+        .into());
+    }
+    if let Some(incoming) = incoming {
+        // The new version is read and checked outside any transaction.
+        drop(tx);
+        let checked = delivery::receive(&state, incoming).await?;
+        let delivered = delivery::commit_version(&state, &who, checked, Some(&pack)).await?;
+        return Ok(Json(Reloaded { pack: delivered.pack, changed: delivered.changed, source: Some(delivered.source) }));
+    }
+    // Like a delivery, under the pack's delivery lock, reading where the pack is now: a
+    // re-read never puts back a directory a concurrent delivery has just replaced.
+    sqlx::query_file!("../../sql/api/pack_delivery_lock.sql", who.tenant_id, pack.pack_ref).execute(&mut *tx).await?;
+    let Some(path) = find::<PackView>(&mut tx, &who, Key::Id(pack.id)).await?.path else {
+        return Err(ApiError::Conflict(format!("pack {:?} no longer has a directory", pack.pack_ref)).into());
     };
-    let dir = allowed_dir(&state, &path)?;
-    let def = load_dir(&state, dir).await?;
+    let def = match delivery::reread_stored(&state, &path).await? {
+        Some(def) => def,
+        None => {
+            let dir = allowed_dir(&state, &path)?;
+            load_dir(&state, dir).await?
+        }
+    };
     if def.meta.pack_ref.as_str() != pack.pack_ref {
         return Err(ApiError::Unprocessable(format!(
             "{path}/pack.yaml: ref: the directory now holds pack {:?}, not {:?}",
             def.meta.pack_ref.as_str(),
             pack.pack_ref
-        )));
+        ))
+        .into());
     }
     let installed = install::install(&mut tx, Some(who.tenant_id), &def, false).await.map_err(pack_error)?;
     may_run_pack(&mut tx, &who, &def).await?;
@@ -420,5 +461,5 @@ async fn reload(
     }
     let view = find::<PackView>(&mut tx, &who, Key::Id(pack.id)).await?;
     tx.commit().await?;
-    Ok(Json(Reloaded { pack: view, changed: installed.changed }))
+    Ok(Json(Reloaded { pack: view, changed: installed.changed, source: None }))
 }

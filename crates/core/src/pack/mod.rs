@@ -5,10 +5,16 @@
 //! - [`loader`]: reads a pack directory into a [`loader::PackDefinition`], rejecting the
 //!   whole pack if any file is bad, with errors that name the file, the field and the problem.
 //! - [`install`]: writes a loaded pack into the database in one transaction (insert or reload).
+//! - [`archive`]: unpacks an uploaded `.tar.gz` safely (no entry reaches outside it; size
+//!   and entry limits); [`git`]: fetches one commit of a repository; [`store`]: the
+//!   versioned directories uploaded and git-installed packs run from.
 
+pub mod archive;
+pub mod git;
 pub mod install;
 pub mod loader;
 pub mod spec;
+pub mod store;
 
 use std::fmt;
 use std::path::PathBuf;
