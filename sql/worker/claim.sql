@@ -46,7 +46,8 @@ SELECT c.id AS "id!", c.tenant_id AS "tenant_id!", c.action_ref AS "action_ref!"
        c.attempt AS "attempt!", c.timeout_seconds AS "timeout_seconds?",
        a.entry_point AS "entry_point?", a.command AS "command?", a.code AS "code?",
        COALESCE(a.secret_params, '{}') AS "secret_names!", COALESCE(a.secrets, '{}') AS "secrets!",
-       p.path AS "pack_path?", COALESCE(a.network, true) AS "network!"
+       p.path AS "pack_path?", COALESCE(a.network, true) AS "network!",
+       a.http AS "http?", a.container AS "container?", p.ref AS "pack_ref?", p.version AS "pack_version?"
   FROM claimed c
   LEFT JOIN attune.action a ON a.id = c.action_id
   LEFT JOIN attune.pack p ON p.id = a.pack_id

@@ -3,16 +3,20 @@
 
 mod bridge;
 mod change_log;
+mod cli;
+mod container_runner;
 mod crash_safety;
 mod datastore;
 mod definitions;
 mod exactly_once;
 mod foundation;
 mod hostile;
+mod http_runner;
 mod identity;
 mod inquiries;
 mod key_rotation;
 mod orchestration;
+mod pack_delivery;
 mod packs;
 mod pipeline;
 mod runtimes;

@@ -7,6 +7,8 @@
 //! - `attune migrate`: apply the database migrations and exit.
 //! - `attune bench`: measure the event pipeline of a running instance.
 //! - `attune keys new|rotate|status`: the encryption keys (see [`keys`]).
+//! - the client commands (`login`, `pack`, `action`, `execution`, ...): [`attune_cli`],
+//!   over the REST API of a running instance, with its own exit codes (docs/cli.md).
 //!
 //! Exit codes: 0 after a complete drain (the first SIGTERM/Ctrl-C), 1 when start-up or a
 //! service failed, 2 for a bad command line or configuration, 128 + the signal's number
@@ -20,11 +22,11 @@ mod startup;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Subcommand};
 
 use crate::services::Service;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "attune", version, about = "Event-driven automation on PostgreSQL")]
 struct Cli {
     /// YAML configuration file (also ATTUNE_CONFIG). The environment overrides it.
@@ -54,6 +56,8 @@ enum Command {
     /// things stand (docs/datastore.md).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    #[command(flatten)]
+    Client(attune_cli::Command),
 }
 
 /// Variables holding secrets: read once by `Config::load`, then removed from the process
@@ -77,7 +81,12 @@ fn forget_secret_variables() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--help` lists the server and the client commands in two groups.
+    let cli: Cli = attune_cli::help::parse();
+    let cli = match cli.command {
+        Command::Client(command) => return attune_cli::run(command, Cli::command),
+        command => Cli { command, ..cli },
+    };
     let config = match attune_core::Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -117,6 +126,7 @@ fn main() -> ExitCode {
             Command::Keys(command) => {
                 startup::with_database(config, |config, pool| Box::pin(keys::run(config, pool, command))).await
             }
+            Command::Client(_) => unreachable!("client commands return before the services' set-up"),
         }
     });
     match result {
