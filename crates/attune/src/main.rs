@@ -7,6 +7,7 @@
 //! - `attune migrate`: apply the database migrations and exit.
 //! - `attune bench`: measure the event pipeline of a running instance.
 //! - `attune keys new|rotate|status`: the encryption keys (see [`keys`]).
+//! - `attune reporting grant`: a read-only BI login for one tenant (see [`reporting`]).
 //! - the client commands (`login`, `pack`, `action`, `execution`, ...): [`attune_cli`],
 //!   over the REST API of a running instance, with its own exit codes (docs/cli.md).
 //!
@@ -16,6 +17,7 @@
 
 mod bench;
 mod keys;
+mod reporting;
 mod services;
 mod startup;
 
@@ -56,6 +58,9 @@ enum Command {
     /// things stand (docs/datastore.md).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Reporting for BI tools: `grant` a read-only login for one tenant (docs/reporting.md).
+    #[command(subcommand)]
+    Reporting(reporting::ReportingCommand),
     #[command(flatten)]
     Client(attune_cli::Command),
 }
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
             Command::Keys(command) => {
                 startup::with_database(config, |config, pool| Box::pin(keys::run(config, pool, command))).await
             }
+            Command::Reporting(command) => reporting::run(config, command).await,
             Command::Client(_) => unreachable!("client commands return before the services' set-up"),
         }
     });

@@ -146,6 +146,33 @@ where
     result
 }
 
+/// Runs `f` on a connection that may manage roles: on the private cluster its superuser's
+/// (joined without stopping it, as [`with_database`]), else one as the configured URL's role.
+pub async fn with_admin_connection<F>(config: Config, f: F) -> anyhow::Result<()>
+where
+    F: for<'a> FnOnce(
+        &'a mut PgConnection,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>>,
+{
+    let database = open_database(&config).await?;
+    let conn = match &database.local {
+        Some(local) => PgConnection::connect_with(&local.superuser_options(LOCAL_DATABASE).application_name("attune"))
+            .await
+            .context("cannot reach the private cluster as its superuser"),
+        None => database.pool.acquire().await.map(|c| c.detach()).context("cannot connect to the database"),
+    };
+    let result = match conn {
+        Ok(mut conn) => {
+            let result = f(&mut conn).await;
+            conn.close().await.ok();
+            result
+        }
+        Err(e) => Err(e),
+    };
+    database.pool.close().await;
+    result
+}
+
 /// Starts the process and runs `services` until a signal, then drains them. Signals are
 /// handled from the first moment (see [`handle_signals`]): a signal during start-up lets
 /// start-up finish and then starts no service.

@@ -495,6 +495,8 @@ fn up_requires_passwords_and_runs_the_services_as_a_least_privileged_role() {
                 // name       super inherit createrole createdb login replication bypassrls
                 "attune_api f t f f f f f",
                 "attune_owner f t f f f f f",
+                // The BI logins' group (docs/reporting.md): no login, no attribute.
+                "attune_reporting f t f f f f f",
                 "attune_service f f f f t f t",
             ]
         );
@@ -517,7 +519,15 @@ fn up_requires_passwords_and_runs_the_services_as_a_least_privileged_role() {
         .fetch_all(&mut admin)
         .await
         .unwrap();
-        assert_eq!(memberships, ["attune_owner in attune_api (admin)", "attune_service in attune_api"]);
+        assert_eq!(
+            memberships,
+            [
+                "attune_owner in attune_api (admin)",
+                // It adds BI logins to their group (`attune reporting grant`, docs/reporting.md).
+                "attune_owner in attune_reporting (admin)",
+                "attune_service in attune_api"
+            ]
+        );
         admin.close().await.unwrap();
 
         // (b) The services' role: all rows, but no way around the audit log's protection.

@@ -60,6 +60,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         MIGRATOR.run(&mut *conn).await?;
     }
     grant_service_role(&mut conn).await?;
+    apply_reporting_views(&mut conn).await?;
     Ok(())
 }
 
@@ -155,6 +156,7 @@ pub async fn migrate_as_owner(conn: &mut PgConnection) -> Result<(), MigrateErro
     result?;
     cleanup?;
     grant_service_role(conn).await?;
+    apply_reporting_views(conn).await?;
     Ok(())
 }
 
@@ -177,6 +179,17 @@ BEGIN
     END IF;
     IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'attune') <> 'attune_owner'::regrole THEN
         ALTER SCHEMA attune OWNER TO attune_owner;
+    END IF;
+    -- The reporting views' schema and views (see apply_reporting_views).
+    IF to_regnamespace('attune_reporting') IS NOT NULL THEN
+        IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'attune_reporting') <> 'attune_owner'::regrole THEN
+            ALTER SCHEMA attune_reporting OWNER TO attune_owner;
+        END IF;
+        FOR r IN SELECT c.oid::regclass AS name FROM pg_class c
+                  WHERE c.relnamespace = 'attune_reporting'::regnamespace AND c.relkind = 'v'
+                    AND c.relowner <> 'attune_owner'::regrole LOOP
+            EXECUTE format('ALTER VIEW %s OWNER TO attune_owner', r.name);
+        END LOOP;
     END IF;
     -- Tables take their indexes and owned (serial) sequences with them.
     FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
@@ -213,6 +226,73 @@ END $$"#
         sqlx::query!("SET ROLE attune_owner").execute(&mut *conn).await?;
         MIGRATOR.run(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// The reporting views of schema `attune_reporting` (docs/reporting.md), in the order they
+/// are applied: each file is one `CREATE OR REPLACE VIEW` with its `COMMENT ON`s.
+pub const REPORTING_VIEWS: [(&str, &str); 9] = [
+    ("executions_per_hour", include_str!("../../../sql/reporting/01_executions_per_hour.sql")),
+    ("action_duration", include_str!("../../../sql/reporting/02_action_duration.sql")),
+    ("action_failure_rate", include_str!("../../../sql/reporting/03_action_failure_rate.sql")),
+    ("rule_failure_rate", include_str!("../../../sql/reporting/04_rule_failure_rate.sql")),
+    ("rule_hit_rate", include_str!("../../../sql/reporting/05_rule_hit_rate.sql")),
+    ("event_to_start_latency", include_str!("../../../sql/reporting/06_event_to_start_latency.sql")),
+    ("inquiry_response_times", include_str!("../../../sql/reporting/07_inquiry_response_times.sql")),
+    ("worker_utilisation", include_str!("../../../sql/reporting/08_worker_utilisation.sql")),
+    ("queue_depth", include_str!("../../../sql/reporting/09_queue_depth.sql")),
+];
+
+/// The group role BI logins belong to (migration 20261130000040): SELECT on the reporting
+/// views and the tables they read, confined to its tenant by row-level security.
+pub const REPORTING_ROLE: &str = "attune_reporting";
+
+/// Creates or replaces every [`REPORTING_VIEWS`] view, as the owner of their schema, in
+/// one transaction (an advisory lock lets processes starting at once take turns), then
+/// grants [`REPORTING_ROLE`] SELECT on them. Run after the migrations at every start, so a
+/// changed view file takes effect without a migration.
+///
+/// Does nothing when the current role may not act for that schema's owner (the service role
+/// on a server of your own: `attune migrate` as the owner applies them), and on PostgreSQL
+/// before 15: the views rely on `security_invoker` to read with the caller's privileges, so
+/// that row-level security confines a reporting login; without it they would read as their
+/// owner, which RLS does not restrict.
+pub async fn apply_reporting_views(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let version: i32 =
+        sqlx::query_scalar("SELECT current_setting('server_version_num')::int").fetch_one(&mut *conn).await?;
+    if version < 150_000 {
+        tracing::warn!(version, "the reporting views need PostgreSQL 15 or later (security_invoker); not created");
+        return Ok(());
+    }
+    let owner: Option<String> = sqlx::query_scalar(
+        "SELECT nspowner::regrole::text FROM pg_namespace
+          WHERE nspname = 'attune_reporting' AND pg_has_role(current_user, nspowner, 'USAGE')",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(owner) = owner else {
+        tracing::debug!("the current role may not act for the schema owner; reporting views left as they are");
+        return Ok(());
+    };
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.reporting_views'))").execute(&mut *tx).await?;
+    sqlx::raw_sql(&format!("SET LOCAL ROLE {owner}")).execute(&mut *tx).await?;
+    for (name, sql) in REPORTING_VIEWS {
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
+            tracing::error!(view = name, "the reporting view does not apply: {e}");
+            e
+        })?;
+    }
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+             IF to_regrole('attune_reporting') IS NOT NULL THEN
+                 GRANT SELECT ON ALL TABLES IN SCHEMA attune_reporting TO attune_reporting;
+             END IF;
+         END $$",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -290,4 +370,76 @@ pub async fn session_connection(pool: &PgPool) -> Result<PgConnection, sqlx::Err
     .fetch_one(&mut conn)
     .await?;
     Ok(conn)
+}
+
+/// Creates, or resets, the LOGIN role `login` for a BI tool reporting on `tenant` (its id
+/// or its name): a member of [`REPORTING_ROLE`], so it may SELECT from the reporting views
+/// and nothing else, confined to that tenant by row-level security (the tenant is recorded
+/// in `attune.reporting_login`, read through `attune.reporting_tenant()`). A new random
+/// password is set and returned; nothing keeps it. Refuses a role that exists and is not
+/// already a reporting login, so it cannot take over another role. Needs a connection that
+/// may create roles (the private cluster's superuser, or an operator's role with
+/// CREATEROLE that administers the group).
+pub async fn grant_reporting_login(conn: &mut PgConnection, tenant: &str, login: &str) -> anyhow::Result<String> {
+    use anyhow::{bail, Context as _};
+    let valid = !login.is_empty()
+        && login.len() <= 63
+        && login.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && login.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        bail!("login {login:?} is not a valid role name: lower-case letters, digits and _, starting with a letter or _, at most 63 characters");
+    }
+    if login.starts_with("attune_") || login.starts_with("pg_") {
+        bail!("login {login:?} is reserved: attune_* and pg_* are the system's roles");
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let group_exists: bool =
+        sqlx::query_scalar("SELECT to_regrole('attune_reporting') IS NOT NULL").fetch_one(&mut *tx).await?;
+    if !group_exists {
+        bail!("the role attune_reporting does not exist: run `attune migrate` first");
+    }
+    let tenant_id: Option<i64> = sqlx::query_scalar("SELECT id FROM attune.tenant WHERE id::text = $1 OR name = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(tenant_id) = tenant_id else { bail!("no tenant with id or name {tenant:?}") };
+    // Roles are cluster-wide: processes making them take turns.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('attune.roles'))").execute(&mut *tx).await?;
+    let existing: Option<bool> = sqlx::query_scalar(
+        "SELECT pg_has_role(r.oid, 'attune_reporting', 'MEMBER') AND NOT r.rolsuper
+           FROM pg_roles r WHERE r.rolname = $1",
+    )
+    .bind(login)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match existing {
+        Some(false) => bail!("role {login:?} exists and is not a reporting login: choose another name"),
+        Some(true) => {}
+        None => {
+            sqlx::raw_sql(&format!("CREATE ROLE {login} LOGIN"))
+                .execute(&mut *tx)
+                .await
+                .context("cannot create the role")?;
+        }
+    }
+    let password = crate::tokens::random_token(24);
+    // Identifiers cannot be parameters: the login is checked above, the password is base64url.
+    sqlx::raw_sql(&format!(
+        "ALTER ROLE {login} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+         PASSWORD '{password}';
+         GRANT attune_reporting TO {login};"
+    ))
+    .execute(&mut *tx)
+    .await
+    .context("cannot set up the role")?;
+    sqlx::query(
+        "INSERT INTO attune.reporting_login (role_name, tenant_id) VALUES ($1, $2)
+         ON CONFLICT (role_name) DO UPDATE SET tenant_id = excluded.tenant_id, updated_at = now()",
+    )
+    .bind(login)
+    .bind(tenant_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(password)
 }

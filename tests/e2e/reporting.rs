@@ -1,0 +1,332 @@
+//! The reporting views of schema `attune_reporting` (sql/reporting/, docs/reporting.md)
+//! return the right figures for a seeded data set; a BI login made by
+//! `attune reporting grant` reads its own tenant only, whatever it sets, and writes
+//! nothing. The figures asserted here are the ones docs/reporting.md shows.
+
+use std::process::Command;
+
+use attune_tests::processes::attune_binary;
+use attune_tests::TestDb;
+use rand::Rng;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// Two tenants' history at fixed times (2026-01-01, UTC). Returns (tenant A, tenant B).
+///
+/// Tenant `rep_a`: rule `a.match` enforced 3 of 4 processed events of trigger `a.hook`
+/// (rule `a.none`, same trigger, none); its executions of `a.echo` started 1, 2 and 4 s
+/// after their event and ran 10, 20, 30 s (succeeded, succeeded, failed); `a.flaky` ran by
+/// hand 5 s (failed) and 1 s (canceled); the queue holds 2 requested, 1 scheduled and 1
+/// running `a.echo` (on worker w1); 3 inquiries, answered after 60 s and 120 s, 1 pending.
+/// Tenant `rep_b`: one failed `a.echo` (100 s) and one running on w1.
+/// Workers: w1 active, 4 slots, 2 running; w2 stopped.
+async fn seed(pool: &PgPool) -> (i64, i64) {
+    let seed = r#"
+INSERT INTO attune.tenant (id, name) VALUES (901, 'rep_a'), (902, 'rep_b');
+INSERT INTO attune.pack (id, tenant_id, ref) VALUES (901, 901, 'a');
+INSERT INTO attune.action (id, tenant_id, pack_id, ref, runner_type) VALUES
+    (901, 901, 901, 'a.echo', 'shell'), (902, 901, 901, 'a.flaky', 'shell');
+INSERT INTO attune.trigger (id, tenant_id, pack_id, ref, type) VALUES (901, 901, 901, 'a.hook', 'custom');
+INSERT INTO attune.rule (id, tenant_id, pack_id, ref, trigger_id, action_id) VALUES
+    (901, 901, 901, 'a.match', 901, 901), (902, 901, 901, 'a.none', 901, 902);
+INSERT INTO attune.worker (id, name, host, pid, capacity, running, status) VALUES
+    (901, 'w1', 'h', 1, 4, 2, 'active'), (902, 'w2', 'h', 2, 4, 0, 'stopped');
+INSERT INTO attune.event (id, tenant_id, trigger_id, trigger_ref, created_at, processed_at) VALUES
+    (901, 901, 901, 'a.hook', '2026-01-01 10:00:00Z', '2026-01-01 10:00:00.1Z'),
+    (902, 901, 901, 'a.hook', '2026-01-01 10:01:00Z', '2026-01-01 10:01:00.1Z'),
+    (903, 901, 901, 'a.hook', '2026-01-01 10:02:00Z', '2026-01-01 10:02:00.1Z'),
+    (904, 901, 901, 'a.hook', '2026-01-01 10:03:00Z', '2026-01-01 10:03:00.1Z'),
+    (905, 901, 901, 'a.hook', '2026-01-01 10:04:00Z', NULL);
+INSERT INTO attune.enforcement (id, tenant_id, rule_id, rule_ref, event_id, status) VALUES
+    (901, 901, 901, 'a.match', 901, 'processed'),
+    (902, 901, 901, 'a.match', 902, 'processed'),
+    (903, 901, 901, 'a.match', 903, 'processed');
+INSERT INTO attune.execution (id, tenant_id, action_id, action_ref, runner_type, status, enforcement_id,
+                              rule_id, rule_ref, worker_id, created_at, started_at, finished_at) VALUES
+    (901, 901, 901, 'a.echo', 'shell', 'succeeded', 901, 901, 'a.match', NULL,
+     '2026-01-01 10:00:00.5Z', '2026-01-01 10:00:01Z', '2026-01-01 10:00:11Z'),
+    (902, 901, 901, 'a.echo', 'shell', 'succeeded', 902, 901, 'a.match', NULL,
+     '2026-01-01 10:01:00.5Z', '2026-01-01 10:01:02Z', '2026-01-01 10:01:22Z'),
+    (903, 901, 901, 'a.echo', 'shell', 'failed', 903, 901, 'a.match', NULL,
+     '2026-01-01 10:02:00.5Z', '2026-01-01 10:02:04Z', '2026-01-01 10:02:34Z'),
+    (904, 901, 902, 'a.flaky', 'shell', 'failed', NULL, NULL, NULL, NULL,
+     '2026-01-01 11:00:00Z', '2026-01-01 11:00:00Z', '2026-01-01 11:00:05Z'),
+    (905, 901, 902, 'a.flaky', 'shell', 'canceled', NULL, NULL, NULL, NULL,
+     '2026-01-01 11:05:00Z', '2026-01-01 11:05:00Z', '2026-01-01 11:05:01Z'),
+    (906, 901, 901, 'a.echo', 'shell', 'requested', NULL, NULL, NULL, NULL, '2026-01-01 11:10:00Z', NULL, NULL),
+    (907, 901, 901, 'a.echo', 'shell', 'requested', NULL, NULL, NULL, NULL, '2026-01-01 11:10:00Z', NULL, NULL),
+    (908, 901, 901, 'a.echo', 'shell', 'scheduled', NULL, NULL, NULL, NULL, '2026-01-01 11:10:00Z', NULL, NULL),
+    (909, 901, 901, 'a.echo', 'shell', 'running', NULL, NULL, NULL, 901,
+     '2026-01-01 11:10:00Z', '2026-01-01 11:10:01Z', NULL),
+    (951, 902, NULL, 'a.echo', 'shell', 'failed', NULL, NULL, NULL, NULL,
+     '2026-01-01 10:00:00Z', '2026-01-01 10:00:00Z', '2026-01-01 10:01:40Z'),
+    (952, 902, NULL, 'a.echo', 'shell', 'running', NULL, NULL, NULL, 901,
+     '2026-01-01 10:30:00Z', '2026-01-01 10:30:00Z', NULL);
+INSERT INTO attune.inquiry (tenant_id, execution_id, prompt, status, created_at, responded_at) VALUES
+    (901, 901, 'ok?', 'responded', '2026-01-01 10:00:00Z', '2026-01-01 10:01:00Z'),
+    (901, 902, 'ok?', 'responded', '2026-01-01 10:00:00Z', '2026-01-01 10:02:00Z'),
+    (901, 903, 'ok?', 'pending', '2026-01-01 10:00:00Z', NULL);
+"#;
+    sqlx::raw_sql(seed).execute(pool).await.expect("the seed applies");
+    (901, 902)
+}
+
+/// One line per row: `sql` selects a single text column.
+async fn lines(conn: &mut PgConnection, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sql).fetch_all(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Each view's rows for tenant 901 (or all a reporting login sees, `filter` empty).
+async fn figures(conn: &mut PgConnection, filter: &str) -> Vec<(&'static str, Vec<String>)> {
+    let queries: [(&str, String); 9] = [
+        (
+            "executions_per_hour",
+            format!(
+                "SELECT concat_ws(' ', to_char(hour AT TIME ZONE 'UTC', 'HH24:MI'), action_ref, status, executions)
+                   FROM attune_reporting.executions_per_hour {filter} ORDER BY hour, action_ref, status"
+            ),
+        ),
+        (
+            "action_duration",
+            format!(
+                "SELECT concat_ws(' ', action_ref, executions, p50_seconds, p95_seconds, p99_seconds, max_seconds)
+                   FROM attune_reporting.action_duration {filter} ORDER BY action_ref"
+            ),
+        ),
+        (
+            "action_failure_rate",
+            format!(
+                "SELECT concat_ws(' ', action_ref, finished, succeeded, succeeded_with_errors, failed, canceled, failure_rate)
+                   FROM attune_reporting.action_failure_rate {filter} ORDER BY action_ref"
+            ),
+        ),
+        (
+            "rule_failure_rate",
+            format!(
+                "SELECT concat_ws(' ', rule_ref, finished, succeeded, failed, canceled, failure_rate)
+                   FROM attune_reporting.rule_failure_rate {filter} ORDER BY rule_ref"
+            ),
+        ),
+        (
+            "rule_hit_rate",
+            format!(
+                "SELECT concat_ws(' ', rule_ref, events, enforcements, hit_rate)
+                   FROM attune_reporting.rule_hit_rate {filter} ORDER BY rule_ref"
+            ),
+        ),
+        (
+            "event_to_start_latency",
+            format!(
+                "SELECT concat_ws(' ', rule_ref, executions, avg_seconds, p50_seconds, p95_seconds, max_seconds)
+                   FROM attune_reporting.event_to_start_latency {filter} ORDER BY rule_ref"
+            ),
+        ),
+        (
+            "inquiry_response_times",
+            format!(
+                "SELECT concat_ws(' ', inquiries, pending, responded, expired, p50_seconds, p95_seconds, max_seconds)
+                   FROM attune_reporting.inquiry_response_times {filter}"
+            ),
+        ),
+        (
+            "worker_utilisation",
+            format!(
+                "SELECT concat_ws(' ', worker, status, capacity, running, utilisation, tenant_running)
+                   FROM attune_reporting.worker_utilisation {filter} ORDER BY worker"
+            ),
+        ),
+        (
+            "queue_depth",
+            format!(
+                "SELECT concat_ws(' ', status, executions, ready, to_char(oldest_created_at AT TIME ZONE 'UTC', 'HH24:MI'))
+                   FROM attune_reporting.queue_depth {filter} ORDER BY status"
+            ),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, sql) in queries {
+        out.push((name, lines(conn, &sql).await));
+    }
+    out
+}
+
+/// Tenant rep_a's figures, as docs/reporting.md shows them.
+fn expected_a() -> Vec<(&'static str, Vec<String>)> {
+    let v = |rows: &[&str]| rows.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    vec![
+        (
+            "executions_per_hour",
+            v(&[
+                "10:00 a.echo failed 1",
+                "10:00 a.echo succeeded 2",
+                "11:00 a.echo requested 2",
+                "11:00 a.echo running 1",
+                "11:00 a.echo scheduled 1",
+                "11:00 a.flaky canceled 1",
+                "11:00 a.flaky failed 1",
+            ]),
+        ),
+        ("action_duration", v(&["a.echo 3 20.000 29.000 29.800 30.000", "a.flaky 2 3.000 4.800 4.960 5.000"])),
+        ("action_failure_rate", v(&["a.echo 3 2 0 1 0 0.3333", "a.flaky 2 0 0 1 1 0.5000"])),
+        ("rule_failure_rate", v(&["a.match 3 2 1 0 0.3333"])),
+        ("rule_hit_rate", v(&["a.match 4 3 0.7500", "a.none 4 0 0.0000"])),
+        ("event_to_start_latency", v(&["a.match 3 2.333 2.000 3.800 4.000"])),
+        ("inquiry_response_times", v(&["3 1 2 0 90.000 117.000 120.000"])),
+        ("worker_utilisation", v(&["w1 active 4 2 0.5000 1"])),
+        ("queue_depth", v(&["requested 2 2 11:10", "running 1 1 11:10", "scheduled 1 1 11:10"])),
+    ]
+}
+
+#[tokio::test]
+async fn each_view_returns_the_figures_of_a_seeded_data_set() {
+    let db = TestDb::new().await;
+    let (a, b) = seed(&db.pool).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    assert_eq!(figures(&mut conn, &format!("WHERE tenant_id = {a}")).await, expected_a());
+    // The other tenant's figures are its own.
+    let b_figures = figures(&mut conn, &format!("WHERE tenant_id = {b}")).await;
+    let b_of = |name: &str| b_figures.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+    assert_eq!(b_of("action_failure_rate"), vec!["a.echo 1 0 0 1 0 1.0000"]);
+    assert_eq!(b_of("worker_utilisation"), vec!["w1 active 4 2 0.5000 1"]);
+    assert_eq!(b_of("queue_depth"), vec!["running 1 1 10:30"]);
+    assert!(b_of("rule_hit_rate").is_empty() && b_of("inquiry_response_times").is_empty());
+
+    // Every view and every column of it is commented.
+    let uncommented: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname || coalesce('.' || a.attname, '')
+           FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE c.relnamespace = 'attune_reporting'::regnamespace AND c.relkind = 'v'
+            AND (obj_description(c.oid, 'pg_class') IS NULL OR col_description(c.oid, a.attnum) IS NULL)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(uncommented.is_empty(), "without a COMMENT ON: {uncommented:?}");
+    let views: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relnamespace = 'attune_reporting'::regnamespace AND relkind = 'v'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(views, attune_core::db::REPORTING_VIEWS.len() as i64);
+}
+
+/// Connects to the test's database as `login`.
+async fn connect_as(db: &TestDb, login: &str, password: &str) -> PgConnection {
+    PgConnection::connect_with(&db.connect_options().username(login).password(password))
+        .await
+        .unwrap_or_else(|e| panic!("log in as {login}: {e}"))
+}
+
+/// Drops the login when the test ends, passed or not: roles are cluster-wide, and the
+/// test's database goes but its login would stay.
+struct DropRole {
+    admin: sqlx::postgres::PgConnectOptions,
+    login: String,
+}
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        let (admin, login) = (self.admin.clone(), self.login.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect_with(&admin).await {
+                    let sql = format!("DROP OWNED BY {login}; DROP ROLE IF EXISTS {login}");
+                    let _ = sqlx::raw_sql(&sql).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn a_reporting_login_reads_its_own_tenant_only_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let (a, b) = seed(&db.pool).await;
+    let login = format!("bi_{}", rand::thread_rng().gen::<u32>());
+    let _drop_role = DropRole { admin: db.connect_options(), login: login.clone() };
+    let mut admin = db.pool.acquire().await.unwrap();
+    let password = attune_core::db::grant_reporting_login(&mut admin, "rep_a", &login).await.unwrap();
+    {
+        let mut bi = connect_as(&db, &login, &password).await;
+        // Through the views: exactly tenant A's figures, with no filter at all.
+        assert_eq!(figures(&mut bi, "").await, expected_a());
+        // Setting the API's tenant variable changes nothing: the tenant is the login's.
+        sqlx::query(&format!("SET attune.tenant_id = '{b}'")).execute(&mut bi).await.unwrap();
+        assert_eq!(figures(&mut bi, "").await, expected_a());
+        let tenants: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM attune.execution").fetch_all(&mut bi).await.unwrap();
+        assert_eq!(tenants, vec![a], "the base table too shows tenant A only");
+
+        // Writes are refused: no privilege (42501), whatever the table.
+        for sql in [
+            "INSERT INTO attune.execution (tenant_id, action_ref, runner_type) VALUES (901, 'x.y', 'shell')",
+            "UPDATE attune.execution SET status = 'canceled' WHERE id = 906",
+            "DELETE FROM attune.event",
+            "INSERT INTO attune.reporting_login (role_name, tenant_id) VALUES (current_user, 902)",
+            "UPDATE attune.worker SET capacity = 1",
+            "CREATE VIEW attune_reporting.mine AS SELECT 1",
+            "SELECT * FROM attune.datastore_item",
+        ] {
+            let err = sqlx::query(sql).execute(&mut bi).await.expect_err(sql);
+            let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+            assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
+        }
+        bi.close().await.ok();
+
+        // Granting again resets the login: a new password, and it may be moved to another tenant.
+        let second = attune_core::db::grant_reporting_login(&mut admin, &b.to_string(), &login).await.unwrap();
+        assert_ne!(second, password);
+        let old = PgConnection::connect_with(&db.connect_options().username(&login).password(&password)).await;
+        assert!(old.is_err(), "the old password no longer logs in");
+        let mut bi = connect_as(&db, &login, &second).await;
+        let tenants: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM attune.execution").fetch_all(&mut bi).await.unwrap();
+        assert_eq!(tenants, vec![b]);
+        bi.close().await.ok();
+
+        // Bad input is named; an existing role that is not a reporting login is not taken over.
+        let err = attune_core::db::grant_reporting_login(&mut admin, "nobody", &login).await.unwrap_err();
+        assert!(err.to_string().contains("\"nobody\""), "{err}");
+        let err = attune_core::db::grant_reporting_login(&mut admin, "rep_a", "Robert'); --").await.unwrap_err();
+        assert!(err.to_string().contains("not a valid role name"), "{err}");
+        let err = attune_core::db::grant_reporting_login(&mut admin, "rep_a", "postgres").await.unwrap_err();
+        assert!(err.to_string().contains("is not a reporting login"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn the_grant_command_prints_a_password_that_logs_in() {
+    let db = TestDb::new().await;
+    let (a, _) = seed(&db.pool).await;
+    let login = format!("bi_{}", rand::thread_rng().gen::<u32>());
+    let _drop_role = DropRole { admin: db.connect_options(), login: login.clone() };
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(attune_binary())
+        .args(["reporting", "grant", "--tenant", "rep_a", "--login", &login])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ATTUNE_DATABASE_URL", db.url())
+        .env("ATTUNE_DATA_DIR", data_dir.path())
+        .output()
+        .expect("attune runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    {
+        assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+        let password = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("password:"))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no password in {stdout}"));
+        let mut bi = connect_as(&db, &login, password).await;
+        let tenants: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM attune_reporting.executions_per_hour")
+                .fetch_all(&mut bi)
+                .await
+                .unwrap();
+        assert_eq!(tenants, vec![a]);
+        bi.close().await.ok();
+    }
+}
