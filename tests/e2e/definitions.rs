@@ -542,6 +542,7 @@ async fn openapi_documents_every_route() {
     let expected = [
         ("/health", "get"),
         ("/ready", "get"),
+        ("/metrics", "get"),
         ("/auth/register", "post"),
         ("/auth/login", "post"),
         ("/auth/refresh", "post"),

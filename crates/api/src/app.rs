@@ -27,6 +27,7 @@ use crate::{error, openapi, routes};
 pub fn api_routes() -> OpenApiRouter<ApiState> {
     let mut routes = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::packs::router())

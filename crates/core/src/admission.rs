@@ -46,16 +46,19 @@ pub struct Admission {
 /// (plain, defaults not yet applied) valid against the action's schema.
 pub fn admit(ctx: &Context, terms: &ActionTerms<'_>, plain: Result<Value, String>) -> Admission {
     let default_timeout = ctx.config.worker.default_timeout_seconds.min(i32::MAX as u64) as i32;
-    let fail = |reason: &'static str, error: String| Admission {
-        status: ExecutionStatus::Failed,
-        failure_reason: Some(reason),
-        parameters: Value::Null,
-        secret_params: None,
-        result: Some(
-            json!({"exit_code": null, "output": null, "error": error, "failure_reason": reason, "truncated": false}),
-        ),
-        max_attempts: 1,
-        timeout_seconds: default_timeout,
+    let fail = |reason: &'static str, error: String| {
+        crate::metrics::admission_failed(reason, terms.runner_type.as_str());
+        Admission {
+            status: ExecutionStatus::Failed,
+            failure_reason: Some(reason),
+            parameters: Value::Null,
+            secret_params: None,
+            result: Some(
+                json!({"exit_code": null, "output": null, "error": error, "failure_reason": reason, "truncated": false}),
+            ),
+            max_attempts: 1,
+            timeout_seconds: default_timeout,
+        }
     };
     if let Some(why) = terms.runner_type.unavailable_reason() {
         return fail("unsupported_runner", why);

@@ -43,6 +43,7 @@ pub mod execution;
 pub mod keyring;
 pub mod local_pg;
 pub mod lost_workers;
+pub mod metrics;
 pub mod pack;
 pub mod quoting;
 pub mod service;

@@ -175,7 +175,10 @@ async fn listen_loop(mut listener: PgListener, subscribers: Arc<Subscribers>, cl
                 wake(&subscribers, Channel::from_name(n.channel()));
             }
             // Reconnected (and listening again): hints may have been missed meanwhile.
-            Ok(None) => wake(&subscribers, None),
+            Ok(None) => {
+                crate::metrics::listen_reconnect();
+                wake(&subscribers, None)
+            }
             Err(e) => {
                 if !lost {
                     tracing::warn!(error = %e, "LISTEN connection failed; polling until it is back");

@@ -271,7 +271,10 @@ async fn emit(pool: &PgPool, sensor: &SensorRow, events: &Hint, line: &str) {
     .fetch_one(pool)
     .await;
     match inserted {
-        Ok(_) => events.poke(),
+        Ok(_) => {
+            attune_core::metrics::events_created("sensor", 1);
+            events.poke()
+        }
         Err(e) => tracing::error!(sensor = %sensor.sensor_ref, error = %e, "cannot store a sensor event"),
     }
 }

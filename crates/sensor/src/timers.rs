@@ -231,6 +231,7 @@ async fn fire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    attune_core::metrics::events_created("timer", c.payloads.len() as u64);
     tracing::debug!(
         rows = due.len(),
         fired = c.payloads.len(),

@@ -27,6 +27,8 @@ pub struct Finished {
     pub attempt: i32,
     pub tenant_id: i64,
     pub action_ref: String,
+    /// For `attune_executions_finished_total`.
+    pub runner_type: attune_core::domain::RunnerType,
     pub outcome: Outcome,
 }
 
@@ -124,5 +126,8 @@ async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<(
     )
     .execute(pool)
     .await?;
+    for f in batch {
+        attune_core::metrics::execution_finished(f.outcome.status().as_str(), f.runner_type.as_str());
+    }
     Ok(())
 }

@@ -85,6 +85,7 @@ impl Lane {
                 Ok(claimed) => {
                     let took = claimed.len();
                     if took > 0 {
+                        attune_core::metrics::claim_batch(took);
                         worker.ctx.notifier.hint(Channel::Change).poke();
                     }
                     let jobs = prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await;
@@ -128,6 +129,7 @@ impl Lane {
         let permit = self.slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
         let running = worker.running.clone();
         running.fetch_add(1, Ordering::Relaxed);
+        attune_core::metrics::worker_slots(1.0);
         let cancels = worker.cancels.clone();
         tokio::spawn(async move {
             let outcome = runners::run(&job).await;
@@ -137,11 +139,13 @@ impl Lane {
                 attempt: job.attempt,
                 tenant_id: job.tenant_id,
                 action_ref: job.action_ref,
+                runner_type: job.runner_type,
                 outcome,
             };
             // The completer lives until every sender is gone, so this cannot fail.
             let _ = results.send(finished).await;
             running.fetch_sub(1, Ordering::Relaxed);
+            attune_core::metrics::worker_slots(-1.0);
             drop(permit);
         });
     }

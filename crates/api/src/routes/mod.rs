@@ -9,6 +9,7 @@ pub mod events;
 pub mod executions;
 pub mod health;
 pub mod inquiries;
+pub mod metrics;
 pub mod packs;
 pub mod rules;
 pub mod sensors;

@@ -63,6 +63,21 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let answer = accept(state, key, headers, body).await;
+    attune_core::metrics::webhook(answer.is_ok());
+    if answer.is_ok() {
+        attune_core::metrics::events_created("webhook", 1);
+    }
+    answer
+}
+
+/// [`receive`]'s work; the wrapper counts its outcome (`attune_webhooks_total`).
+async fn accept(
+    state: ApiState,
+    key: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     // Fast path, one statement: an enabled trigger without a secret takes any JSON body.
     if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
         let event_id = sqlx::query_file_scalar!("../../sql/api/webhook_event.sql", key, payload)

@@ -54,7 +54,10 @@ pub async fn event(pool: &PgPool, message: &Inbound) -> Result<Stored, sqlx::Err
     .fetch_one(pool)
     .await;
     match inserted {
-        Ok(id) => Ok(Stored::Event(id)),
+        Ok(id) => {
+            attune_core::metrics::events_created("amqp", 1);
+            Ok(Stored::Event(id))
+        }
         Err(sqlx::Error::Database(e)) if refuses_this_row(e.code().as_deref()) => {
             Ok(Stored::Refused(format!("the database refused the event: {}", excerpt(e.message(), 200))))
         }

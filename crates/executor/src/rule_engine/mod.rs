@@ -134,6 +134,7 @@ impl RuleEngine {
         }
         write::write(&mut tx, &events, &matched).await?;
         tx.commit().await?;
+        attune_core::metrics::enforcements_created(matched.len() as u64);
         if let (false, Some(hint)) = (matched.is_empty(), &self.changes) {
             hint.poke();
         }
