@@ -100,6 +100,19 @@ pub fn admit(ctx: &Context, terms: &ActionTerms<'_>, plain: Result<Value, String
     }
 }
 
+/// Admits parameters an engine rendered itself (a rule's, a workflow task's): as
+/// [`admit`], and a refused execution keeps what was rendered — its secrets sealed — next
+/// to the reason, so the failure shows what was asked for.
+pub fn admit_rendered(ctx: &Context, terms: &ActionTerms<'_>, rendered: Value) -> Admission {
+    let mut admission = admit(ctx, terms, Ok(rendered.clone()));
+    if admission.status == ExecutionStatus::Failed {
+        let (masked, sealed) = seal_secrets(&ctx.keys.encryption, &rendered, terms.secret_names);
+        admission.parameters = masked;
+        admission.secret_params = sealed;
+    }
+    admission
+}
+
 impl Admission {
     /// The refusal's message (`result.error`), when refused.
     pub fn error(&self) -> Option<&str> {

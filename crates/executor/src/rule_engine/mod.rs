@@ -28,10 +28,9 @@ mod write;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use attune_core::admission::{admit, ActionTerms, Admission};
+use attune_core::admission::{admit_rendered, ActionTerms, Admission};
 use attune_core::datastore::{load_for_templates, TemplateItems};
 use attune_core::domain::{templates, ExecutionStatus};
-use attune_core::execution::seal_secrets;
 use attune_core::wakeup::{Channel, Hint};
 use attune_core::{Context, Shutdown};
 use minijinja::Environment;
@@ -216,14 +215,7 @@ impl RuleEngine {
             timeout_seconds: row.timeout_seconds,
             retry: row.retry.as_ref(),
         };
-        let mut admission = admit(&self.ctx, &terms, Ok(params.clone()));
-        if admission.status == ExecutionStatus::Failed {
-            // Keep what the rule rendered (secrets sealed) next to the reason.
-            let (masked, sealed) = seal_secrets(&self.ctx.keys.encryption, &params, &rule.secret_names);
-            admission.parameters = masked;
-            admission.secret_params = sealed;
-        }
-        admission
+        admit_rendered(&self.ctx, &terms, params)
     }
 }
 

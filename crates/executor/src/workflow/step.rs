@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use attune_core::admission::{admit, ActionTerms};
+use attune_core::admission::{admit_rendered, ActionTerms};
 use attune_core::datastore::{load_for_templates, TemplateItems};
 use attune_core::domain::templates::value_reads;
 use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
-use attune_core::execution::{seal_secrets, unseal_parameters};
+use attune_core::execution::unseal_parameters;
 use attune_core::Context as Ctx;
 use minijinja::Environment;
 use serde_json::{json, Map, Value};
@@ -249,13 +249,7 @@ impl Engine {
                 timeout_seconds: child.timeout_seconds.or(action.timeout_seconds),
                 retry: action.retry.as_ref(),
             };
-            let admission = admit(&self.ctx, &terms, Ok(child.parameters.clone()));
-            let (masked, sealed) = if admission.status == ExecutionStatus::Failed {
-                // Keep what the task rendered (secrets sealed) next to the reason.
-                seal_secrets(&self.ctx.keys.encryption, &child.parameters, &names)
-            } else {
-                (admission.parameters, admission.secret_params)
-            };
+            let admission = admit_rendered(&self.ctx, &terms, child.parameters.clone());
             c.statuses.push(admission.status);
             c.results.push(admission.result);
             c.max_attempts.push(admission.max_attempts);
@@ -264,8 +258,8 @@ impl Engine {
             c.action_ids.push(action.id);
             c.action_refs.push(child.action_ref.clone());
             c.runner_types.push(action.runner_type);
-            c.parameters.push(masked);
-            c.secret_params.push(sealed);
+            c.parameters.push(admission.parameters);
+            c.secret_params.push(admission.secret_params);
             c.tasks.push(child.task.clone());
             c.item_indexes.push(child.item_index);
             c.delays.push(child.delay_seconds);
