@@ -13,6 +13,7 @@ mod foundation;
 mod hostile;
 mod http_runner;
 mod identity;
+mod ingest;
 mod inquiries;
 mod key_rotation;
 mod metrics;

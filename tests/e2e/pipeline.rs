@@ -389,6 +389,8 @@ async fn webhook_ingress_checks_key_signature_and_body() {
         401,
         "signature of another body"
     );
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.event").fetch_one(app.pool()).await.unwrap();
+    assert_eq!(events, 1, "only the signed request became an event");
 
     let open = app.post(&u, "/api/v1/triggers", json!({"ref": "w.open", "type": "webhook"})).await;
     let open_url = open.body["webhook_url"].as_str().unwrap();

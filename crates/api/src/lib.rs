@@ -4,6 +4,7 @@
 //! - [`app`]: the router and its middleware (request ids, body limit, timeouts, JSON
 //!   errors for every rejection).
 //! - [`state`]: what every handler can reach ([`state::ApiState`]).
+//! - [`ingest`]: the webhook intake, which writes concurrent webhooks with one commit.
 //! - [`auth`]: tokens, roles, credentials rules and the [`auth::Principal`] extractor
 //!   (which applies the per-user [`rate_limit`]; the same module throttles logins and
 //!   registrations per client address and per login).
@@ -30,6 +31,7 @@ pub mod db;
 pub mod definitions;
 pub mod error;
 pub mod extract;
+pub mod ingest;
 pub mod openapi;
 pub mod pagination;
 pub mod rate_limit;

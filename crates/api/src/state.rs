@@ -5,6 +5,7 @@ use std::sync::Arc;
 use attune_core::wakeup::{Channel, Hint};
 use attune_core::Context;
 
+use crate::ingest::Ingest;
 use crate::rate_limit::{AuthThrottle, UserRateLimit};
 
 #[derive(Clone)]
@@ -22,15 +23,25 @@ pub struct ApiState {
     /// Wakes the workflow engine and the change-log readers after a change the API made
     /// itself (an inquiry answered).
     pub change_hint: Hint,
+    /// The webhook intake (group commit); pokes `event_hint` after each commit.
+    pub ingest: Ingest,
 }
 
 impl ApiState {
     pub fn new(ctx: Context) -> ApiState {
         let rate_limit = UserRateLimit::new(ctx.config.api.rate_limit_per_second).map(Arc::new);
+        let event_hint = ctx.notifier.hint(Channel::Event);
+        let ingest = Ingest::start(
+            ctx.pool.clone(),
+            ctx.config.api.ingest_batch,
+            ctx.config.api.ingest_queue,
+            event_hint.clone(),
+        );
         ApiState {
             rate_limit,
             auth_throttle: Arc::new(AuthThrottle::default()),
-            event_hint: ctx.notifier.hint(Channel::Event),
+            event_hint,
+            ingest,
             requested_hint: ctx.notifier.hint(Channel::Requested),
             cancel_hint: ctx.notifier.hint(Channel::Cancel),
             change_hint: ctx.notifier.hint(Channel::Change),

@@ -21,6 +21,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_API_PORT", "api.port"),
     ("ATTUNE_PUBLIC_URL", "api.public_url"),
     ("ATTUNE_RATE_LIMIT_PER_SECOND", "api.rate_limit_per_second"),
+    ("ATTUNE_INGEST_BATCH", "api.ingest_batch"),
+    ("ATTUNE_INGEST_QUEUE", "api.ingest_queue"),
     ("ATTUNE_JWT_SECRET", "auth.jwt_secret"),
     ("ATTUNE_ACCESS_TOKEN_TTL_SECONDS", "auth.access_token_ttl_seconds"),
     ("ATTUNE_ADMIN_PASSWORD", "auth.admin_password"),
@@ -84,6 +86,10 @@ pub struct ApiConfig {
     pub rate_limit_per_second: u32,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// Most webhook requests written by one commit (the intake's group commit).
+    pub ingest_batch: usize,
+    /// Most webhook requests waiting to be written; beyond it 503 with `Retry-After`.
+    pub ingest_queue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +231,8 @@ impl Default for Config {
                 rate_limit_per_second: 0,
                 max_body_bytes: 1024 * 1024,
                 request_timeout_seconds: 30,
+                ingest_batch: 256,
+                ingest_queue: 4096,
             },
             auth: AuthConfig {
                 jwt_secret: None,
@@ -365,6 +373,12 @@ impl Config {
             if user == "root" || user == "0" {
                 return bad("sandbox.run_as", user, "an unprivileged user (never root)");
             }
+        }
+        if self.api.ingest_batch == 0 {
+            return bad("api.ingest_batch", &0, "at least 1");
+        }
+        if self.api.ingest_queue == 0 {
+            return bad("api.ingest_queue", &0, "at least 1");
         }
         if let Some(url) = &self.api.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

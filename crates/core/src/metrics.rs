@@ -19,7 +19,9 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full("attune_claim_batch_size".into()), BATCH_BUCKETS)
-            .expect("the claim batch buckets are a non-empty constant");
+            .expect("the claim batch buckets are a non-empty constant")
+            .set_buckets_for_metric(Matcher::Full("attune_ingest_batch_size".into()), BATCH_BUCKETS)
+            .expect("the batch buckets are a non-empty constant");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
@@ -74,6 +76,12 @@ pub fn admission_failed(reason: &'static str, runner: &str) {
 pub fn claim_batch(n: usize) {
     handle();
     metrics::histogram!("attune_claim_batch_size").record(n as f64);
+}
+
+/// One commit of the webhook intake wrote `n` requests (group commit).
+pub fn ingest_batch(n: usize) {
+    handle();
+    metrics::histogram!("attune_ingest_batch_size").record(n as f64);
 }
 
 /// The LISTEN connection was (re)established after a loss.

@@ -7,15 +7,17 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use chrono::Utc;
 use hmac::{Hmac, Mac};
+use serde::de::IgnoredAny;
 use serde::Serialize;
-use serde_json::Value;
 use sha2::Sha256;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::ingest::{Stored, Webhook};
 use crate::state::ApiState;
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -28,8 +30,6 @@ pub struct Accepted {
 }
 
 struct WebhookTrigger {
-    id: i64,
-    tenant_id: Option<i64>,
     trigger_ref: String,
     webhook_secret: Option<String>,
     enabled: bool,
@@ -72,46 +72,55 @@ async fn receive(
 }
 
 /// [`receive`]'s work; the wrapper counts its outcome (`attune_webhooks_total`).
+///
+/// The event is written by the intake's group commit ([`crate::ingest`]). Fast path: an
+/// enabled trigger without a secret takes any JSON body, so the request goes straight to
+/// the intake. Only when that writes nothing (a secret to check, a disabled or unknown
+/// key) does the handler read the trigger to give the precise answer.
 async fn accept(
     state: ApiState,
     key: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    // Fast path, one statement: an enabled trigger without a secret takes any JSON body.
-    if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
-        let event_id = sqlx::query_file_scalar!("../../sql/api/webhook_event.sql", key, payload)
-            .fetch_optional(state.pool())
-            .await?;
-        if let Some(event_id) = event_id {
-            state.event_hint.poke();
+    let arrived = Utc::now();
+    // Checked here, once: the intake hands PostgreSQL the text as it came.
+    let json =
+        serde_json::from_slice::<IgnoredAny>(&body).is_ok().then(|| String::from_utf8(body.to_vec()).ok()).flatten();
+    if let Some(text) = &json {
+        let webhook = Webhook { key: key.clone(), body: text.clone(), verified: false, arrived };
+        if let Stored::Event(event_id) = state.ingest.store(webhook).await? {
             return Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })));
         }
     }
     let trigger = sqlx::query_as!(
         WebhookTrigger,
-        "SELECT id, tenant_id, ref AS trigger_ref, webhook_secret, enabled FROM attune.trigger
+        "SELECT ref AS trigger_ref, webhook_secret, enabled FROM attune.trigger
           WHERE webhook_key = $1 AND type = 'webhook'",
         key
     )
     .fetch_optional(state.pool())
     .await?;
-    let Some(WebhookTrigger { id: trigger_id, tenant_id, trigger_ref, webhook_secret: secret, enabled }) = trigger
-    else {
+    let Some(WebhookTrigger { trigger_ref, webhook_secret: secret, enabled }) = trigger else {
         return Err(ApiError::NotFound("no webhook with this key".into()));
     };
+    let verified = secret.is_some();
     if let Some(secret) = secret {
         verify_signature(&secret, &headers, &body)?;
     }
     if !enabled {
         return Err(ApiError::Conflict(format!("trigger {trigger_ref} is disabled")));
     }
-    let payload: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
-    let event_id =
-        sqlx::query_file_scalar!("../../sql/event/insert.sql", tenant_id, trigger_id, trigger_ref, payload, "webhook")
-            .fetch_one(state.pool())
-            .await?;
-    state.event_hint.poke();
-    Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })))
+    let Some(text) = json else {
+        let e = serde_json::from_slice::<IgnoredAny>(&body).err();
+        let why = e.map_or_else(|| "it is not UTF-8".to_string(), |e| e.to_string());
+        return Err(ApiError::BadRequest(format!("the body is not JSON: {why}")));
+    };
+    match state.ingest.store(Webhook { key, body: text, verified, arrived }).await? {
+        Stored::Event(event_id) => Ok((StatusCode::ACCEPTED, Json(Accepted { event_id }))),
+        // Disabled, removed or given a new secret between the read and the write.
+        Stored::NoTrigger => Err(ApiError::Conflict(format!(
+            "trigger {trigger_ref} changed while the request was handled; send it again"
+        ))),
+    }
 }
