@@ -74,6 +74,14 @@ async fn claim_limited(
     runtimes: &[RunnerType],
     mut free: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
+    // Most rounds find no limited action with work: one look outside a transaction first
+    // (its row locks, if it takes any, end with the statement), so that common case costs
+    // one round trip instead of BEGIN, the look and COMMIT.
+    let any =
+        sqlx::query_file!("../../sql/worker/limited_actions.sql", runtimes as &[RunnerType]).fetch_all(pool).await?;
+    if any.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = pool.begin().await?;
     let limited = sqlx::query_file!("../../sql/worker/limited_actions.sql", runtimes as &[RunnerType])
         .fetch_all(&mut *tx)
