@@ -36,6 +36,11 @@ fi
 # no engine can be had, the container tests fail saying so (they never skip).
 scripts/container-engine.sh || echo "test.sh: no container engine; the container runner's tests will fail" >&2
 
+# The web console's tests (tests/e2e/console.rs) drive a headless Chromium over WebDriver:
+# Debian's chromium and chromium-driver, installed here when missing (about 50 s cold with
+# the package lists present, well under 1 s once done). Without them those tests fail.
+scripts/browser.sh || echo "test.sh: no chromium/chromedriver; the console's tests will fail" >&2
+
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -4,6 +4,7 @@
 mod bridge;
 mod change_log;
 mod cli;
+mod console;
 mod container_runner;
 mod crash_safety;
 mod datastore;

@@ -72,6 +72,7 @@ pub fn router(ctx: Context, shutdown: Shutdown) -> Router {
     let doc = Arc::new(doc);
     let request_id = HeaderName::from_static("x-request-id");
     api.route("/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .merge(crate::console::router())
         .fallback(routes::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(move |req, next| limit_body(limits, req, next)))

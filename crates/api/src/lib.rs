@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`app`]: the router and its middleware (request ids, body limit, timeouts, JSON
 //!   errors for every rejection).
+//! - [`console`]: the web console, embedded and served at `/`.
 //! - [`state`]: what every handler can reach ([`state::ApiState`]).
 //! - [`ingest`]: the webhook intake, which writes concurrent webhooks with one commit.
 //! - [`auth`]: tokens, roles, credentials rules and the [`auth::Principal`] extractor
@@ -27,6 +28,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod console;
 pub mod db;
 pub mod definitions;
 pub mod error;
