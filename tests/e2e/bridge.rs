@@ -742,6 +742,69 @@ async fn malformed_inbound_messages_are_dead_lettered_with_their_reason_and_neve
     stop_and_delete_queues(bridge, &connection, &queue).await;
 }
 
+/// Messages that arrive together are written together (one statement, one commit per
+/// batch); each still becomes its own event, and a bad one among them — a trigger that
+/// does not exist, a body PostgreSQL's jsonb cannot hold — is dead-lettered alone.
+#[tokio::test]
+async fn a_burst_of_inbound_messages_is_written_in_batches_and_a_bad_one_fails_alone() {
+    let queue = unique("attune.inbound.test-");
+    let dlq = format!("{queue}.dlq");
+    let app = TestApp::spawn_with(|c| bridged(c, Some(&queue))).await;
+    let u = app.register("inbound_burst").await;
+    let pack = unique("bb");
+    setup_pack(&app, &u, &pack).await;
+    let hook = format!("{pack}.hook");
+    assert_eq!(app.post(&u, "/api/v1/triggers", json!({"ref": hook, "type": "webhook"})).await.status, 201);
+
+    // The bridge declares the queues, then stops: the burst waits in the queue and reaches
+    // the next consumer all at once.
+    let connection = connect().await;
+    let (stop, handle) = start_bridge(&app);
+    let channel = inbound_channel(&connection, &queue).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.expect("the bridge drains").unwrap().unwrap();
+    let me = tenant(u.tenant_id);
+    for n in 0..150 {
+        let (trigger, body) = match n {
+            10 => ("nope.nothing".to_string(), json!({"n": n}).to_string()),
+            20 => (hook.clone(), r#"{"n": 20, "bad": "x\u0000y"}"#.to_string()),
+            _ => (hook.clone(), json!({"n": n}).to_string()),
+        };
+        send(&channel, &queue, &[("trigger", text(&trigger)), ("tenant_id", me.clone())], body.as_bytes()).await;
+    }
+    let bridge = start_bridge(&app);
+
+    eventually("the bad messages in the DLQ", Duration::from_secs(60), || async {
+        (depth(&connection, &dlq).await == 2).then_some(())
+    })
+    .await;
+    let reader = connection.create_channel().await.unwrap();
+    let mut reasons = Vec::new();
+    while let Some(m) = reader.basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        reasons.push(header_text(&Got::from(&m.delivery), "x-attune-error").expect("the reason header"));
+    }
+    reasons.sort();
+    assert!(reasons[0].contains("no trigger `nope.nothing`"), "{reasons:?}");
+    assert!(reasons[1].contains("the database refused the event"), "{reasons:?}");
+    let rows: Vec<(Value, String)> = eventually("148 events", Duration::from_secs(60), || async {
+        let rows: Vec<(Value, String)> =
+            sqlx::query_as("SELECT payload, xmin::text FROM attune.event WHERE source = 'amqp' ORDER BY id")
+                .fetch_all(app.pool())
+                .await
+                .unwrap();
+        (rows.len() == 148).then_some(rows)
+    })
+    .await;
+    let mut seen: Vec<i64> = rows.iter().map(|(p, _)| p["n"].as_i64().unwrap()).collect();
+    seen.sort();
+    let expected: Vec<i64> = (0..150).filter(|n| *n != 10 && *n != 20).collect();
+    assert_eq!(seen, expected, "each good message became exactly one event");
+    let commits: BTreeSet<&String> = rows.iter().map(|(_, xmin)| xmin).collect();
+    assert!(commits.len() < rows.len(), "messages that arrived together shared commits: {} commits", commits.len());
+    assert_eq!(depth(&connection, &queue).await, 0, "every message was acked");
+    stop_and_delete_queues(bridge, &connection, &queue).await;
+}
+
 #[tokio::test]
 async fn a_database_failure_requeues_an_inbound_message_instead_of_dead_lettering_it() {
     let queue = unique("attune.inbound.test-");

@@ -5,7 +5,9 @@
 //! is `""` and `x-dead-letter-routing-key` is the DLQ's name, so a message rejected by any
 //! other tool, or expired by a TTL an operator sets, lands there too).
 //!
-//! Each message, one at a time, acknowledged manually:
+//! Each message is acknowledged manually; the messages already delivered when one is taken
+//! (up to the prefetch, 64) are handled together, their events written by one statement
+//! and one commit (group commit):
 //! - it becomes an event ([`parse`], then [`store`]): acked only once the event is committed
 //!   (a crash in between redelivers it: at least once);
 //! - it can never become one (a missing or bad header, no such trigger in that tenant, a
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use attune_core::wakeup::{Channel as WakeChannel, Hint};
 use attune_core::{Context, Shutdown};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -132,7 +134,27 @@ async fn consume(
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("the broker cancelled the consumer (queue deleted?)".into()),
         };
-        handle(ctx, &channel, queues, hint, delivery, &mut retries, shutdown).await?;
+        // Group commit: whatever else has already arrived is written with it.
+        let mut batch = vec![delivery];
+        let mut failed = None;
+        while batch.len() < usize::from(PREFETCH) {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(delivery))) => batch.push(delivery),
+                Some(Some(Err(e))) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                Some(None) => {
+                    failed = Some("the broker cancelled the consumer (queue deleted?)".into());
+                    break;
+                }
+                None => break,
+            }
+        }
+        handle(ctx, &channel, queues, hint, batch, &mut retries, shutdown).await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     // The drain: no new deliveries; those prefetched but not acked go back to the queue
     // when the channel closes.
@@ -155,45 +177,63 @@ async fn declare(channel: &Channel, queues: &Queues) -> Result<(), lapin::Error>
     Ok(())
 }
 
-/// Settles one message: an event (ack), the DLQ (publish, then ack) or a retry (nack,
-/// requeued, after a backoff).
+/// Settles a batch of messages, each as one of: an event (ack), the DLQ (publish, then
+/// ack) or a retry (nack, requeued, after a backoff). The events of the batch are written
+/// by one statement and one commit ([`store::events`]).
 async fn handle(
     ctx: &Context,
     channel: &Channel,
     queues: &Queues,
     hint: &Hint,
-    delivery: Delivery,
+    batch: Vec<Delivery>,
     retries: &mut Backoff,
     shutdown: &Shutdown,
 ) -> Result<(), String> {
     let max_body = ctx.config.api.max_body_bytes;
-    let parsed = parse::inbound(delivery.properties.headers().as_ref(), &delivery.data, max_body);
-    let stored = match parsed {
-        Err(reason) => Ok(Stored::Refused(reason)),
-        Ok(message) => store::event(&ctx.pool, &message).await,
-    };
+    let parsed: Vec<Result<parse::Inbound, String>> = batch
+        .iter()
+        .map(|delivery| parse::inbound(delivery.properties.headers().as_ref(), &delivery.data, max_body))
+        .collect();
+    let messages: Vec<&parse::Inbound> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let stored = store::events(&ctx.pool, &messages).await;
+    if matches!(&stored, Ok(answers) if answers.iter().any(|a| matches!(a, Stored::Event(_)))) {
+        hint.poke();
+        retries.reset();
+    }
+    let mut stored = stored.map(Vec::into_iter);
     let ack = BasicAckOptions::default();
-    match stored {
-        Ok(Stored::Event(_)) => {
-            hint.poke();
-            retries.reset();
-            delivery.ack(ack).await.map_err(|e| e.to_string())?;
-        }
-        Ok(Stored::Refused(reason)) => {
-            tracing::info!(queue = %queues.main, dlq = %queues.dlq, %reason, "bridge: inbound message dead-lettered");
-            dead_letter(channel, queues, &delivery, &reason).await?;
-            delivery.ack(ack).await.map_err(|e| e.to_string())?;
-        }
-        Err(e) => {
-            let delay = retries.delay().min(RETRY_CAP);
-            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
-                "bridge: cannot store an inbound event; requeueing it");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => {}
+    let mut requeue = Vec::new();
+    for (delivery, parsed) in batch.into_iter().zip(parsed) {
+        let outcome = match (parsed, &mut stored) {
+            (Err(reason), _) => Stored::Refused(reason),
+            (Ok(_), Ok(answers)) => answers.next().unwrap_or_else(|| Stored::Refused("no answer".into())),
+            (Ok(_), Err(_)) => {
+                requeue.push(delivery);
+                continue;
             }
-            let requeue = BasicNackOptions { requeue: true, ..Default::default() };
-            delivery.nack(requeue).await.map_err(|e| e.to_string())?;
+        };
+        match outcome {
+            Stored::Event(_) => {
+                delivery.ack(ack).await.map_err(|e| e.to_string())?;
+            }
+            Stored::Refused(reason) => {
+                tracing::info!(queue = %queues.main, dlq = %queues.dlq, %reason, "bridge: inbound message dead-lettered");
+                dead_letter(channel, queues, &delivery, &reason).await?;
+                delivery.ack(ack).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    if let Err(e) = stored {
+        let delay = retries.delay().min(RETRY_CAP);
+        tracing::warn!(error = %e, messages = requeue.len(), retry_in_ms = delay.as_millis() as u64,
+            "bridge: cannot store inbound events; requeueing them");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        let again = BasicNackOptions { requeue: true, ..Default::default() };
+        for delivery in requeue {
+            delivery.nack(again).await.map_err(|e| e.to_string())?;
         }
     }
     Ok(())
