@@ -88,13 +88,22 @@ impl Browser {
     /// Evaluates `script` (a function body) until it returns something other than null or
     /// false, and returns that.
     async fn until(&self, what: &str, script: &str) -> Value {
-        eventually(what, WAIT, || async {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
             match self.client.execute(script, vec![]).await {
-                Ok(Value::Null) | Ok(Value::Bool(false)) | Err(_) => None,
-                Ok(v) => Some(v),
+                Ok(Value::Null) | Ok(Value::Bool(false)) | Err(_) => {}
+                Ok(v) => return v,
             }
-        })
-        .await
+            if tokio::time::Instant::now() > deadline {
+                // What the page showed instead, to tell a slow server from a broken page.
+                let shot =
+                    self.screenshot(&format!("failed-{}", what.replace(|c: char| !c.is_alphanumeric(), "-"))).await;
+                let text = self.client.execute("return document.body.innerText", vec![]).await.unwrap_or_default();
+                let text: String = text.as_str().unwrap_or_default().chars().take(2000).collect();
+                panic!("timed out after {WAIT:?} waiting for {what}; the page ({}) showed:\n{text}", shot.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn js(&self, script: &str) -> Value {

@@ -55,6 +55,27 @@ async fn writers_blocked(app: &TestApp, n: i64) {
     .await;
 }
 
+/// Requests in flight, each answering with its number.
+type Requests = tokio::task::JoinSet<(i64, (u16, Option<String>, Value))>;
+
+/// Sends `body` to `url` as request `n` of `requests`.
+fn spawn_post(requests: &mut Requests, app: &TestApp, url: &str, n: i64, body: String) {
+    let (http, url) = (app.http.clone(), url.to_string());
+    requests.spawn(async move { (n, post(&http, &url, body).await) });
+}
+
+/// Locks the event table and sends requests 0 and 1, which each writer takes and then waits
+/// on the lock with: whatever is sent next queues in the intake until the lock is dropped.
+async fn hold_both_writers(app: &TestApp, url: &str) -> (PgConnection, Requests) {
+    let lock = lock_events(app).await;
+    let mut requests = Requests::new();
+    for n in 0..2 {
+        spawn_post(&mut requests, app, url, n, json!({"n": n}).to_string());
+    }
+    writers_blocked(app, 2).await;
+    (lock, requests)
+}
+
 /// The transaction that wrote each event (events of one commit share it).
 async fn writers_of(app: &TestApp, ids: &[i64]) -> Vec<String> {
     sqlx::query_scalar("SELECT xmin::text FROM attune.event WHERE id = ANY($1) ORDER BY id")
@@ -70,10 +91,9 @@ async fn writers_of(app: &TestApp, ids: &[i64]) -> Vec<String> {
 async fn concurrent_webhooks_each_get_their_own_event() {
     let app = TestApp::spawn().await;
     let url = webhook(&app, "ingest_many").await;
-    let mut requests = tokio::task::JoinSet::new();
+    let mut requests = Requests::new();
     for n in 0..200 {
-        let (http, url) = (app.http.clone(), url.clone());
-        requests.spawn(async move { (n, post(&http, &url, json!({"n": n}).to_string()).await) });
+        spawn_post(&mut requests, &app, &url, n, json!({"n": n}).to_string());
     }
     let mut seen = std::collections::HashSet::new();
     while let Some(done) = requests.join_next().await {
@@ -104,17 +124,10 @@ async fn concurrent_webhooks_each_get_their_own_event() {
 async fn webhooks_arriving_together_share_one_commit_and_a_full_intake_answers_503() {
     let app = TestApp::spawn_with(|c| c.api.ingest_queue = 3).await;
     let url = webhook(&app, "ingest_batch").await;
-    let lock = lock_events(&app).await;
-    let mut requests = tokio::task::JoinSet::new();
-    for n in 0..2 {
-        let (http, url) = (app.http.clone(), url.clone());
-        requests.spawn(async move { (n, post(&http, &url, json!({"n": n}).to_string()).await) });
-    }
-    writers_blocked(&app, 2).await;
+    let (lock, mut requests) = hold_both_writers(&app, &url).await;
     // Five more: three fill the queue, two are refused.
     for n in 2..7 {
-        let (http, url) = (app.http.clone(), url.clone());
-        requests.spawn(async move { (n, post(&http, &url, json!({"n": n}).to_string()).await) });
+        spawn_post(&mut requests, &app, &url, n, json!({"n": n}).to_string());
     }
     let mut refused = Vec::new();
     while refused.len() < 2 {
@@ -153,17 +166,10 @@ async fn webhooks_arriving_together_share_one_commit_and_a_full_intake_answers_5
 async fn a_body_the_database_cannot_store_fails_only_its_own_request() {
     let app = TestApp::spawn().await;
     let url = webhook(&app, "ingest_nul").await;
-    let lock = lock_events(&app).await;
-    let mut requests = tokio::task::JoinSet::new();
-    for n in 0..2 {
-        let (http, url) = (app.http.clone(), url.clone());
-        requests.spawn(async move { (n, post(&http, &url, json!({"n": n}).to_string()).await) });
-    }
-    writers_blocked(&app, 2).await;
+    let (lock, mut requests) = hold_both_writers(&app, &url).await;
     for n in 2..6 {
-        let (http, url) = (app.http.clone(), url.clone());
         let body = if n == 3 { r#"{"n": 3, "bad": "x\u0000y"}"#.to_string() } else { json!({"n": n}).to_string() };
-        requests.spawn(async move { (n, post(&http, &url, body).await) });
+        spawn_post(&mut requests, &app, &url, n, body);
     }
     // Give the four a moment to queue behind the writers (if one is late it is simply
     // written in a batch of its own; the answers below hold either way).

@@ -3,7 +3,7 @@
 // minutes (from the newest 1000 executions). Re-read when the stream reports changes.
 
 import { h, replace, heading, debounce, badge, STATUSES } from "../dom.js";
-import { get, query } from "../api.js";
+import { get, query, ApiError } from "../api.js";
 
 const MINUTES = 30;
 
@@ -23,12 +23,25 @@ export async function render(main, _params, ctx) {
     drawSpark(spark, perMinute(recent.data));
     status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
   }
-  const refetch = debounce(() => load().catch(() => {}), 1000);
+  // A load that fails (the API slow or restarting) says so and is tried again shortly.
+  let retry = null;
+  async function attempt() {
+    try {
+      await load();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return;
+      status.textContent = `Could not load the figures (${e.message}); trying again.`;
+      clearTimeout(retry);
+      retry = setTimeout(attempt, 2000);
+    }
+  }
+  const refetch = debounce(attempt, 1000);
   const off = ctx.stream.on((c) => (c.entity_type === "execution" || c.entity_type === "inquiry") && refetch());
-  await load();
+  await attempt();
   return () => {
     off();
     refetch.cancel();
+    clearTimeout(retry);
   };
 }
 
