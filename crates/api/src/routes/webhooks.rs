@@ -56,7 +56,7 @@ fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<()
 /// Fires the webhook trigger whose URL holds `key` with the JSON body as payload.
 #[utoipa::path(post, path = "/api/v1/webhooks/{key}", tag = "events", params(("key" = String, Path)),
     request_body(content = Object, description = "any JSON, at most 1 MiB"),
-    responses((status = 202, body = Accepted), (status = 400), (status = 401), (status = 404), (status = 409), (status = 413)))]
+    responses((status = 202, body = Accepted), (status = 400), (status = 401), (status = 404), (status = 409), (status = 413), (status = 503)))]
 async fn receive(
     State(state): State<ApiState>,
     ApiPath(key): ApiPath<String>,
