@@ -33,8 +33,8 @@ const WRITERS: usize = 2;
 pub struct Webhook {
     /// The key from the webhook's URL.
     pub key: String,
-    /// The body, already checked to be JSON.
-    pub body: String,
+    /// The body, already checked to be JSON (shared: a request may be offered twice).
+    pub body: Arc<str>,
     /// The request's signature was checked against the trigger's `webhook_secret`.
     pub verified: bool,
     pub arrived: DateTime<Utc>,
@@ -163,7 +163,7 @@ async fn insert(pool: &PgPool, batch: &[Waiting]) -> Result<Vec<Option<i64>>, sq
     let mut arrived = Vec::with_capacity(batch.len());
     for Waiting { webhook, .. } in batch {
         keys.push(webhook.key.as_str());
-        bodies.push(webhook.body.as_str());
+        bodies.push(&*webhook.body);
         verified.push(webhook.verified);
         arrived.push(webhook.arrived);
     }
@@ -192,23 +192,24 @@ fn is_data_error(e: &sqlx::Error) -> bool {
 }
 
 /// Fails every request of `batch` with the one error that stopped it.
-fn fail(batch: Vec<Waiting>, e: sqlx::Error) {
-    let data_error = is_data_error(&e);
+fn fail(mut batch: Vec<Waiting>, e: sqlx::Error) {
+    // A request refused for its own data is only ever alone (see `write`): it gets the API's
+    // usual answer for such an error (400, naming what the database refused).
+    if batch.len() == 1 && is_data_error(&e) {
+        if let Some(waiting) = batch.pop() {
+            let _ = waiting.answer.send(Err(ApiError::from(e)));
+        }
+        return;
+    }
     let message = match &e {
         sqlx::Error::Database(db) => db.message().to_string(),
         other => other.to_string(),
     };
-    if !data_error {
-        tracing::warn!(requests = batch.len(), error = %message, "a batch of webhooks could not be written");
-    }
+    tracing::warn!(requests = batch.len(), error = %message, "a batch of webhooks could not be written");
     for waiting in batch {
-        let error = if data_error {
-            ApiError::BadRequest(format!("the request holds a value the database cannot store: {message}"))
-        } else {
-            ApiError::Unavailable(format!(
-                "the event could not be stored, nothing was written; send it again ({message})"
-            ))
-        };
+        let error = ApiError::Unavailable(format!(
+            "the event could not be stored, nothing was written; send it again ({message})"
+        ));
         let _ = waiting.answer.send(Err(error));
     }
 }

@@ -3,6 +3,8 @@
 //! also requires `X-Attune-Signature: sha256=<hex HMAC-SHA256 of the body>`.
 //! Answers 202 with the event id once the event is committed.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -85,9 +87,11 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let arrived = Utc::now();
     // Checked here, once: the intake hands PostgreSQL the text as it came.
-    let json =
-        serde_json::from_slice::<IgnoredAny>(&body).is_ok().then(|| String::from_utf8(body.to_vec()).ok()).flatten();
-    if let Some(text) = &json {
+    let json: Result<Arc<str>, String> = match serde_json::from_slice::<IgnoredAny>(&body) {
+        Ok(_) => std::str::from_utf8(&body).map(Arc::from).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Ok(text) = &json {
         let webhook = Webhook { key: key.clone(), body: text.clone(), verified: false, arrived };
         if let Stored::Event(event_id) = state.ingest.store(webhook).await? {
             return Ok((StatusCode::ACCEPTED, Json(Accepted { event_id })));
@@ -111,11 +115,7 @@ async fn accept(
     if !enabled {
         return Err(ApiError::Conflict(format!("trigger {trigger_ref} is disabled")));
     }
-    let Some(text) = json else {
-        let e = serde_json::from_slice::<IgnoredAny>(&body).err();
-        let why = e.map_or_else(|| "it is not UTF-8".to_string(), |e| e.to_string());
-        return Err(ApiError::BadRequest(format!("the body is not JSON: {why}")));
-    };
+    let text = json.map_err(|why| ApiError::BadRequest(format!("the body is not JSON: {why}")))?;
     match state.ingest.store(Webhook { key, body: text, verified, arrived }).await? {
         Stored::Event(event_id) => Ok((StatusCode::ACCEPTED, Json(Accepted { event_id }))),
         // Disabled, removed or given a new secret between the read and the write.

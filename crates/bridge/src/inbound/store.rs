@@ -67,11 +67,7 @@ pub async fn event(pool: &PgPool, message: &Inbound) -> Result<Stored, sqlx::Err
 /// message of the batch is retried).
 pub async fn events(pool: &PgPool, messages: &[&Inbound]) -> Result<Vec<Stored>, sqlx::Error> {
     if messages.len() < 2 {
-        let mut answers = Vec::with_capacity(messages.len());
-        for message in messages {
-            answers.push(event(pool, message).await?);
-        }
-        return Ok(answers);
+        return one_by_one(pool, messages).await;
     }
     let tenants: Vec<i64> = messages.iter().map(|m| m.tenant_id).collect();
     let refs: Vec<String> = messages.iter().map(|m| m.trigger_ref.clone()).collect();
@@ -82,11 +78,7 @@ pub async fn events(pool: &PgPool, messages: &[&Inbound]) -> Result<Vec<Stored>,
     {
         Ok(rows) => rows,
         Err(sqlx::Error::Database(e)) if refuses_this_row(e.code().as_deref()) => {
-            let mut answers = Vec::with_capacity(messages.len());
-            for message in messages {
-                answers.push(event(pool, message).await?);
-            }
-            return Ok(answers);
+            return one_by_one(pool, messages).await
         }
         Err(e) => return Err(e),
     };
@@ -105,6 +97,15 @@ pub async fn events(pool: &PgPool, messages: &[&Inbound]) -> Result<Vec<Stored>,
         });
     }
     attune_core::metrics::events_created("amqp", created);
+    Ok(answers)
+}
+
+/// [`event`] for each of `messages`, in order.
+async fn one_by_one(pool: &PgPool, messages: &[&Inbound]) -> Result<Vec<Stored>, sqlx::Error> {
+    let mut answers = Vec::with_capacity(messages.len());
+    for message in messages {
+        answers.push(event(pool, message).await?);
+    }
     Ok(answers)
 }
 
