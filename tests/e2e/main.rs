@@ -11,6 +11,7 @@ mod datastore;
 mod definitions;
 mod exactly_once;
 mod foundation;
+mod history;
 mod hostile;
 mod http_runner;
 mod identity;

@@ -490,20 +490,27 @@ async fn the_change_log_keeps_its_retention_and_since_replays_what_is_left() {
     let u = app.register("retained").await;
     let hook = webhook(&app, &u, "hook").await;
     sqlx::query(
-        "INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data, created_at)
-         SELECT $1, 'event', g, 'event.created', '{}', now() - interval '25 hours' FROM generate_series(1, 7) g",
+        "INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
+         SELECT $1, 'event', g, 'event.created', '{}' FROM generate_series(1, 7) g",
     )
     .bind(u.tenant_id)
     .execute(app.pool())
     .await
     .unwrap();
+    // The change log is kept 24 h, in partitions of 6 h: seven hours on, the maintenance
+    // opens the next partition; the webhook's event is written there.
+    let hours = |h: i64| chrono::Utc::now() + chrono::Duration::hours(h);
+    let change_log = [attune_core::history::Family::ChangeLog];
+    assert!(app.maintain_history(&change_log, hours(7)).await.is_empty(), "nothing is out of its window yet");
     let kept = app.fire(&hook, json!({"recent": true})).await;
-
-    let retention = app.ctx.config.notifier.retention_hours as i64 * 3600;
-    let trimmed = attune_executor::maintenance::trim_change_log(app.pool(), retention, &app.shutdown).await.unwrap();
-    assert_eq!(trimmed, 7, "the rows older than 24 h go, in batches");
+    // A day and more after that cut, the first partition goes whole; the second stays.
+    let outcomes = app.maintain_history(&change_log, hours(32)).await;
+    assert_eq!(
+        outcomes.iter().map(|o| (o.partition.as_str(), o.dropped)).collect::<Vec<_>>(),
+        [("change_log_p0", true)]
+    );
     let left = logged(&app, u.tenant_id, 0).await;
-    assert_eq!(left.len(), 1);
+    assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0]["entity_id"], kept);
 
     let mut ws = Socket::connect(&app, Some(&u.token)).await;

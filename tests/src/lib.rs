@@ -495,6 +495,27 @@ impl TestApp {
         .await
     }
 
+    /// One history maintenance pass (cuts and retention) at `at` for `families` (all when
+    /// empty) with the app's configured retention; returns what retention did. The
+    /// executor's own maintenance may hold the lead for a moment: tried until this pass
+    /// got every table.
+    pub async fn maintain_history(
+        &self,
+        families: &[attune_core::history::Family],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<attune_core::history::Outcome> {
+        let mut policies = attune_core::history::Policy::from_config(&self.ctx.config);
+        policies.retain(|p| families.is_empty() || families.contains(&p.family));
+        for _ in 0..100 {
+            let report = attune_core::history::maintain(self.pool(), &policies, at).await.expect("maintenance runs");
+            if report.skipped.is_empty() {
+                return report.outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the history maintenance never got the lead");
+    }
+
     /// POSTs `payload` to a webhook URL; returns the event id.
     pub async fn fire(&self, webhook_url: &str, payload: serde_json::Value) -> i64 {
         let res = self.http.post(webhook_url).json(&payload).send().await.expect("the webhook answers");

@@ -170,11 +170,3 @@ pub async fn replay(
         .fetch_all(pool)
         .await
 }
-
-/// Deletes up to `limit` rows older than `retention_seconds`; returns how many.
-pub async fn trim(pool: &PgPool, retention_seconds: i64, limit: i64) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query_file!("../../sql/change_log/trim.sql", retention_seconds as f64, limit)
-        .execute(pool)
-        .await?
-        .rows_affected())
-}

@@ -37,6 +37,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATTUNE_NOTIFIER_PORT", "notifier.port"),
     ("ATTUNE_NOTIFIER_SOCKET_BUFFER", "notifier.socket_buffer"),
     ("ATTUNE_CHANGE_LOG_RETENTION_HOURS", "notifier.retention_hours"),
+    ("ATTUNE_HISTORY_EXECUTIONS_DAYS", "history.executions_days"),
+    ("ATTUNE_HISTORY_EVENTS_DAYS", "history.events_days"),
+    ("ATTUNE_HISTORY_ENFORCEMENTS_DAYS", "history.enforcements_days"),
+    ("ATTUNE_HISTORY_AUDIT_LOG_DAYS", "history.audit_log_days"),
     ("ATTUNE_AMQP_URL", "bridge.amqp_url"),
     ("ATTUNE_AMQP_INBOUND", "bridge.amqp_inbound"),
     ("ATTUNE_PACKS_DIR", "packs.dirs"),
@@ -62,6 +66,7 @@ pub struct Config {
     pub datastore: DatastoreConfig,
     pub worker: WorkerConfig,
     pub notifier: NotifierConfig,
+    pub history: HistoryConfig,
     pub bridge: BridgeConfig,
     pub packs: PacksConfig,
     pub sandbox: SandboxConfig,
@@ -141,6 +146,20 @@ pub struct NotifierConfig {
     pub socket_buffer: usize,
     /// How long change-log rows are kept: how far back `since` can replay.
     pub retention_hours: u64,
+}
+
+/// How long history is kept (docs/operations.md, "History and retention"): whole
+/// partitions are dropped once everything in them is older than this, never anything still
+/// in flight. 0 keeps a table's history for good. The change log's is
+/// `notifier.retention_hours`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Executions, with their output, attempts, workflow state and inquiries.
+    pub executions_days: u64,
+    pub events_days: u64,
+    pub enforcements_days: u64,
+    pub audit_log_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +269,7 @@ impl Default for Config {
                 warm_python_idle_seconds: 300,
             },
             notifier: NotifierConfig { port: 8081, socket_buffer: 1024, retention_hours: 24 },
+            history: HistoryConfig { executions_days: 30, events_days: 30, enforcements_days: 30, audit_log_days: 365 },
             bridge: BridgeConfig { amqp_url: None, amqp_inbound: true, inbound_queue: "attune.inbound".into() },
             packs: PacksConfig {
                 dirs: Vec::new(),

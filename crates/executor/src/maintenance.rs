@@ -1,29 +1,31 @@
 //! Maintenance: housekeeping no request waits for, one executor at a time (a
 //! transaction-level leader lock per batch, like the reaper's): purging expired datastore
-//! items, which readers already ignore the moment they expire, and trimming the change log
-//! to its retention (`notifier.retention_hours`: how far back a WebSocket `since` replays).
+//! items, which readers already ignore the moment they expire, and the partitioned
+//! history's cuts and retention ([`attune_core::history`]: whole partitions dropped once
+//! out of their window, nothing in flight ever).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use attune_core::{change_log, Context, Shutdown};
+use attune_core::history::{self, Family, Policy};
+use attune_core::{Context, Shutdown};
 use sqlx::PgPool;
 
 /// How often the maintenance round runs.
 pub const EVERY: Duration = Duration::from_secs(30);
 /// Expired items purged per statement (a round repeats while it finds a full batch).
 const BATCH: i64 = 1000;
-/// Change-log rows deleted per statement. Each batch is its own short statement, so
-/// readers and writers of the log are never held up by a long delete.
-const TRIM_BATCH: i64 = 5000;
 
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
-    let retention_seconds = ctx.config.notifier.retention_hours.saturating_mul(3600).min(i64::MAX as u64) as i64;
+    let policies = Policy::from_config(&ctx.config);
+    let mut history = HistoryLog::default();
     while !shutdown.is_cancelled() {
         if let Err(e) = round(&ctx.pool).await {
             tracing::error!(error = %e, "maintenance round failed");
         }
-        if let Err(e) = trim_change_log(&ctx.pool, retention_seconds, &shutdown).await {
-            tracing::error!(error = %e, "change-log trim failed");
+        match history::maintain(&ctx.pool, &policies, chrono::Utc::now()).await {
+            Ok(report) => history.record(&report),
+            Err(e) => tracing::error!(error = %e, "history maintenance failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -56,31 +58,41 @@ pub async fn round(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(purged)
 }
 
-/// Deletes the change-log rows older than `retention_seconds`, in batches of
-/// [`TRIM_BATCH`], if no other executor is doing it; returns how many. Stops early at
-/// `shutdown` (the next round goes on).
-pub async fn trim_change_log(pool: &PgPool, retention_seconds: i64, shutdown: &Shutdown) -> Result<u64, sqlx::Error> {
-    let started = Instant::now();
-    let mut trimmed = 0;
-    while !shutdown.is_cancelled() {
-        // The lock is held by `tx` while the batch runs on another connection of the pool
-        // (`change_log::trim` takes the pool); it goes with the commit.
-        let mut tx = pool.begin().await?;
-        let leader = attune_core::db::try_lead(&mut tx, "attune.maintenance.change_log").await?;
-        if !leader {
-            tx.commit().await?;
-            break;
+/// Says what the history maintenance changed: a cut, a dropped partition, a partition kept
+/// past its window (once, not every round).
+#[derive(Default)]
+struct HistoryLog {
+    open: HashMap<&'static str, i32>,
+    held: HashMap<String, String>,
+}
+
+impl HistoryLog {
+    fn record(&mut self, report: &history::Report) {
+        for &(family, open) in &report.open {
+            if let Some(before) = self.open.insert(family.as_str(), open) {
+                if before != open {
+                    tracing::info!(table = family.as_str(), partition = open, "history: new partition opened");
+                }
+            }
         }
-        let done = change_log::trim(pool, retention_seconds, TRIM_BATCH).await;
-        tx.commit().await?;
-        let done = done?;
-        trimmed += done;
-        if done < TRIM_BATCH as u64 {
-            break;
+        for outcome in &report.outcomes {
+            match (&outcome.reason, outcome.dropped) {
+                (_, true) => {
+                    self.held.remove(&outcome.partition);
+                    tracing::info!(partition = %outcome.partition, "history: partition out of its retention dropped");
+                }
+                (Some(reason), false) => {
+                    if self.held.get(&outcome.partition) != Some(reason) {
+                        tracing::info!(partition = %outcome.partition, %reason, "history: partition kept past its retention");
+                        self.held.insert(outcome.partition.clone(), reason.clone());
+                    }
+                }
+                (None, false) => {}
+            }
+        }
+        let skipped: Vec<&str> = report.skipped.iter().copied().map(Family::as_str).collect();
+        if !skipped.is_empty() {
+            tracing::debug!(tables = ?skipped, "history maintenance skipped (another executor leads, or a lock was busy)");
         }
     }
-    if trimmed > 0 {
-        tracing::debug!(rows = trimmed, ms = started.elapsed().as_millis() as u64, "change log trimmed");
-    }
-    Ok(trimmed)
 }

@@ -1,0 +1,60 @@
+-- Seeds a history for issue 15's measurement (docs/benchmarks.md, "History"): :rows
+-- finished executions (each with its event, enforcement, attempt and output) spread over
+-- :parts partitions a week apart, the newest closed a week ago, as `attune.history_rotate`
+-- would have cut them over the past weeks. Run against an instance's database:
+--
+--   psql "$URL" -v rows=1000000 -v parts=8 -f bench/history/seed.sql
+--
+-- It writes into tenant `default` with action `core.noop`, then back-dates the partitions'
+-- catalog rows (the rows' own times are back-dated as they are written).
+\set ON_ERROR_STOP on
+SELECT id AS tenant FROM attune.tenant WHERE name = 'default' \gset
+SELECT id AS action FROM attune.action WHERE ref = 'core.noop' \gset
+
+DO $$
+DECLARE
+    parts constant integer := :parts;
+    per constant integer := :rows / :parts;
+    k integer;
+    f text;
+    base timestamptz;
+BEGIN
+    FOR k IN 0 .. parts - 1 LOOP
+        -- Partition k's rows were written during week k, counted back from a week ago.
+        base := now() - make_interval(days => 7 * (parts - k + 1));
+        CREATE TEMP TABLE seeded ON COMMIT DROP AS
+        SELECT g, base + make_interval(secs => g * (7 * 86400.0 / per)) AS at FROM generate_series(1, per) g;
+        WITH ev AS (
+            INSERT INTO attune.event (tenant_id, trigger_ref, payload, created_at, processed_at)
+            SELECT :tenant, 'bench.hook', '{}', at, at FROM seeded ORDER BY g
+            RETURNING id, created_at
+        ), en AS (
+            INSERT INTO attune.enforcement (tenant_id, rule_ref, event_id, status, created_at)
+            SELECT :tenant, 'bench.rule', id, 'processed', created_at FROM ev
+            RETURNING id, created_at
+        ), ex AS (
+            INSERT INTO attune.execution (tenant_id, action_id, action_ref, runner_type, status, enforcement_id,
+                                          created_at, started_at, finished_at, result)
+            SELECT :tenant, :action, 'core.noop', 'builtin', 'succeeded', id, created_at,
+                   created_at + interval '5 ms', created_at + interval '9 ms', '{"output": null}'
+              FROM en
+            RETURNING id, started_at, finished_at
+        ), att AS (
+            INSERT INTO attune.execution_attempt (execution_id, attempt, status, started_at, finished_at)
+            SELECT id, 1, 'succeeded', started_at, finished_at FROM ex
+        )
+        INSERT INTO attune.execution_output (execution_id, stdout, stderr) SELECT id, '', '' FROM ex;
+        DROP TABLE seeded;
+        FOREACH f IN ARRAY ARRAY['event', 'enforcement', 'execution'] LOOP
+            PERFORM attune.history_rotate(f, interval '0', clock_timestamp());
+        END LOOP;
+    END LOOP;
+    -- The catalog as the weekly cuts would have left it.
+    UPDATE attune.history_partition h
+       SET opened_at = now() - make_interval(days => 7 * (parts - h.n + 1)),
+           closed_at = CASE WHEN h.n < parts THEN now() - make_interval(days => 7 * (parts - h.n)) END
+     WHERE h.family IN ('event', 'enforcement', 'execution') AND h.n <= parts;
+END $$;
+VACUUM ANALYZE attune.event, attune.enforcement, attune.execution, attune.execution_attempt, attune.execution_output;
+SELECT family, n, opened_at::date, closed_at::date FROM attune.history_partition
+ WHERE family IN ('event', 'enforcement', 'execution') ORDER BY family, n;

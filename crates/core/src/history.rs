@@ -1,0 +1,185 @@
+//! Partitioned history and its retention (migration `20261130000042_partitioned_history`,
+//! docs/operations.md "History and retention").
+//!
+//! Events, enforcements, executions (with their output and attempts), the change log and
+//! the audit log are partitioned on id ranges, cut by time: [`rotate`] moves a family's id
+//! sequence to the next range once its open partition is [`Policy::every`] old, and
+//! [`retain`] drops the partitions closed longer ago than the family's retention — whole
+//! tables, never row by row — stopping at the first that still holds work in flight.
+//! [`maintain`] does both for every family, one executor at a time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::config::Config;
+
+/// The partitioned table families (`attune.history_tables`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Executions, with their output and attempts.
+    Execution,
+    Event,
+    Enforcement,
+    ChangeLog,
+    AuditLog,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Execution => "execution",
+            Family::Event => "event",
+            Family::Enforcement => "enforcement",
+            Family::ChangeLog => "change_log",
+            Family::AuditLog => "audit_log",
+        }
+    }
+}
+
+/// How long one family's history is kept (`None`: for good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub family: Family,
+    pub keep: Option<Duration>,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Policy {
+    /// Every family's policy from `history.*` and `notifier.retention_hours`.
+    pub fn from_config(config: &Config) -> Vec<Policy> {
+        let days = |d: u64| (d > 0).then(|| DAY * d.min(100_000) as u32);
+        let h = &config.history;
+        vec![
+            Policy { family: Family::Execution, keep: days(h.executions_days) },
+            Policy { family: Family::Enforcement, keep: days(h.enforcements_days) },
+            Policy { family: Family::Event, keep: days(h.events_days) },
+            Policy {
+                family: Family::ChangeLog,
+                keep: Some(HOUR * config.notifier.retention_hours.clamp(1, 10_000_000) as u32),
+            },
+            Policy { family: Family::AuditLog, keep: days(h.audit_log_days) },
+        ]
+    }
+
+    /// How long each partition stays open: a quarter of the retention, at least an hour,
+    /// at most a week — a table holds about five partitions, and a row outlives its
+    /// retention by at most this much (plus a maintenance round).
+    pub fn every(&self) -> Duration {
+        self.keep.map_or(7 * DAY, |keep| (keep / 4).clamp(HOUR, 7 * DAY))
+    }
+}
+
+/// What retention did with one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub partition: String,
+    pub dropped: bool,
+    /// Why a partition out of its window was kept.
+    pub reason: Option<String>,
+}
+
+/// Cuts `family` at `at` if its open partition was opened `every` ago or more, and makes
+/// sure the next range exists ahead; returns the open partition's number afterwards.
+pub async fn rotate(
+    conn: &mut PgConnection,
+    family: Family,
+    every: Duration,
+    at: DateTime<Utc>,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_file_scalar!("../../sql/history/rotate.sql", family.as_str(), every.as_secs_f64(), at)
+        .fetch_one(conn)
+        .await
+}
+
+/// Drops `family`'s partitions closed more than `keep` before `at`, oldest first, up to the
+/// first that holds work in flight (returned with why it is kept).
+pub async fn retain(
+    conn: &mut PgConnection,
+    family: Family,
+    keep: Duration,
+    at: DateTime<Utc>,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let rows = sqlx::query_file!("../../sql/history/retain.sql", family.as_str(), keep.as_secs_f64(), at)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Outcome { partition: r.partition_name, dropped: r.dropped, reason: r.reason })
+        .collect())
+}
+
+/// What one [`maintain`] did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Each family maintained, with its open partition afterwards.
+    pub open: Vec<(Family, i32)>,
+    pub outcomes: Vec<Outcome>,
+    /// Families skipped because another executor holds the lead or a lock was not had in
+    /// time (the next round tries again).
+    pub skipped: Vec<Family>,
+}
+
+/// How long the maintenance waits for a table lock. Dropping a partition locks its parent
+/// exclusively for a moment; a statement queued behind a long transaction would hold up
+/// every writer queued behind it, so the drop gives up instead and the next round retries.
+const LOCK_TIMEOUT: &str = "2s";
+
+/// Rotates and trims every family at `at`, one short transaction each, under the
+/// maintenance leader lock (one executor at a time).
+pub async fn maintain(pool: &PgPool, policies: &[Policy], at: DateTime<Utc>) -> Result<Report, sqlx::Error> {
+    let mut report = Report::default();
+    for policy in policies {
+        let mut tx = pool.begin().await?;
+        if !crate::db::try_lead(&mut tx, "attune.maintenance.history").await? {
+            tx.commit().await?;
+            report.skipped.push(policy.family);
+            continue;
+        }
+        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
+        let done = async {
+            let open = rotate(&mut tx, policy.family, policy.every(), at).await?;
+            let outcomes = match policy.keep {
+                Some(keep) => retain(&mut tx, policy.family, keep, at).await?,
+                None => Vec::new(),
+            };
+            Ok::<_, sqlx::Error>((open, outcomes))
+        }
+        .await;
+        match done {
+            Ok((open, outcomes)) => {
+                tx.commit().await?;
+                report.open.push((policy.family, open));
+                report.outcomes.extend(outcomes);
+            }
+            Err(e) if lock_not_available(&e) => {
+                tx.rollback().await?;
+                report.skipped.push(policy.family);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+fn lock_not_available(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "55P03")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_last_a_quarter_of_the_retention_within_an_hour_and_a_week() {
+        let p = |keep: Option<Duration>| Policy { family: Family::Event, keep }.every();
+        assert_eq!(p(Some(DAY * 30)), 7 * DAY);
+        assert_eq!(p(Some(DAY * 8)), 2 * DAY);
+        assert_eq!(p(Some(HOUR * 24)), 6 * HOUR);
+        assert_eq!(p(Some(HOUR * 2)), HOUR);
+        assert_eq!(p(None), 7 * DAY);
+    }
+}

@@ -1,0 +1,5 @@
+-- The maintenance task's cut of one history family ($1) at time $3: the open partition and
+-- the next exist; when the open one was opened $2 seconds ago or more, the family's id
+-- sequence moves on to the next range. Returns the open partition's number (migration
+-- 20261130000042_partitioned_history, `attune.history_rotate`).
+SELECT attune.history_rotate($1, make_interval(secs => $2), $3) AS "open_partition!"

@@ -1,0 +1,154 @@
+//! Partitioned history and retention (issue 15, item 2; docs/operations.md "History and
+//! retention"): the maintenance task cuts each history table into time-ordered partitions
+//! and drops whole partitions out of their window — never one holding work in flight — while
+//! the pipeline runs on across the cuts and drops. Time is moved forward by passing the
+//! maintenance a later "now", as the executor passes the clock's.
+
+use std::time::Duration;
+
+use attune_core::history;
+use attune_tests::{eventually, TestApp, User};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+const DAY: i64 = 24 * 3600;
+
+/// One maintenance pass at `at` for every table, with the app's configured retention (30
+/// days for executions, events and enforcements: partitions of 7 days).
+async fn maintain(app: &TestApp, at: DateTime<Utc>) -> Vec<history::Outcome> {
+    app.maintain_history(&[], at).await
+}
+
+fn later(seconds: i64) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::seconds(seconds)
+}
+
+/// `(partition, dropped, reason)` of each outcome, for one assertion.
+fn summary(outcomes: &[history::Outcome]) -> Vec<(String, bool, Option<String>)> {
+    outcomes.iter().map(|o| (o.partition.clone(), o.dropped, o.reason.clone())).collect()
+}
+
+async fn webhook_to_noop(app: &TestApp, u: &User) -> String {
+    assert_eq!(app.post(u, "/api/v1/packs", json!({"ref": "h", "version": "1.0.0"})).await.status, 201);
+    let t = app.post(u, "/api/v1/triggers", json!({"ref": "h.hook", "type": "webhook"})).await;
+    assert_eq!(t.status, 201, "{:?}", t.body);
+    let r = app.post(u, "/api/v1/rules", json!({"ref": "h.run", "trigger": "h.hook", "action": "core.noop"})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    t.body["webhook_url"].as_str().unwrap().to_string()
+}
+
+/// Fires the webhook and waits for its execution to succeed; returns (event, execution).
+async fn fire_and_finish(app: &TestApp, u: &User, hook: &str) -> (i64, i64) {
+    let event = app.fire(hook, json!({})).await;
+    let execution = eventually(&format!("event {event}'s execution to succeed"), WAIT, || async {
+        let list = app.get(u, "/api/v1/executions?action=core.noop&status=succeeded").await;
+        let data = list.body["data"].as_array().cloned().unwrap_or_default();
+        let enforcements = app.get(u, &format!("/api/v1/enforcements?event={event}")).await;
+        let enforcement = enforcements.body["data"].get(0).map(|e| e["id"].clone())?;
+        data.iter().find(|x| x["enforcement_id"] == enforcement).and_then(|x| x["id"].as_i64())
+    })
+    .await;
+    (event, execution)
+}
+
+async fn status(app: &TestApp, u: &User, id: i64) -> Value {
+    app.get(u, &format!("/api/v1/executions/{id}")).await.body["status"].clone()
+}
+
+async fn count(app: &TestApp, sql: &str, id: i64) -> i64 {
+    sqlx::query_scalar(sql).bind(id).fetch_one(app.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn exists(app: &TestApp, table: &str) -> bool {
+    sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text")
+        .bind(format!("attune.{table}"))
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn retention_drops_whole_partitions_out_of_window_and_never_work_in_flight() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("historian").await;
+    let hook = webhook_to_noop(&app, &u).await;
+
+    // Partition 0: a finished webhook run, and an approval still waiting (paused).
+    let (old_event, old_run) = fire_and_finish(&app, &u, &hook).await;
+    let ask = app.post(&u, "/api/v1/executions", json!({"action": "core.ask", "parameters": {"prompt": "ok?"}})).await;
+    assert_eq!(ask.status, 201, "{:?}", ask.body);
+    let ask = ask.body["id"].as_i64().unwrap();
+    eventually("the approval to wait", WAIT, || async { (status(&app, &u, ask).await == "paused").then_some(()) })
+        .await;
+    assert_eq!(count(&app, "SELECT count(*) FROM attune.inquiry WHERE execution_id = $1", ask).await, 1);
+
+    // Eight days on: every table is cut (a partition lasts a quarter of 30 days, at most
+    // a week); nothing is out of its window yet.
+    assert_eq!(summary(&maintain(&app, later(8 * DAY)).await), vec![]);
+    let (new_event, new_run) = fire_and_finish(&app, &u, &hook).await;
+    let span = 1_000_000_000;
+    assert!(new_event >= span && new_run >= span, "written to partition 1: event {new_event}, execution {new_run}");
+
+    // Forty days on, partition 0 of the tables kept 30 days (the change log: 24 h) is out
+    // of its window. Events, enforcements and the change log go; executions stay, as
+    // partition 0 holds the paused approval; the audit log is kept a year.
+    let outcomes = summary(&maintain(&app, later(40 * DAY)).await);
+    assert_eq!(
+        outcomes,
+        vec![
+            ("execution_p0".into(), false, Some(format!("holds an unfinished execution (id {ask})"))),
+            ("enforcement_p0".into(), true, None),
+            ("event_p0".into(), true, None),
+            ("change_log_p0".into(), true, None),
+        ]
+    );
+    assert_eq!(app.get(&u, &format!("/api/v1/events/{old_event}")).await.status, 404, "the old event is gone");
+    assert_eq!(status(&app, &u, old_run).await, "succeeded", "the old execution is kept with the approval");
+    assert_eq!(status(&app, &u, ask).await, "paused");
+
+    // Answered, the approval ends; the next pass drops the executions' partition 0 with
+    // its output, attempts and inquiries, and nothing newer.
+    let inquiry = sqlx::query_scalar::<_, i64>("SELECT id FROM attune.inquiry WHERE execution_id = $1")
+        .bind(ask)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let answered = app.post(&u, &format!("/api/v1/inquiries/{inquiry}/respond"), json!({"response": {}})).await;
+    assert_eq!(answered.status, 200, "{:?}", answered.body);
+    eventually("the approval to end", WAIT, || async { (status(&app, &u, ask).await == "succeeded").then_some(()) })
+        .await;
+    let outcomes = summary(&maintain(&app, later(40 * DAY)).await);
+    assert_eq!(outcomes, vec![("execution_p0".into(), true, None)]);
+    for table in ["execution_p0", "execution_output_p0", "execution_attempt_p0"] {
+        assert!(!exists(&app, table).await, "{table} is dropped");
+    }
+    assert_eq!(app.get(&u, &format!("/api/v1/executions/{old_run}")).await.status, 404);
+    assert_eq!(count(&app, "SELECT count(*) FROM attune.inquiry WHERE execution_id = $1", ask).await, 0);
+    assert_eq!(status(&app, &u, new_run).await, "succeeded", "partition 1 is in its window");
+    assert_eq!(app.get(&u, &format!("/api/v1/events/{new_event}")).await.status, 200);
+    let attempts = "SELECT count(*) FROM attune.execution_attempt WHERE execution_id = $1";
+    assert_eq!(count(&app, attempts, new_run).await, 1, "partition 1's attempts are kept");
+
+    // The pipeline runs on, into the partition the second cut opened.
+    let (_, newest) = fire_and_finish(&app, &u, &hook).await;
+    assert!(newest >= 2 * span, "execution {newest} is in partition 2");
+}
+
+#[tokio::test]
+async fn an_unprocessed_event_keeps_its_partition() {
+    let app = TestApp::spawn().await;
+    let u = app.register("backlog").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "b", "version": "1.0.0"})).await.status, 201);
+    let t = app.post(&u, "/api/v1/triggers", json!({"ref": "b.hook", "type": "webhook"})).await;
+    assert_eq!(t.status, 201, "{:?}", t.body);
+    // No executor runs here: the event stays unprocessed, as in a rule-engine backlog.
+    let event = app.fire(t.body["webhook_url"].as_str().unwrap(), json!({})).await;
+
+    maintain(&app, later(8 * DAY)).await;
+    let outcomes = summary(&maintain(&app, later(40 * DAY)).await);
+    let held = format!("holds an unprocessed event or the event of an unfinished execution (id {event})");
+    assert!(outcomes.contains(&("event_p0".into(), false, Some(held))), "{outcomes:?}");
+    assert_eq!(app.get(&u, &format!("/api/v1/events/{event}")).await.status, 200);
+}
