@@ -243,7 +243,7 @@ END $$;
 -- after it ahead. Returns the open partition's number afterwards. Runs under the
 -- maintenance leader lock.
 CREATE FUNCTION attune.history_rotate(family text, every interval, now timestamptz) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     cur integer := attune.history_current(family);
     opened timestamptz;
@@ -278,7 +278,7 @@ END $$;
 -- Returns one row per partition looked at: dropped, or held and why.
 CREATE FUNCTION attune.history_retain(family text, keep interval, now timestamptz)
 RETURNS TABLE (partition_name text, dropped boolean, reason text)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     span constant bigint := attune.history_span();
     p record;
@@ -333,6 +333,15 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
+
+-- Cuts and drops are DDL, which only the owner may run: the services (attune_service,
+-- docs/operations.md "Least privilege") run them through these two functions, which run as
+-- the owner (security definer, pinned search path). Nobody else may: not the API's request
+-- role, not a reporting login (functions are executable by PUBLIC unless revoked).
+REVOKE EXECUTE ON FUNCTION attune.history_rotate(text, interval, timestamptz),
+                           attune.history_retain(text, interval, timestamptz),
+                           attune.history_create_partition(text, integer),
+                           attune.history_current(text) FROM PUBLIC;
 
 -- Partition 0 (the rows so far) is open since now; the next range exists ahead.
 INSERT INTO attune.history_partition (family, n, opened_at)

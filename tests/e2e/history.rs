@@ -152,3 +152,42 @@ async fn an_unprocessed_event_keeps_its_partition() {
     assert!(outcomes.contains(&("event_p0".into(), false, Some(held))), "{outcomes:?}");
     assert_eq!(app.get(&u, &format!("/api/v1/events/{event}")).await.status, 200);
 }
+
+#[tokio::test]
+async fn the_service_role_runs_the_maintenance_and_no_request_or_reporting_role_can() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.pool().acquire().await.unwrap();
+    // The roles as the private cluster makes them (docs/operations.md "Least privilege").
+    sqlx::raw_sql(
+        "DO $$ BEGIN
+             IF to_regrole('attune_service') IS NULL THEN CREATE ROLE attune_service LOGIN NOINHERIT BYPASSRLS; END IF;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    attune_core::db::grant_service_role(&mut conn).await.unwrap();
+
+    // The services own nothing; the cut (DDL) runs through the owner's function.
+    sqlx::query("SET ROLE attune_service").execute(&mut *conn).await.unwrap();
+    let open = history::rotate(&mut conn, history::Family::AuditLog, Duration::from_secs(3600), later(2 * 3600))
+        .await
+        .expect("the service role cuts");
+    assert_eq!(open, 1);
+    let kept = history::retain(&mut conn, history::Family::AuditLog, Duration::from_secs(3600), later(2 * 3600))
+        .await
+        .expect("the service role runs retention");
+    assert_eq!(kept, vec![], "partition 0 closed just now is in its window");
+
+    // A request's role and a reporting login cannot call them at all.
+    for role in ["attune_api", "attune_reporting"] {
+        sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+        sqlx::query(&format!("SET ROLE {role}")).execute(&mut *conn).await.unwrap();
+        let refused = history::retain(&mut conn, history::Family::Execution, Duration::ZERO, later(100 * DAY))
+            .await
+            .expect_err("refused");
+        let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{role}: {refused}");
+    }
+    sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+}
