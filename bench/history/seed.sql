@@ -8,13 +8,17 @@
 -- It writes into tenant `default` with action `core.noop`, then back-dates the partitions'
 -- catalog rows (the rows' own times are back-dated as they are written).
 \set ON_ERROR_STOP on
-SELECT id AS tenant FROM attune.tenant WHERE name = 'default' \gset
-SELECT id AS action FROM attune.action WHERE ref = 'core.noop' \gset
+-- psql variables do not reach into the DO block's body: handed over as settings.
+SELECT set_config('bench.rows', :'rows', false), set_config('bench.parts', :'parts', false),
+       set_config('bench.tenant', (SELECT id::text FROM attune.tenant WHERE name = 'default'), false),
+       set_config('bench.action', (SELECT id::text FROM attune.action WHERE ref = 'core.noop'), false) \g /dev/null
 
 DO $$
 DECLARE
-    parts constant integer := :parts;
-    per constant integer := :rows / :parts;
+    parts constant integer := current_setting('bench.parts')::integer;
+    per constant integer := current_setting('bench.rows')::integer / parts;
+    tenant constant bigint := current_setting('bench.tenant')::bigint;
+    action constant bigint := current_setting('bench.action')::bigint;
     k integer;
     f text;
     base timestamptz;
@@ -22,20 +26,20 @@ BEGIN
     FOR k IN 0 .. parts - 1 LOOP
         -- Partition k's rows were written during week k, counted back from a week ago.
         base := now() - make_interval(days => 7 * (parts - k + 1));
-        CREATE TEMP TABLE seeded ON COMMIT DROP AS
+        CREATE TEMP TABLE seeded AS
         SELECT g, base + make_interval(secs => g * (7 * 86400.0 / per)) AS at FROM generate_series(1, per) g;
         WITH ev AS (
             INSERT INTO attune.event (tenant_id, trigger_ref, payload, created_at, processed_at)
-            SELECT :tenant, 'bench.hook', '{}', at, at FROM seeded ORDER BY g
+            SELECT tenant, 'bench.hook', '{}', at, at FROM seeded ORDER BY g
             RETURNING id, created_at
         ), en AS (
             INSERT INTO attune.enforcement (tenant_id, rule_ref, event_id, status, created_at)
-            SELECT :tenant, 'bench.rule', id, 'processed', created_at FROM ev
+            SELECT tenant, 'bench.rule', id, 'processed', created_at FROM ev
             RETURNING id, created_at
         ), ex AS (
             INSERT INTO attune.execution (tenant_id, action_id, action_ref, runner_type, status, enforcement_id,
                                           created_at, started_at, finished_at, result)
-            SELECT :tenant, :action, 'core.noop', 'builtin', 'succeeded', id, created_at,
+            SELECT tenant, action, 'core.noop', 'builtin', 'succeeded', id, created_at,
                    created_at + interval '5 ms', created_at + interval '9 ms', '{"output": null}'
               FROM en
             RETURNING id, started_at, finished_at
@@ -45,8 +49,13 @@ BEGIN
         )
         INSERT INTO attune.execution_output (execution_id, stdout, stderr) SELECT id, '', '' FROM ex;
         DROP TABLE seeded;
+        COMMIT;
+        -- Each cut in a short transaction of its own, as the maintenance makes them: a cut
+        -- attaches the next partition, which locks the tables its foreign keys name (the
+        -- workers' heartbeats write one of them) until it commits.
         FOREACH f IN ARRAY ARRAY['event', 'enforcement', 'execution'] LOOP
             PERFORM attune.history_rotate(f, interval '0', clock_timestamp());
+            COMMIT;
         END LOOP;
     END LOOP;
     -- The catalog as the weekly cuts would have left it.

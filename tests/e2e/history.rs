@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(60);
 const DAY: i64 = 24 * 3600;
 
 /// One maintenance pass at `at` for every table, with the app's configured retention (30
-/// days for executions, events and enforcements: partitions of 7 days).
+/// days for executions, events and enforcements: partitions of 15 days).
 async fn maintain(app: &TestApp, at: DateTime<Utc>) -> Vec<history::Outcome> {
     app.maintain_history(&[], at).await
 }
@@ -84,17 +84,17 @@ async fn retention_drops_whole_partitions_out_of_window_and_never_work_in_flight
         .await;
     assert_eq!(count(&app, "SELECT count(*) FROM attune.inquiry WHERE execution_id = $1", ask).await, 1);
 
-    // Eight days on: every table is cut (a partition lasts a quarter of 30 days, at most
-    // a week); nothing is out of its window yet.
-    assert_eq!(summary(&maintain(&app, later(8 * DAY)).await), vec![]);
+    // Sixteen days on: every table is cut (a partition lasts half its retention: 15 days,
+    // the change log's 12 hours); nothing is out of its window yet.
+    assert_eq!(summary(&maintain(&app, later(16 * DAY)).await), vec![]);
     let (new_event, new_run) = fire_and_finish(&app, &u, &hook).await;
     let span = 1_000_000_000;
     assert!(new_event >= span && new_run >= span, "written to partition 1: event {new_event}, execution {new_run}");
 
-    // Forty days on, partition 0 of the tables kept 30 days (the change log: 24 h) is out
-    // of its window. Events, enforcements and the change log go; executions stay, as
+    // Fifty days on, partition 0 (closed at day 16) of the tables kept 30 days (the change
+    // log: 24 h) is out of its window. Events, enforcements and the change log go; executions stay, as
     // partition 0 holds the paused approval; the audit log is kept a year.
-    let outcomes = summary(&maintain(&app, later(40 * DAY)).await);
+    let outcomes = summary(&maintain(&app, later(50 * DAY)).await);
     assert_eq!(
         outcomes,
         vec![
@@ -119,7 +119,7 @@ async fn retention_drops_whole_partitions_out_of_window_and_never_work_in_flight
     assert_eq!(answered.status, 200, "{:?}", answered.body);
     eventually("the approval to end", WAIT, || async { (status(&app, &u, ask).await == "succeeded").then_some(()) })
         .await;
-    let outcomes = summary(&maintain(&app, later(40 * DAY)).await);
+    let outcomes = summary(&maintain(&app, later(50 * DAY)).await);
     assert_eq!(outcomes, vec![("execution_p0".into(), true, None)]);
     for table in ["execution_p0", "execution_output_p0", "execution_attempt_p0"] {
         assert!(!exists(&app, table).await, "{table} is dropped");
@@ -146,8 +146,8 @@ async fn an_unprocessed_event_keeps_its_partition() {
     // No executor runs here: the event stays unprocessed, as in a rule-engine backlog.
     let event = app.fire(t.body["webhook_url"].as_str().unwrap(), json!({})).await;
 
-    maintain(&app, later(8 * DAY)).await;
-    let outcomes = summary(&maintain(&app, later(40 * DAY)).await);
+    maintain(&app, later(16 * DAY)).await;
+    let outcomes = summary(&maintain(&app, later(50 * DAY)).await);
     let held = format!("holds an unprocessed event or the event of an unfinished execution (id {event})");
     assert!(outcomes.contains(&("event_p0".into(), false, Some(held))), "{outcomes:?}");
     assert_eq!(app.get(&u, &format!("/api/v1/events/{event}")).await.status, 200);

@@ -497,14 +497,14 @@ async fn the_change_log_keeps_its_retention_and_since_replays_what_is_left() {
     .execute(app.pool())
     .await
     .unwrap();
-    // The change log is kept 24 h, in partitions of 6 h: seven hours on, the maintenance
-    // opens the next partition; the webhook's event is written there.
+    // The change log is kept 24 h, in partitions of 12 h: thirteen hours on, the
+    // maintenance opens the next partition; the webhook's event is written there.
     let hours = |h: i64| chrono::Utc::now() + chrono::Duration::hours(h);
     let change_log = [attune_core::history::Family::ChangeLog];
-    assert!(app.maintain_history(&change_log, hours(7)).await.is_empty(), "nothing is out of its window yet");
+    assert!(app.maintain_history(&change_log, hours(13)).await.is_empty(), "nothing is out of its window yet");
     let kept = app.fire(&hook, json!({"recent": true})).await;
     // A day and more after that cut, the first partition goes whole; the second stays.
-    let outcomes = app.maintain_history(&change_log, hours(32)).await;
+    let outcomes = app.maintain_history(&change_log, hours(38)).await;
     assert_eq!(
         outcomes.iter().map(|o| (o.partition.as_str(), o.dropped)).collect::<Vec<_>>(),
         [("change_log_p0", true)]

@@ -65,11 +65,12 @@ impl Policy {
         ]
     }
 
-    /// How long each partition stays open: a quarter of the retention, at least an hour,
-    /// at most a week — a table holds about five partitions, and a row outlives its
-    /// retention by at most this much (plus a maintenance round).
+    /// How long each partition stays open: half the retention, at least an hour, at most
+    /// 15 days — so a table holds three or four partitions (each one costs every statement
+    /// on the table a little, whatever it holds: docs/benchmarks.md, "History"), and a row
+    /// outlives its retention by at most this much (plus a maintenance round).
     pub fn every(&self) -> Duration {
-        self.keep.map_or(7 * DAY, |keep| (keep / 4).clamp(HOUR, 7 * DAY))
+        self.keep.map_or(15 * DAY, |keep| (keep / 2).clamp(HOUR, 15 * DAY))
     }
 }
 
@@ -174,12 +175,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partitions_last_a_quarter_of_the_retention_within_an_hour_and_a_week() {
+    fn partitions_last_half_the_retention_within_an_hour_and_15_days() {
         let p = |keep: Option<Duration>| Policy { family: Family::Event, keep }.every();
-        assert_eq!(p(Some(DAY * 30)), 7 * DAY);
-        assert_eq!(p(Some(DAY * 8)), 2 * DAY);
-        assert_eq!(p(Some(HOUR * 24)), 6 * HOUR);
-        assert_eq!(p(Some(HOUR * 2)), HOUR);
-        assert_eq!(p(None), 7 * DAY);
+        assert_eq!(p(Some(DAY * 30)), 15 * DAY);
+        assert_eq!(p(Some(DAY * 365)), 15 * DAY);
+        assert_eq!(p(Some(DAY * 8)), 4 * DAY);
+        assert_eq!(p(Some(HOUR * 24)), 12 * HOUR);
+        assert_eq!(p(Some(HOUR * 1)), HOUR);
+        assert_eq!(p(None), 15 * DAY);
     }
 }
