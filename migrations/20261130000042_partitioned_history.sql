@@ -210,6 +210,7 @@ DECLARE
     t text;
     part text;
     opts text[];
+    r record;
 BEGIN
     FOREACH t IN ARRAY attune.history_tables(family) LOOP
         part := t || '_p' || n;
@@ -222,6 +223,11 @@ BEGIN
                        part, t, CASE WHEN opts IS NULL THEN '' ELSE format('WITH (%s)', array_to_string(opts, ', ')) END);
         EXECUTE format('ALTER TABLE attune.%I ATTACH PARTITION attune.%I FOR VALUES FROM (%s) TO (%s)',
                        t, part, n * span, (n + 1) * span);
+        -- Reached through the parent only, whose privileges apply (the owner's default
+        -- privileges would give the service role DML on it, and on the audit log's).
+        FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN ('attune_service', 'attune_api', 'attune_reporting') LOOP
+            EXECUTE format('REVOKE ALL ON attune.%I FROM %I', part, r.rolname);
+        END LOOP;
     END LOOP;
     INSERT INTO attune.history_partition (family, n) VALUES (family, n) ON CONFLICT DO NOTHING;
 END $$;
@@ -238,12 +244,13 @@ BEGIN
 END $$;
 
 -- The maintenance task's cut, for one family at `now`: makes sure the open partition and
--- the next one exist and are recorded; when the open partition was opened `every` ago or
--- more, moves the id sequence to the next range (closing the open one) and creates the one
--- after it ahead. Returns the open partition's number afterwards. Runs under the
--- maintenance leader lock.
-CREATE FUNCTION attune.history_rotate(family text, every interval, now timestamptz) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- the next one exist and are recorded (and every earlier one closed: ids that filled a
+-- range before its time moved on by themselves); when the open partition was opened `every`
+-- ago or more, moves the id sequence to the next range (closing the open one) and creates
+-- the one after it ahead. Returns the open partition's number afterwards. The owner's
+-- (tests pass their own `now`); the services call `history_rotate` below.
+CREATE FUNCTION attune.history_rotate_at(family text, every interval, now timestamptz) RETURNS integer
+LANGUAGE plpgsql AS $$
 DECLARE
     cur integer := attune.history_current(family);
     opened timestamptz;
@@ -251,17 +258,24 @@ BEGIN
     PERFORM attune.history_create_partition(family, cur);
     PERFORM attune.history_create_partition(family, cur + 1);
     UPDATE attune.history_partition p SET opened_at = now
-     WHERE p.family = history_rotate.family AND p.n = cur AND p.opened_at IS NULL;
+     WHERE p.family = history_rotate_at.family AND p.n = cur AND p.opened_at IS NULL;
+    UPDATE attune.history_partition p SET closed_at = now
+     WHERE p.family = history_rotate_at.family AND p.n < cur AND p.closed_at IS NULL;
     SELECT p.opened_at INTO opened FROM attune.history_partition p
-     WHERE p.family = history_rotate.family AND p.n = cur;
+     WHERE p.family = history_rotate_at.family AND p.n = cur;
     IF opened > now - every THEN
         RETURN cur;
     END IF;
-    PERFORM setval(pg_get_serial_sequence('attune.' || family, 'id'), (cur + 1) * attune.history_span(), false);
+    -- Forward only: the ranges were made above (an ATTACH may have waited for a lock), so
+    -- the sequence is read again; had it crossed into the next range meanwhile, it has cut
+    -- itself, and moving it back would hand out ids twice.
+    IF attune.history_current(family) = cur THEN
+        PERFORM setval(pg_get_serial_sequence('attune.' || family, 'id'), (cur + 1) * attune.history_span(), false);
+    END IF;
     UPDATE attune.history_partition p SET closed_at = now
-     WHERE p.family = history_rotate.family AND p.n <= cur AND p.closed_at IS NULL;
+     WHERE p.family = history_rotate_at.family AND p.n <= cur AND p.closed_at IS NULL;
     UPDATE attune.history_partition p SET opened_at = now
-     WHERE p.family = history_rotate.family AND p.n = cur + 1;
+     WHERE p.family = history_rotate_at.family AND p.n = cur + 1 AND p.opened_at IS NULL;
     PERFORM attune.history_create_partition(family, cur + 2);
     RETURN cur + 1;
 END $$;
@@ -276,9 +290,9 @@ END $$;
 -- Dropping an execution partition drops its output and attempts partitions and deletes the
 -- workflow state and inquiries of its executions, in the same transaction.
 -- Returns one row per partition looked at: dropped, or held and why.
-CREATE FUNCTION attune.history_retain(family text, keep interval, now timestamptz)
+CREATE FUNCTION attune.history_retain_at(family text, keep interval, now timestamptz)
 RETURNS TABLE (partition_name text, dropped boolean, reason text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     span constant bigint := attune.history_span();
     p record;
@@ -309,7 +323,7 @@ BEGIN
                             ELSE 'an unprocessed event or the event of an unfinished execution' END;
     END IF;
     FOR p IN SELECT h.n FROM attune.history_partition h
-              WHERE h.family = history_retain.family AND h.closed_at < now - keep
+              WHERE h.family = history_retain_at.family AND h.closed_at < now - keep
               ORDER BY h.n LOOP
         partition_name := family || '_p' || p.n;
         IF bound IS NOT NULL AND bound < (p.n + 1) * span THEN
@@ -327,19 +341,55 @@ BEGIN
         FOREACH t IN ARRAY attune.history_tables(family) LOOP
             EXECUTE format('DROP TABLE IF EXISTS attune.%I', t || '_p' || p.n);
         END LOOP;
-        DELETE FROM attune.history_partition h WHERE h.family = history_retain.family AND h.n = p.n;
+        DELETE FROM attune.history_partition h WHERE h.family = history_retain_at.family AND h.n = p.n;
         dropped := true;
         reason := NULL;
         RETURN NEXT;
     END LOOP;
 END $$;
 
--- Cuts and drops are DDL, which only the owner may run: the services (attune_service,
--- docs/operations.md "Least privilege") run them through these two functions, which run as
--- the owner (security definer, pinned search path). Nobody else may: not the API's request
--- role, not a reporting login (functions are executable by PUBLIC unless revoked).
-REVOKE EXECUTE ON FUNCTION attune.history_rotate(text, interval, timestamptz),
-                           attune.history_retain(text, interval, timestamptz),
+-- Cuts and drops are DDL, which only the owner may run. The services (attune_service,
+-- docs/operations.md "Least privilege") run them through the two functions below, which run
+-- as the owner (security definer, pinned search path) on the server's clock and refuse a
+-- retention under the table's floor (an hour of change log, a day of runs, 30 days of audit
+-- log): so the service role can neither drop the open partition nor the audit log's last
+-- month. Nobody else may call any of them: not the API's request role, not a reporting
+-- login (functions are executable by PUBLIC unless revoked); `grant_service_role` takes the
+-- owner's own ones back from the service role at every start.
+CREATE FUNCTION attune.history_min_keep(family text) RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE family WHEN 'change_log' THEN interval '1 hour'
+                       WHEN 'audit_log' THEN interval '30 days'
+                       ELSE interval '1 day' END
+$$;
+
+CREATE FUNCTION attune.history_rotate(family text, every interval) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF attune.history_tables(family) IS NULL THEN
+        RAISE EXCEPTION 'no history table family %', family USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN attune.history_rotate_at(family, greatest(every, interval '1 hour'), statement_timestamp());
+END $$;
+
+CREATE FUNCTION attune.history_retain(family text, keep interval)
+RETURNS TABLE (partition_name text, dropped boolean, reason text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF attune.history_tables(family) IS NULL THEN
+        RAISE EXCEPTION 'no history table family %', family USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF keep < attune.history_min_keep(family) THEN
+        RAISE EXCEPTION 'the retention of % must be at least %, not %', family, attune.history_min_keep(family), keep
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM attune.history_retain_at(family, keep, statement_timestamp());
+END $$;
+
+REVOKE EXECUTE ON FUNCTION attune.history_rotate(text, interval),
+                           attune.history_retain(text, interval),
+                           attune.history_rotate_at(text, interval, timestamptz),
+                           attune.history_retain_at(text, interval, timestamptz),
                            attune.history_create_partition(text, integer),
                            attune.history_current(text) FROM PUBLIC;
 

@@ -1,7 +1,8 @@
 -- Seeds a history for issue 15's measurement (docs/benchmarks.md, "History"): :rows
 -- finished executions (each with its event, enforcement, attempt and output) spread over
--- :parts partitions a week apart, the newest closed a week ago, as `attune.history_rotate`
--- would have cut them over the past weeks. Run against an instance's database:
+-- :parts partitions a week apart, the newest closed a week ago, as the weekly cuts of
+-- `attune.history_rotate_at` would have left them. Run as the owner (or the superuser)
+-- against an instance's database:
 --
 --   psql "$URL" -v rows=1000000 -v parts=8 -f bench/history/seed.sql
 --
@@ -54,7 +55,7 @@ BEGIN
         -- attaches the next partition, which locks the tables its foreign keys name (the
         -- workers' heartbeats write one of them) until it commits.
         FOREACH f IN ARRAY ARRAY['event', 'enforcement', 'execution'] LOOP
-            PERFORM attune.history_rotate(f, interval '0', clock_timestamp());
+            PERFORM attune.history_rotate_at(f, interval '0', clock_timestamp());
             COMMIT;
         END LOOP;
     END LOOP;

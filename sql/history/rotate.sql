@@ -1,5 +1,6 @@
--- The maintenance task's cut of one history family ($1) at time $3: the open partition and
--- the next exist; when the open one was opened $2 seconds ago or more, the family's id
--- sequence moves on to the next range. Returns the open partition's number (migration
--- 20261130000042_partitioned_history, `attune.history_rotate`).
-SELECT attune.history_rotate($1, make_interval(secs => $2), $3) AS "open_partition!"
+-- The maintenance task's cut of one history family ($1) on the server's clock: the open
+-- partition and the next exist; when the open one was opened $2 seconds ago or more, the
+-- family's id sequence moves on to the next range. Returns the open partition's number
+-- (`attune.history_rotate`, migration 20261130000042_partitioned_history: the owner's
+-- function, callable by the service role).
+SELECT attune.history_rotate($1, make_interval(secs => $2)) AS "open_partition!"

@@ -168,26 +168,40 @@ async fn the_service_role_runs_the_maintenance_and_no_request_or_reporting_role_
     .unwrap();
     attune_core::db::grant_service_role(&mut conn).await.unwrap();
 
-    // The services own nothing; the cut (DDL) runs through the owner's function.
+    // The services own nothing; the cut and retention (DDL) run through the owner's
+    // functions, on the server's clock.
     sqlx::query("SET ROLE attune_service").execute(&mut *conn).await.unwrap();
-    let open = history::rotate(&mut conn, history::Family::AuditLog, Duration::from_secs(3600), later(2 * 3600))
-        .await
-        .expect("the service role cuts");
-    assert_eq!(open, 1);
-    let kept = history::retain(&mut conn, history::Family::AuditLog, Duration::from_secs(3600), later(2 * 3600))
+    let hour = Duration::from_secs(3600);
+    let open = history::rotate(&mut conn, history::Family::AuditLog, hour, None).await.expect("the service role cuts");
+    assert_eq!(open, 0, "partition 0 was opened just now");
+    let kept = history::retain(&mut conn, history::Family::AuditLog, Duration::from_secs(30 * DAY as u64), None)
         .await
         .expect("the service role runs retention");
-    assert_eq!(kept, vec![], "partition 0 closed just now is in its window");
+    assert_eq!(kept, vec![], "nothing was closed 30 days ago");
+    // But not under a table's floor, nor at a time of its choosing, nor by hand.
+    let short = history::retain(&mut conn, history::Family::AuditLog, hour, None).await.expect_err("refused");
+    assert!(short.to_string().contains("retention of audit_log must be at least 30 days"), "{short}");
+    let sqlstate = |e: sqlx::Error| e.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+    let moved = history::retain(&mut conn, history::Family::Execution, hour, Some(later(100 * DAY))).await;
+    assert_eq!(moved.map_err(sqlstate).unwrap_err().as_deref(), Some("42501"), "no time travel for the service");
+    for sql in [
+        "UPDATE attune.history_partition SET closed_at = now() - interval '1 year'",
+        "DELETE FROM attune.audit_log_p0",
+        "SELECT count(*) FROM attune.execution_p0",
+    ] {
+        let refused = sqlx::query(sql).execute(&mut *conn).await.expect_err(sql);
+        assert_eq!(sqlstate(refused).as_deref(), Some("42501"), "{sql}");
+    }
 
     // A request's role and a reporting login cannot call them at all.
     for role in ["attune_api", "attune_reporting"] {
         sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
         sqlx::query(&format!("SET ROLE {role}")).execute(&mut *conn).await.unwrap();
-        let refused = history::retain(&mut conn, history::Family::Execution, Duration::ZERO, later(100 * DAY))
-            .await
-            .expect_err("refused");
-        let code = refused.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
-        assert_eq!(code.as_deref(), Some("42501"), "{role}: {refused}");
+        let refused =
+            history::retain(&mut conn, history::Family::Execution, Duration::from_secs(30 * DAY as u64), None)
+                .await
+                .expect_err("refused");
+        assert_eq!(sqlstate(refused).as_deref(), Some("42501"), "{role}");
     }
     sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
 }

@@ -353,6 +353,13 @@ impl Config {
         if self.notifier.socket_buffer == 0 {
             return bad("notifier.socket_buffer", &0, "a number of messages of at least 1");
         }
+        if self.history.audit_log_days != 0 && self.history.audit_log_days < 30 {
+            return bad(
+                "history.audit_log_days",
+                &self.history.audit_log_days,
+                "0 (kept for good) or a number of days of at least 30",
+            );
+        }
         if self.notifier.retention_hours == 0 {
             return bad("notifier.retention_hours", &0, "a number of hours of at least 1");
         }
@@ -565,6 +572,10 @@ mod tests {
                 ("ATTUNE_NOTIFIER_PORT", "9081"),
                 ("ATTUNE_NOTIFIER_SOCKET_BUFFER", "64"),
                 ("ATTUNE_CHANGE_LOG_RETENTION_HOURS", "48"),
+                ("ATTUNE_HISTORY_EXECUTIONS_DAYS", "7"),
+                ("ATTUNE_HISTORY_EVENTS_DAYS", "3"),
+                ("ATTUNE_HISTORY_ENFORCEMENTS_DAYS", "0"),
+                ("ATTUNE_HISTORY_AUDIT_LOG_DAYS", "400"),
                 ("ATTUNE_PACK_MAX_UPLOAD_BYTES", "1000"),
                 ("ATTUNE_PACK_MAX_UNPACKED_BYTES", "2000"),
                 ("ATTUNE_PACK_MAX_FILES", "30"),
@@ -590,6 +601,8 @@ mod tests {
         assert_eq!(c.notifier.port, 9081);
         assert_eq!(c.notifier.socket_buffer, 64);
         assert_eq!(c.notifier.retention_hours, 48);
+        let h = &c.history;
+        assert_eq!((h.executions_days, h.events_days, h.enforcements_days, h.audit_log_days), (7, 3, 0, 400));
         assert_eq!((c.packs.max_upload_bytes, c.packs.max_unpacked_bytes, c.packs.max_files), (1000, 2000, 30));
         assert_eq!(c.sandbox.container_engine.as_deref(), Some("tcp://10.0.0.5:2375"));
         assert!(c.packs.allow_local_git);
@@ -616,6 +629,9 @@ mod tests {
 
         let err = Config::load_from(None, &env(&[("ATTUNE_DATABASE_URL", "mysql://x")])).unwrap_err().to_string();
         assert!(err.contains("database.url") && err.contains("mysql://x"), "{err}");
+
+        let err = Config::load_from(None, &env(&[("ATTUNE_HISTORY_AUDIT_LOG_DAYS", "7")])).unwrap_err().to_string();
+        assert!(err.contains("ATTUNE_HISTORY_AUDIT_LOG_DAYS") && err.contains("at least 30"), "{err}");
 
         let err = Config::load_from(None, &env(&[("ATTUNE_ALLOW_REGISTRATION", "maybe")])).unwrap_err().to_string();
         assert!(err.contains("auth.allow_registration") && err.contains("maybe"), "{err}");

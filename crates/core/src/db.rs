@@ -305,14 +305,16 @@ pub async fn apply_reporting_views(conn: &mut PgConnection) -> Result<(), sqlx::
 /// Grants [`SERVICE_ROLE`] what the services need, on every table, sequence and function of
 /// schema `attune` (and by default privileges on those the owner creates later), and
 /// `SELECT` on `_sqlx_migrations` (readiness); takes back UPDATE, DELETE and TRUNCATE on the
-/// audit log. Does nothing when that role does not exist or the current role may not act
-/// for the schema's owner. Idempotent; run after every migration.
+/// audit log, and the history's partitions, partition catalog and owner-only functions
+/// (migration 42). Does nothing when that role does not exist or the current role may not
+/// act for the schema's owner. Idempotent, one process at a time; run after every migration.
 pub async fn grant_service_role(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
 DO $$
 DECLARE
     owner name;
+    part regclass;
 BEGIN
     IF to_regrole('attune_service') IS NULL OR to_regnamespace('attune') IS NULL THEN
         RETURN;
@@ -321,11 +323,28 @@ BEGIN
     IF NOT pg_has_role(current_user, owner, 'USAGE') THEN
         RETURN;
     END IF;
+    -- Processes starting together take turns: two GRANTs or REVOKEs on one object at once
+    -- fail ("tuple concurrently updated").
+    PERFORM pg_advisory_xact_lock(hashtext('attune.grant_service_role'));
     GRANT USAGE ON SCHEMA attune TO attune_service;
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA attune TO attune_service;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA attune TO attune_service;
     GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA attune TO attune_service;
     REVOKE UPDATE, DELETE, TRUNCATE ON attune.audit_log FROM attune_service;
+    -- The history's partitions are the owner's business (migration 42): the services cut
+    -- and drop through attune.history_rotate/history_retain only, and reach a partition's
+    -- rows through its parent only.
+    IF to_regprocedure('attune.history_rotate_at(text, interval, timestamptz)') IS NOT NULL THEN
+        REVOKE INSERT, UPDATE, DELETE ON attune.history_partition FROM attune_service;
+        REVOKE EXECUTE ON FUNCTION attune.history_rotate_at(text, interval, timestamptz),
+                                   attune.history_retain_at(text, interval, timestamptz),
+                                   attune.history_create_partition(text, integer),
+                                   attune.history_current(text) FROM attune_service;
+        FOR part IN SELECT h.inhrelid::regclass FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhparent
+                     WHERE c.relnamespace = 'attune'::regnamespace AND c.relkind = 'p' LOOP
+            EXECUTE format('REVOKE ALL ON %s FROM attune_service', part);
+        END LOOP;
+    END IF;
     EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA attune
                     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO attune_service', owner);
     EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA attune

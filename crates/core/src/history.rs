@@ -83,87 +83,120 @@ pub struct Outcome {
     pub reason: Option<String>,
 }
 
-/// Cuts `family` at `at` if its open partition was opened `every` ago or more, and makes
-/// sure the next range exists ahead; returns the open partition's number afterwards.
+/// Cuts `family` if its open partition was opened `every` ago or more, and makes sure the
+/// next range exists ahead; returns the open partition's number afterwards. On the
+/// server's clock, or at `at` (the owner's only: tests move time forward).
 pub async fn rotate(
     conn: &mut PgConnection,
     family: Family,
     every: Duration,
-    at: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
 ) -> Result<i32, sqlx::Error> {
-    sqlx::query_file_scalar!("../../sql/history/rotate.sql", family.as_str(), every.as_secs_f64(), at)
-        .fetch_one(conn)
-        .await
+    let (name, every) = (family.as_str(), every.as_secs_f64());
+    match at {
+        None => sqlx::query_file_scalar!("../../sql/history/rotate.sql", name, every).fetch_one(conn).await,
+        Some(at) => sqlx::query_file_scalar!("../../sql/history/rotate_at.sql", name, every, at).fetch_one(conn).await,
+    }
 }
 
-/// Drops `family`'s partitions closed more than `keep` before `at`, oldest first, up to the
-/// first that holds work in flight (returned with why it is kept).
+/// Drops `family`'s partitions closed more than `keep` ago, oldest first, up to the first
+/// that holds work in flight (returned with why it is kept). On the server's clock, or at
+/// `at` (the owner's only).
 pub async fn retain(
     conn: &mut PgConnection,
     family: Family,
     keep: Duration,
-    at: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
-    let rows = sqlx::query_file!("../../sql/history/retain.sql", family.as_str(), keep.as_secs_f64(), at)
-        .fetch_all(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Outcome { partition: r.partition_name, dropped: r.dropped, reason: r.reason })
-        .collect())
+    let (name, keep) = (family.as_str(), keep.as_secs_f64());
+    let outcome = |partition: String, dropped: bool, reason: Option<String>| Outcome { partition, dropped, reason };
+    Ok(match at {
+        None => sqlx::query_file!("../../sql/history/retain.sql", name, keep)
+            .fetch_all(conn)
+            .await?
+            .into_iter()
+            .map(|r| outcome(r.partition_name, r.dropped, r.reason))
+            .collect(),
+        Some(at) => sqlx::query_file!("../../sql/history/retain_at.sql", name, keep, at)
+            .fetch_all(conn)
+            .await?
+            .into_iter()
+            .map(|r| outcome(r.partition_name, r.dropped, r.reason))
+            .collect(),
+    })
 }
 
 /// What one [`maintain`] did.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Each family maintained, with its open partition afterwards.
+    /// Each family cut, with its open partition afterwards.
     pub open: Vec<(Family, i32)>,
     pub outcomes: Vec<Outcome>,
     /// Families skipped because another executor holds the lead or a lock was not had in
     /// time (the next round tries again).
     pub skipped: Vec<Family>,
+    /// Families whose cut or retention failed, with the error (the others still ran).
+    pub failed: Vec<(Family, String)>,
 }
 
-/// How long the maintenance waits for a table lock. Dropping a partition locks its parent
-/// exclusively for a moment; a statement queued behind a long transaction would hold up
-/// every writer queued behind it, so the drop gives up instead and the next round retries.
-const LOCK_TIMEOUT: &str = "2s";
+/// How long the maintenance waits for a table lock. A cut attaches a partition (which
+/// locks the tables its foreign keys name, the workers' heartbeat table among them) and a
+/// drop locks its parent exclusively for a moment; a statement queued behind a long
+/// transaction would hold up everyone queued behind it, so the maintenance gives up instead
+/// and the next round retries.
+const LOCK_TIMEOUT: &str = "1s";
 
-/// Rotates and trims every family at `at`, one short transaction each, under the
-/// maintenance leader lock (one executor at a time).
-pub async fn maintain(pool: &PgPool, policies: &[Policy], at: DateTime<Utc>) -> Result<Report, sqlx::Error> {
+/// Cuts and trims every family, each step its own short transaction under the maintenance
+/// leader lock (one executor at a time). On the server's clock, or at `at` (the owner's
+/// only: tests). A family that fails is reported and the others go on.
+pub async fn maintain(pool: &PgPool, policies: &[Policy], at: Option<DateTime<Utc>>) -> Report {
     let mut report = Report::default();
     for policy in policies {
-        let mut tx = pool.begin().await?;
-        if !crate::db::try_lead(&mut tx, "attune.maintenance.history").await? {
-            tx.commit().await?;
-            report.skipped.push(policy.family);
-            continue;
-        }
-        sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
-        let done = async {
-            let open = rotate(&mut tx, policy.family, policy.every(), at).await?;
-            let outcomes = match policy.keep {
-                Some(keep) => retain(&mut tx, policy.family, keep, at).await?,
-                None => Vec::new(),
-            };
-            Ok::<_, sqlx::Error>((open, outcomes))
-        }
-        .await;
-        match done {
-            Ok((open, outcomes)) => {
-                tx.commit().await?;
+        match maintain_one(pool, policy, at).await {
+            Ok(Some((open, outcomes))) => {
                 report.open.push((policy.family, open));
                 report.outcomes.extend(outcomes);
             }
-            Err(e) if lock_not_available(&e) => {
-                tx.rollback().await?;
-                report.skipped.push(policy.family);
-            }
-            Err(e) => return Err(e),
+            Ok(None) => report.skipped.push(policy.family),
+            Err(e) => report.failed.push((policy.family, e.to_string())),
         }
     }
-    Ok(report)
+    report
+}
+
+/// One family's cut, then its retention; `None` when skipped (not the leader, or a lock
+/// busy).
+async fn maintain_one(
+    pool: &PgPool,
+    policy: &Policy,
+    at: Option<DateTime<Utc>>,
+) -> Result<Option<(i32, Vec<Outcome>)>, sqlx::Error> {
+    let Some(mut tx) = lead(pool).await? else { return Ok(None) };
+    let open = match rotate(&mut tx, policy.family, policy.every(), at).await {
+        Err(e) if lock_not_available(&e) => return Ok(None),
+        done => done?,
+    };
+    tx.commit().await?;
+    let Some(keep) = policy.keep else { return Ok(Some((open, Vec::new()))) };
+    let Some(mut tx) = lead(pool).await? else { return Ok(None) };
+    let outcomes = match retain(&mut tx, policy.family, keep, at).await {
+        Err(e) if lock_not_available(&e) => return Ok(None),
+        done => done?,
+    };
+    tx.commit().await?;
+    Ok(Some((open, outcomes)))
+}
+
+/// A transaction holding the history maintenance's leader lock, with [`LOCK_TIMEOUT`];
+/// `None` when another executor leads.
+async fn lead(pool: &PgPool) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !crate::db::try_lead(&mut tx, "attune.maintenance.history").await? {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")).execute(&mut *tx).await?;
+    Ok(Some(tx))
 }
 
 fn lock_not_available(e: &sqlx::Error) -> bool {

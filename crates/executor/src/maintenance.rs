@@ -23,10 +23,7 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         if let Err(e) = round(&ctx.pool).await {
             tracing::error!(error = %e, "maintenance round failed");
         }
-        match history::maintain(&ctx.pool, &policies, chrono::Utc::now()).await {
-            Ok(report) => history.record(&report),
-            Err(e) => tracing::error!(error = %e, "history maintenance failed"),
-        }
+        history.record(&history::maintain(&ctx.pool, &policies, None).await);
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = shutdown.cancelled() => {}
@@ -89,6 +86,9 @@ impl HistoryLog {
                 }
                 (None, false) => {}
             }
+        }
+        for (family, error) in &report.failed {
+            tracing::error!(table = family.as_str(), %error, "history maintenance failed; the next round retries");
         }
         let skipped: Vec<&str> = report.skipped.iter().copied().map(Family::as_str).collect();
         if !skipped.is_empty() {

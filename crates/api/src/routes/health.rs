@@ -34,7 +34,7 @@ pub struct BridgeLag {
     cursor: i64,
     /// The newest change-log id.
     newest_id: i64,
-    /// Rows not yet published: `newest_id - cursor`.
+    /// Rows not yet published (counted up to 100,001: more reads as 100001).
     lag: i64,
     /// When the cursor last moved.
     cursor_updated_at: DateTime<Utc>,
@@ -63,7 +63,7 @@ async fn bridge_lag(state: &ApiState) -> Option<BridgeLag> {
         Ok(row) => row.map(|r| BridgeLag {
             cursor: r.cursor,
             newest_id: r.newest_id,
-            lag: (r.newest_id - r.cursor).max(0),
+            lag: r.behind,
             cursor_updated_at: r.updated_at,
         }),
         Err(e) => {
