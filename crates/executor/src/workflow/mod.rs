@@ -54,8 +54,9 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
 /// One round: start claimed workflows, then step those with pending work. True when
 /// something moved (run another round at once).
 async fn round(engine: &step::Engine, scheduled: &Hint, cancel: &Hint, change: &Hint) -> Result<bool, sqlx::Error> {
-    let mut pokes = engine.start_round().await?;
-    let stepped = engine.step_round().await?;
+    let look = engine.look().await?;
+    let mut pokes = engine.start_round(look.start).await?;
+    let stepped = engine.step_round(look.pending).await?;
     pokes.scheduled |= stepped.scheduled;
     pokes.cancel |= stepped.cancel;
     pokes.progress |= stepped.progress;

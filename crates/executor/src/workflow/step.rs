@@ -57,14 +57,29 @@ struct Parent {
     params: Value,
 }
 
+/// The engine's look at the start of a round (`sql/workflow/look.sql`).
+pub struct Look {
+    /// A workflow waits to be started.
+    pub start: bool,
+    /// Workflows with work to do.
+    pub pending: Vec<i64>,
+}
+
 impl Engine {
     pub fn new(ctx: Ctx) -> Engine {
         Engine { ctx, env: environment() }
     }
 
-    /// Claims scheduled workflows and starts them.
-    pub async fn start_round(&self) -> Result<Pokes, sqlx::Error> {
-        if !sqlx::query_file_scalar!("../../sql/workflow/any_scheduled.sql").fetch_one(&self.ctx.pool).await? {
+    /// What a round has to do, in one look (no lock): whether a workflow waits to be
+    /// started, and the workflows with pending work.
+    pub async fn look(&self) -> Result<Look, sqlx::Error> {
+        let row = sqlx::query_file!("../../sql/workflow/look.sql", PENDING_BATCH).fetch_one(&self.ctx.pool).await?;
+        Ok(Look { start: row.start, pending: row.pending })
+    }
+
+    /// Claims scheduled workflows and starts them (when the look saw one waiting).
+    pub async fn start_round(&self, any_waiting: bool) -> Result<Pokes, sqlx::Error> {
+        if !any_waiting {
             return Ok(Pokes::default());
         }
         let mut tx = self.ctx.pool.begin().await?;
@@ -103,11 +118,8 @@ impl Engine {
         self.apply(tx, parent, flow, &cx, &actions).await
     }
 
-    /// The workflows with pending work, each stepped in its own transaction.
-    pub async fn step_round(&self) -> Result<Pokes, sqlx::Error> {
-        let ids = sqlx::query_file_scalar!("../../sql/workflow/pending_parents.sql", PENDING_BATCH)
-            .fetch_all(&self.ctx.pool)
-            .await?;
+    /// The workflows with pending work (from the look), each stepped in its own transaction.
+    pub async fn step_round(&self, ids: Vec<i64>) -> Result<Pokes, sqlx::Error> {
         let mut pokes = Pokes::default();
         for id in ids {
             pokes.merge(self.step(id).await?);
