@@ -36,13 +36,17 @@ pub enum Channel {
     Scheduled,
     /// Cancel requests: the workers running them.
     Cancel,
-    /// Change-log rows committed that no other channel announced (a claim, a result, a
-    /// reaped execution, an enforcement without a run): the notifier and the bridge.
+    /// Change-log rows committed that no other channel announced (a result, a reaped
+    /// execution, an enforcement without a run): the notifier and the bridge, and the
+    /// workflow engine (a task may have ended).
     Change,
+    /// Executions a worker claimed (now `running`): change-log rows for the notifier and
+    /// the bridge only — no other component acts on a claim, so it wakes nothing else.
+    Claimed,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Event,
         Channel::Rule,
         Channel::Timer,
@@ -50,11 +54,12 @@ impl Channel {
         Channel::Scheduled,
         Channel::Cancel,
         Channel::Change,
+        Channel::Claimed,
     ];
 
     /// Every channel whose wake-up means new change-log rows (the notifier's and bridge's).
-    pub const CHANGES: [Channel; 5] =
-        [Channel::Event, Channel::Requested, Channel::Scheduled, Channel::Cancel, Channel::Change];
+    pub const CHANGES: [Channel; 6] =
+        [Channel::Event, Channel::Requested, Channel::Scheduled, Channel::Cancel, Channel::Change, Channel::Claimed];
 
     /// The PostgreSQL channel name (migrations NOTIFY on some of them too).
     pub fn name(self) -> &'static str {
@@ -66,6 +71,7 @@ impl Channel {
             Channel::Scheduled => "attune_scheduled",
             Channel::Cancel => "attune_cancel",
             Channel::Change => "attune_change",
+            Channel::Claimed => "attune_claimed",
         }
     }
 

@@ -86,7 +86,7 @@ impl Lane {
                     let took = claimed.len();
                     if took > 0 {
                         attune_core::metrics::claim_batch(took);
-                        worker.ctx.notifier.hint(Channel::Change).poke();
+                        worker.ctx.notifier.hint(Channel::Claimed).poke();
                     }
                     let jobs = prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await;
                     tracing::debug!(
