@@ -77,15 +77,19 @@ async fn claim_limited(
     // Most rounds find no limited action with work: one look outside a transaction first
     // (its row locks, if it takes any, end with the statement), so that common case costs
     // one round trip instead of BEGIN, the look and COMMIT.
-    let any =
-        sqlx::query_file!("../../sql/worker/limited_actions.sql", runtimes as &[RunnerType]).fetch_all(pool).await?;
+    let any = sqlx::query_file_scalar!("../../sql/worker/limited_lock.sql", runtimes as &[RunnerType])
+        .fetch_all(pool)
+        .await?;
     if any.is_empty() {
         return Ok(Vec::new());
     }
     let mut tx = pool.begin().await?;
-    let limited = sqlx::query_file!("../../sql/worker/limited_actions.sql", runtimes as &[RunnerType])
+    let locked = sqlx::query_file_scalar!("../../sql/worker/limited_lock.sql", runtimes as &[RunnerType])
         .fetch_all(&mut *tx)
         .await?;
+    // Counted only now that the rows are locked, in a statement (and so a snapshot) of its
+    // own: it sees every claim of the worker that held a lock before this one.
+    let limited = sqlx::query_file!("../../sql/worker/limited_free.sql", &locked).fetch_all(&mut *tx).await?;
     let mut claimed = Vec::new();
     for action in limited {
         let take = (action.free.max(0) as usize).min(free);
