@@ -300,7 +300,11 @@ DECLARE
     what text;
     t text;
 BEGIN
-    IF family IN ('execution', 'enforcement', 'event') THEN
+    -- The oldest work in flight is looked up only when some partition is out of its window
+    -- (most rounds none is): it reads every live status's partial index.
+    IF family IN ('execution', 'enforcement', 'event')
+       AND EXISTS (SELECT 1 FROM attune.history_partition h
+                    WHERE h.family = history_retain_at.family AND h.closed_at < now - keep) THEN
         WITH live AS (
             SELECT e.id, e.enforcement_id FROM attune.execution e WHERE e.status = 'requested'
             UNION ALL

@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use attune_core::db::is_data_exception;
 use attune_core::wakeup::Hint;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -130,7 +131,7 @@ impl Writer {
         match insert(&self.pool, &batch).await {
             Ok(ids) => self.answer(batch, ids),
             // One request's data spoiled the statement: each on its own, so only it fails.
-            Err(e) if batch.len() > 1 && is_data_error(&e) => {
+            Err(e) if batch.len() > 1 && is_data_exception(&e) => {
                 for waiting in batch {
                     let one = vec![waiting];
                     match insert(&self.pool, &one).await {
@@ -186,16 +187,11 @@ async fn insert(pool: &PgPool, batch: &[Waiting]) -> Result<Vec<Option<i64>>, sq
     Ok(ids)
 }
 
-/// A data exception (SQLSTATE class 22): a value the database cannot store.
-fn is_data_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
-}
-
 /// Fails every request of `batch` with the one error that stopped it.
 fn fail(mut batch: Vec<Waiting>, e: sqlx::Error) {
     // A request refused for its own data is only ever alone (see `write`): it gets the API's
     // usual answer for such an error (400, naming what the database refused).
-    if batch.len() == 1 && is_data_error(&e) {
+    if batch.len() == 1 && is_data_exception(&e) {
         if let Some(waiting) = batch.pop() {
             let _ = waiting.answer.send(Err(ApiError::from(e)));
         }

@@ -380,6 +380,12 @@ pub async fn try_lead(tx: &mut sqlx::PgConnection, name: &str) -> Result<bool, s
         .await
 }
 
+/// A data exception (SQLSTATE class 22): the database refused a value itself (a `\u0000`
+/// in a jsonb, a number out of range), so writing it again would fail the same way.
+pub fn is_data_exception(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+}
+
 /// A connection taken out of `pool` for good, for a session whose life means something —
 /// a worker's liveness lock, the bridge's publisher lock: it closes when dropped, never
 /// returns to the pool, and a dead peer (host gone, network cut) ends it within ~20 s on

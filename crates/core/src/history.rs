@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::config::Config;
 
 /// The partitioned table families (`attune.history_tables`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     /// Executions, with their output and attempts.
     Execution,
@@ -109,21 +109,12 @@ pub async fn retain(
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let (name, keep) = (family.as_str(), keep.as_secs_f64());
-    let outcome = |partition: String, dropped: bool, reason: Option<String>| Outcome { partition, dropped, reason };
-    Ok(match at {
-        None => sqlx::query_file!("../../sql/history/retain.sql", name, keep)
-            .fetch_all(conn)
-            .await?
-            .into_iter()
-            .map(|r| outcome(r.partition_name, r.dropped, r.reason))
-            .collect(),
-        Some(at) => sqlx::query_file!("../../sql/history/retain_at.sql", name, keep, at)
-            .fetch_all(conn)
-            .await?
-            .into_iter()
-            .map(|r| outcome(r.partition_name, r.dropped, r.reason))
-            .collect(),
-    })
+    match at {
+        None => sqlx::query_file_as!(Outcome, "../../sql/history/retain.sql", name, keep).fetch_all(conn).await,
+        Some(at) => {
+            sqlx::query_file_as!(Outcome, "../../sql/history/retain_at.sql", name, keep, at).fetch_all(conn).await
+        }
+    }
 }
 
 /// What one [`maintain`] did.

@@ -59,14 +59,14 @@ pub async fn round(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// past its window (once, not every round).
 #[derive(Default)]
 struct HistoryLog {
-    open: HashMap<&'static str, i32>,
+    open: HashMap<Family, i32>,
     held: HashMap<String, String>,
 }
 
 impl HistoryLog {
     fn record(&mut self, report: &history::Report) {
         for &(family, open) in &report.open {
-            if let Some(before) = self.open.insert(family.as_str(), open) {
+            if let Some(before) = self.open.insert(family, open) {
                 if before != open {
                     tracing::info!(table = family.as_str(), partition = open, "history: new partition opened");
                 }

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use attune_core::db::is_data_exception;
 use attune_core::domain::ExecutionStatus;
 use attune_core::wakeup::Hint;
 use attune_core::Shutdown;
@@ -51,23 +52,19 @@ pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished
     }
 }
 
-fn refused_for_content(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
-}
-
 async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished], lost: &Shutdown) {
     let mut delay = Duration::from_millis(100);
     while !lost.is_cancelled() {
         match write(pool, me, batch).await {
             Ok(()) => return,
-            Err(e) if refused_for_content(&e) && batch.len() > 1 => {
+            Err(e) if is_data_exception(&e) && batch.len() > 1 => {
                 // Find the bad one(s): write each alone.
                 for one in batch.iter_mut() {
                     Box::pin(write_resilient(pool, me, std::slice::from_mut(one), lost)).await;
                 }
                 return;
             }
-            Err(e) if refused_for_content(&e) => {
+            Err(e) if is_data_exception(&e) => {
                 let one = &mut batch[0];
                 tracing::error!(execution = one.execution_id, error = %e, "a result was refused by the database; recording a failure");
                 one.outcome = Outcome::failed(format!("the action's result could not be stored: {e}"));
