@@ -1,17 +1,33 @@
 -- Run-time percentiles per action: how long an action takes from the worker starting it
 -- to its end (started_at → finished_at), over finished executions that ran (canceled
--- before start has no duration). Security invoker: caller's privileges and RLS.
+-- before start has no duration). Percentiles interpolate between run times rounded to the
+-- millisecond (3 significant digits from 1 s), as the rollup keeps them; the maximum is
+-- exact. Security invoker: caller's privileges and RLS.
 CREATE OR REPLACE VIEW attune_reporting.action_duration WITH (security_invoker = true) AS
-SELECT e.tenant_id,
-       e.action_ref,
-       count(*) AS executions,
-       round(percentile_cont(0.50) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at))::numeric, 3) AS p50_seconds,
-       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at))::numeric, 3) AS p95_seconds,
-       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM e.finished_at - e.started_at))::numeric, 3) AS p99_seconds,
-       round(max(extract(epoch FROM e.finished_at - e.started_at)), 3) AS max_seconds
-  FROM attune.execution e
- WHERE e.started_at IS NOT NULL AND e.finished_at IS NOT NULL
- GROUP BY e.tenant_id, e.action_ref;
+WITH d AS (
+    SELECT x.tenant_id, x.action_ref, x.seconds, sum(x.n)::bigint AS n, max(x.longest) AS longest
+      FROM (SELECT r.tenant_id, r.action_ref, r.seconds, r.executions AS n, r.longest
+              FROM attune.execution_duration_rollup r
+            UNION ALL
+            SELECT e.tenant_id, e.action_ref, attune.reporting_seconds(e.finished_at - e.started_at), 1,
+                   extract(epoch FROM e.finished_at - e.started_at)
+              FROM attune.execution_unrolled() e
+             WHERE e.started_at IS NOT NULL AND e.finished_at IS NOT NULL) x
+     GROUP BY x.tenant_id, x.action_ref, x.seconds
+), g AS (
+    SELECT d.tenant_id, d.action_ref, sum(d.n)::bigint AS executions, max(d.longest) AS longest,
+           array_agg(d.seconds ORDER BY d.seconds) AS vals, array_agg(d.n ORDER BY d.seconds) AS counts
+      FROM d
+     GROUP BY d.tenant_id, d.action_ref
+)
+SELECT g.tenant_id,
+       g.action_ref,
+       g.executions,
+       round(attune.reporting_percentile(0.50, g.vals, g.counts), 3) AS p50_seconds,
+       round(attune.reporting_percentile(0.95, g.vals, g.counts), 3) AS p95_seconds,
+       round(attune.reporting_percentile(0.99, g.vals, g.counts), 3) AS p99_seconds,
+       round(g.longest, 3) AS max_seconds
+  FROM g;
 
 COMMENT ON VIEW attune_reporting.action_duration IS
     'Run-time percentiles (started_at to finished_at) per tenant and action, over finished executions that started.';

@@ -1,18 +1,23 @@
 -- Failure rate per action, over finished executions (succeeded, succeeded_with_errors,
 -- failed, canceled). Canceled is counted apart: a cancel is a person's decision, not a
--- failure. Security invoker: caller's privileges and RLS.
+-- failure. Rolled-up executions (all finished) are read from their rollup, the others
+-- from the table. Security invoker: caller's privileges and RLS.
 CREATE OR REPLACE VIEW attune_reporting.action_failure_rate WITH (security_invoker = true) AS
-SELECT e.tenant_id,
-       e.action_ref,
-       count(*) AS finished,
-       count(*) FILTER (WHERE e.status = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE e.status = 'succeeded_with_errors') AS succeeded_with_errors,
-       count(*) FILTER (WHERE e.status = 'failed') AS failed,
-       count(*) FILTER (WHERE e.status = 'canceled') AS canceled,
-       round((count(*) FILTER (WHERE e.status = 'failed'))::numeric / count(*), 4) AS failure_rate
-  FROM attune.execution e
- WHERE e.status IN ('succeeded', 'succeeded_with_errors', 'failed', 'canceled')
- GROUP BY e.tenant_id, e.action_ref;
+SELECT x.tenant_id,
+       x.action_ref,
+       sum(x.n)::bigint AS finished,
+       coalesce(sum(x.n) FILTER (WHERE x.status = 'succeeded'), 0)::bigint AS succeeded,
+       coalesce(sum(x.n) FILTER (WHERE x.status = 'succeeded_with_errors'), 0)::bigint AS succeeded_with_errors,
+       coalesce(sum(x.n) FILTER (WHERE x.status = 'failed'), 0)::bigint AS failed,
+       coalesce(sum(x.n) FILTER (WHERE x.status = 'canceled'), 0)::bigint AS canceled,
+       round(coalesce(sum(x.n) FILTER (WHERE x.status = 'failed'), 0) / sum(x.n), 4) AS failure_rate
+  FROM (SELECT r.tenant_id, r.action_ref, r.status, r.executions AS n
+          FROM attune.execution_rollup r
+        UNION ALL
+        SELECT e.tenant_id, e.action_ref, e.status, 1
+          FROM attune.execution_unrolled() e
+         WHERE e.status IN ('succeeded', 'succeeded_with_errors', 'failed', 'canceled')) x
+ GROUP BY x.tenant_id, x.action_ref;
 
 COMMENT ON VIEW attune_reporting.action_failure_rate IS
     'Finished executions per tenant and action, by outcome, and the share that failed.';

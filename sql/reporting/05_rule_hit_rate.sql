@@ -1,18 +1,23 @@
 -- Rule hit rate: of the events of a rule's trigger that the rule engine has processed, how
 -- many the rule enforced (its criteria matched). Unprocessed events are left out: they
 -- have not been matched yet. A system rule (tenant_id NULL) gets a row per tenant whose
--- events it saw. Security invoker: caller's privileges and RLS.
+-- events it saw. Rolled-up events and enforcements are read from their rollups, the
+-- others from the tables. Security invoker: caller's privileges and RLS.
 CREATE OR REPLACE VIEW attune_reporting.rule_hit_rate WITH (security_invoker = true) AS
 WITH events AS (
-    SELECT ev.tenant_id, ev.trigger_id, count(*) AS events
-      FROM attune.event ev
-     WHERE ev.processed_at IS NOT NULL AND ev.trigger_id IS NOT NULL
-     GROUP BY ev.tenant_id, ev.trigger_id
+    SELECT x.tenant_id, x.trigger_id, sum(x.n)::bigint AS events
+      FROM (SELECT r.tenant_id, r.trigger_id, r.events AS n FROM attune.event_rollup r
+            UNION ALL
+            SELECT ev.tenant_id, ev.trigger_id, 1 FROM attune.event_unrolled() ev
+             WHERE ev.processed_at IS NOT NULL AND ev.trigger_id IS NOT NULL) x
+     GROUP BY x.tenant_id, x.trigger_id
 ), enforcements AS (
-    SELECT enf.tenant_id, enf.rule_id, count(*) AS enforcements
-      FROM attune.enforcement enf
-     WHERE enf.rule_id IS NOT NULL
-     GROUP BY enf.tenant_id, enf.rule_id
+    SELECT x.tenant_id, x.rule_id, sum(x.n)::bigint AS enforcements
+      FROM (SELECT r.tenant_id, r.rule_id, r.enforcements AS n FROM attune.enforcement_rollup r
+            UNION ALL
+            SELECT enf.tenant_id, enf.rule_id, 1 FROM attune.enforcement_unrolled() enf
+             WHERE enf.rule_id IS NOT NULL) x
+     GROUP BY x.tenant_id, x.rule_id
 )
 SELECT events.tenant_id,
        r.ref AS rule_ref,

@@ -184,10 +184,18 @@ async fn the_service_role_runs_the_maintenance_and_no_request_or_reporting_role_
     let sqlstate = |e: sqlx::Error| e.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
     let moved = history::retain(&mut conn, history::Family::Execution, hour, Some(later(100 * DAY))).await;
     assert_eq!(moved.map_err(sqlstate).unwrap_err().as_deref(), Some("42501"), "no time travel for the service");
+    // The reporting rollup likewise: through its function, never by hand.
+    sqlx::query("SELECT * FROM attune.history_rollup('execution', 100)")
+        .execute(&mut *conn)
+        .await
+        .expect("the service role rolls up");
     for sql in [
         "UPDATE attune.history_partition SET closed_at = now() - interval '1 year'",
         "DELETE FROM attune.audit_log_p0",
         "SELECT count(*) FROM attune.execution_p0",
+        "DELETE FROM attune.execution_rollup",
+        "UPDATE attune.history_rollup_cursor SET below = 0",
+        "SELECT * FROM attune.history_rollup_range('execution', 0, 1000)",
     ] {
         let refused = sqlx::query(sql).execute(&mut *conn).await.expect_err(sql);
         assert_eq!(sqlstate(refused).as_deref(), Some("42501"), "{sql}");
@@ -201,6 +209,11 @@ async fn the_service_role_runs_the_maintenance_and_no_request_or_reporting_role_
             history::retain(&mut conn, history::Family::Execution, Duration::from_secs(30 * DAY as u64), None)
                 .await
                 .expect_err("refused");
+        assert_eq!(sqlstate(refused).as_deref(), Some("42501"), "{role}");
+        let refused = sqlx::query("SELECT * FROM attune.history_rollup('execution', 100)")
+            .execute(&mut *conn)
+            .await
+            .expect_err("refused");
         assert_eq!(sqlstate(refused).as_deref(), Some("42501"), "{role}");
     }
     sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();

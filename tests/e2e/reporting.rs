@@ -176,6 +176,140 @@ fn expected_a() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+/// Moves the seeded rows' id sequences past them (the seed writes its own ids; real rows
+/// take theirs from the sequences, which is what the rollup's cursor follows).
+async fn ids_past_the_seed(pool: &PgPool) {
+    sqlx::raw_sql(
+        "SELECT setval(pg_get_serial_sequence('attune.' || f, 'id'), 1000)
+           FROM unnest(ARRAY['execution', 'event', 'enforcement']) f",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Runs the maintenance's rollup until every family's cursor is past id 1000 and no
+/// pending row is finished (the cursor waits for the transactions running meanwhile, and
+/// a moment, before it moves).
+async fn roll_up_everything(pool: &PgPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        attune_core::history::rollup::roll_up(pool, std::time::Duration::from_secs(10)).await.unwrap();
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM attune.history_rollup_cursor WHERE below < 1000)
+                  + (SELECT count(*) FROM attune.history_rollup_pending p JOIN attune.execution e ON e.id = p.id
+                      WHERE p.family = 'execution' AND e.status IN ('succeeded', 'failed', 'canceled'))
+                  + (SELECT count(*) FROM attune.history_rollup_pending p JOIN attune.event ev ON ev.id = p.id
+                      WHERE p.family = 'event' AND ev.processed_at IS NOT NULL)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if behind == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the rollup did not catch up in 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Every view's figures for both tenants computed from the tables alone: the rollups
+/// emptied and the cursors put back to 0 in a transaction that is rolled back.
+async fn figures_without_rollups(pool: &PgPool) -> Vec<(&'static str, Vec<String>)> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE attune.history_rollup_cursor SET below = 0;
+         DELETE FROM attune.history_rollup_pending;
+         DELETE FROM attune.execution_rollup; DELETE FROM attune.execution_duration_rollup;
+         DELETE FROM attune.execution_latency_rollup; DELETE FROM attune.event_rollup;
+         DELETE FROM attune.enforcement_rollup;",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let out = figures(&mut tx, "WHERE tenant_id IN (901, 902)").await;
+    tx.rollback().await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn rolled_up_history_gives_the_same_figures_and_leaves_with_its_partition() {
+    let db = TestDb::new().await;
+    let (a, _) = seed(&db.pool).await;
+    ids_past_the_seed(&db.pool).await;
+    let both = "WHERE tenant_id IN (901, 902)";
+    let mut conn = db.pool.acquire().await.unwrap();
+    let before = figures(&mut conn, both).await;
+    roll_up_everything(&db.pool).await;
+
+    // Every finished row is counted in the rollups; the rows in flight wait as pending.
+    let rolled: Vec<String> = lines(
+        &mut conn,
+        "SELECT concat_ws(' ', 'executions', (SELECT sum(executions) FROM attune.execution_rollup),
+                          'events', (SELECT sum(events) FROM attune.event_rollup),
+                          'enforcements', (SELECT sum(enforcements) FROM attune.enforcement_rollup),
+                          'pending', (SELECT string_agg(family || ':' || id, ',' ORDER BY family, id)
+                                        FROM attune.history_rollup_pending))",
+    )
+    .await;
+    assert_eq!(
+        rolled,
+        vec!["executions 6 events 4 enforcements 3 pending event:905,execution:906,execution:907,execution:908,execution:909,execution:952"]
+    );
+    let after = figures(&mut conn, both).await;
+    assert_eq!(after, before, "the same figures from the rollups");
+    assert_eq!(figures(&mut conn, &format!("WHERE tenant_id = {a}")).await, expected_a());
+
+    // Work in flight finishes: it leaves the pending list for the rollups, and the
+    // figures are those the tables alone give.
+    sqlx::raw_sql(
+        "UPDATE attune.execution SET status = 'succeeded', finished_at = started_at + interval '12.3456 s' WHERE id = 909;
+         UPDATE attune.execution SET status = 'failed', started_at = created_at + interval '0.25 s',
+                                     finished_at = created_at + interval '1.5 s' WHERE id IN (906, 907);
+         UPDATE attune.event SET processed_at = created_at WHERE id = 905;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    roll_up_everything(&db.pool).await;
+    let pending: Vec<String> =
+        lines(&mut conn, "SELECT family || ':' || id FROM attune.history_rollup_pending ORDER BY family, id").await;
+    assert_eq!(pending, vec!["execution:908", "execution:952"]);
+    let after = figures(&mut conn, both).await;
+    assert_eq!(after, figures_without_rollups(&db.pool).await);
+    let durations = after.iter().find(|(n, _)| *n == "action_duration").unwrap();
+    // 12.3456 s is counted as 12.3 (3 significant digits: the median of the exact run
+    // times would be 11.173); the maximum stays exact.
+    assert_eq!(durations.1[0], "a.echo 6 11.150 27.500 29.500 30.000");
+
+    // Retention: once its partition is dropped, the history leaves the rollups with it.
+    sqlx::raw_sql(
+        "UPDATE attune.execution SET status = 'canceled', finished_at = now() WHERE id IN (908, 952);
+         SELECT attune.history_rotate_at(f, interval '0', now())
+           FROM unnest(ARRAY['execution', 'event', 'enforcement']) f;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    roll_up_everything(&db.pool).await;
+    let dropped: Vec<String> = lines(
+        &mut conn,
+        "SELECT r.partition_name FROM unnest(ARRAY['execution', 'event', 'enforcement']) f,
+                attune.history_retain_at(f, interval '1 day', now() + interval '2 days') r WHERE r.dropped",
+    )
+    .await;
+    assert_eq!(dropped, vec!["execution_p0", "event_p0", "enforcement_p0"]);
+    let left: Vec<String> = lines(
+        &mut conn,
+        "SELECT concat_ws(' ', (SELECT count(*) FROM attune.execution_rollup), (SELECT count(*) FROM attune.execution_duration_rollup),
+                          (SELECT count(*) FROM attune.execution_latency_rollup), (SELECT count(*) FROM attune.event_rollup),
+                          (SELECT count(*) FROM attune.enforcement_rollup), (SELECT count(*) FROM attune.history_rollup_pending))",
+    )
+    .await;
+    assert_eq!(left, vec!["0 0 0 0 0 0"]);
+    assert!(figures(&mut conn, both).await.iter().take(6).all(|(_, rows)| rows.is_empty()));
+}
+
 #[tokio::test]
 async fn each_view_returns_the_figures_of_a_seeded_data_set() {
     let db = TestDb::new().await;
@@ -253,6 +387,12 @@ async fn a_reporting_login_reads_its_own_tenant_only_and_writes_nothing() {
         let mut bi = connect_as(&db, &login, &password).await;
         // Through the views: exactly tenant A's figures, with no filter at all.
         assert_eq!(figures(&mut bi, "").await, expected_a());
+        let jit: String = sqlx::query_scalar("SELECT current_setting('jit')").fetch_one(&mut bi).await.unwrap();
+        assert_eq!(jit, "off", "the login's sessions plan the views without JIT");
+        // The same once the history is rolled up: the rollups are confined to the tenant too.
+        ids_past_the_seed(&db.pool).await;
+        roll_up_everything(&db.pool).await;
+        assert_eq!(figures(&mut bi, "").await, expected_a());
         // Setting the API's tenant variable changes nothing: the tenant is the login's.
         sqlx::query(&format!("SET attune.tenant_id = '{b}'")).execute(&mut bi).await.unwrap();
         assert_eq!(figures(&mut bi, "").await, expected_a());
@@ -269,6 +409,9 @@ async fn a_reporting_login_reads_its_own_tenant_only_and_writes_nothing() {
             "UPDATE attune.worker SET capacity = 1",
             "CREATE VIEW attune_reporting.mine AS SELECT 1",
             "SELECT * FROM attune.datastore_item",
+            "DELETE FROM attune.execution_rollup",
+            "UPDATE attune.history_rollup_cursor SET below = 0",
+            "SELECT * FROM attune.history_rollup('execution', 1)",
         ] {
             let err = sqlx::query(sql).execute(&mut bi).await.expect_err(sql);
             let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
@@ -329,4 +472,46 @@ async fn the_grant_command_prints_a_password_that_logs_in() {
         assert_eq!(tenants, vec![a]);
         bi.close().await.ok();
     }
+}
+
+#[tokio::test]
+async fn the_executor_rolls_finished_history_up_as_it_goes() {
+    let app = attune_tests::TestApp::spawn().await;
+    app.start_executor();
+    let pool = app.pool();
+    // Finished executions written as the services write them (ids from the sequence), and
+    // one still running.
+    sqlx::raw_sql(
+        "INSERT INTO attune.tenant (name) VALUES ('rollup');
+         INSERT INTO attune.execution (tenant_id, action_ref, runner_type, status, created_at, started_at, finished_at)
+         SELECT t.id, 'roll.up', 'shell', s, now(), now(), CASE WHEN s = 'running' THEN NULL ELSE now() + interval '2 s' END
+           FROM attune.tenant t, unnest(ARRAY['succeeded', 'failed', 'succeeded', 'running']) s
+          WHERE t.name = 'rollup'",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    // The executor's maintenance counts the three finished ones within a few rounds, and
+    // lists the running one as pending.
+    let rolled = attune_tests::eventually("the executor's rollup", std::time::Duration::from_secs(60), || async {
+        let row: (Option<i64>, i64) = sqlx::query_as(
+            "SELECT (SELECT sum(executions)::bigint FROM attune.execution_rollup WHERE action_ref = 'roll.up'),
+                    (SELECT count(*) FROM attune.history_rollup_pending p JOIN attune.execution e ON e.id = p.id
+                      WHERE e.action_ref = 'roll.up')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (row == (Some(3), 1)).then_some(row)
+    })
+    .await;
+    assert_eq!(rolled, (Some(3), 1));
+    let mut conn = pool.acquire().await.unwrap();
+    let rates = lines(
+        &mut conn,
+        "SELECT concat_ws(' ', finished, succeeded, failed, failure_rate) FROM attune_reporting.action_failure_rate
+          WHERE action_ref = 'roll.up'",
+    )
+    .await;
+    assert_eq!(rates, vec!["3 2 1 0.3333"]);
 }

@@ -345,6 +345,13 @@ BEGIN
             EXECUTE format('REVOKE ALL ON %s FROM attune_service', part);
         END LOOP;
     END IF;
+    -- The reporting rollups (migration 43) likewise: written by attune.history_rollup only.
+    IF to_regprocedure('attune.history_rollup(text, integer)') IS NOT NULL THEN
+        REVOKE INSERT, UPDATE, DELETE ON attune.history_rollup_cursor, attune.history_rollup_pending,
+               attune.execution_rollup, attune.execution_duration_rollup, attune.execution_latency_rollup,
+               attune.event_rollup, attune.enforcement_rollup FROM attune_service;
+        REVOKE EXECUTE ON FUNCTION attune.history_rollup_range(text, bigint, bigint) FROM attune_service;
+    END IF;
     EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA attune
                     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO attune_service', owner);
     EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA attune
@@ -454,11 +461,15 @@ pub async fn grant_reporting_login(conn: &mut PgConnection, tenant: &str, login:
         }
     }
     let password = crate::tokens::random_token(24);
+    // No JIT for the login's sessions: the planner costs a view over a long history high
+    // and would compile its plan for up to a second, where it runs in milliseconds
+    // (docs/benchmarks.md, "Reporting views").
     // Identifiers cannot be parameters: the login is checked above, the password is base64url.
     sqlx::raw_sql(&format!(
         "ALTER ROLE {login} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
          PASSWORD '{password}';
-         GRANT attune_reporting TO {login};"
+         GRANT attune_reporting TO {login};
+         ALTER ROLE {login} SET jit = off;"
     ))
     .execute(&mut *tx)
     .await

@@ -6,7 +6,8 @@
 //! sequence to the next range once its open partition is [`Policy::every`] old, and
 //! [`retain`] drops the partitions closed longer ago than the family's retention — whole
 //! tables, never row by row — stopping at the first that still holds work in flight.
-//! [`maintain`] does both for every family, one executor at a time.
+//! [`maintain`] does both for every family, one executor at a time; [`rollup`] keeps the
+//! reporting views' rollups, partition by partition.
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use crate::config::Config;
+
+pub mod rollup;
 
 /// The partitioned table families (`attune.history_tables`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

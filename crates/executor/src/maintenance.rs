@@ -2,7 +2,8 @@
 //! transaction-level leader lock per batch, like the reaper's): purging expired datastore
 //! items, which readers already ignore the moment they expire, and the partitioned
 //! history's cuts and retention ([`attune_core::history`]: whole partitions dropped once
-//! out of their window, nothing in flight ever).
+//! out of their window, nothing in flight ever) and the reporting views' rollups
+//! ([`attune_core::history::rollup`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,19 +14,45 @@ use sqlx::PgPool;
 
 /// How often the maintenance round runs.
 pub const EVERY: Duration = Duration::from_secs(30);
+/// How often the reporting rollups advance: the views read the rows not rolled up yet from
+/// the tables, so the rollup keeps close behind the history (a finished row waits one of
+/// these at most: attune_core::history::rollup).
+const ROLLUP_EVERY: Duration = Duration::from_secs(5);
+/// How long one rollup may take (a long catch-up goes on at the next).
+const ROLLUP_BUDGET: Duration = Duration::from_secs(4);
 /// Expired items purged per statement (a round repeats while it finds a full batch).
 const BATCH: i64 = 1000;
 
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let policies = Policy::from_config(&ctx.config);
     let mut history = HistoryLog::default();
+    let mut last_round: Option<Instant> = None;
     while !shutdown.is_cancelled() {
-        if let Err(e) = round(&ctx.pool).await {
-            tracing::error!(error = %e, "maintenance round failed");
+        if last_round.is_none_or(|at| at.elapsed() >= EVERY) {
+            last_round = Some(Instant::now());
+            if let Err(e) = round(&ctx.pool).await {
+                tracing::error!(error = %e, "maintenance round failed");
+            }
+            history.record(&history::maintain(&ctx.pool, &policies, None).await);
         }
-        history.record(&history::maintain(&ctx.pool, &policies, None).await);
+        match history::rollup::roll_up(&ctx.pool, ROLLUP_BUDGET).await {
+            Ok(rolled) => {
+                for (family, rolled) in rolled.into_iter().filter_map(|(f, r)| Some((f, r?))) {
+                    if rolled.counted > 0 || !rolled.caught_up {
+                        tracing::debug!(
+                            table = family.as_str(),
+                            counted = rolled.counted,
+                            pending = rolled.pended,
+                            caught_up = rolled.caught_up,
+                            "reporting rollup"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reporting rollup failed"),
+        }
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = tokio::time::sleep(ROLLUP_EVERY) => {}
             _ = shutdown.cancelled() => {}
         }
     }
