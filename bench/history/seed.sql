@@ -6,13 +6,26 @@
 --
 --   psql "$URL" -v rows=1000000 -v parts=8 -f bench/history/seed.sql
 --
--- It writes into tenant `default` with action `core.noop`, then back-dates the partitions'
--- catalog rows (the rows' own times are back-dated as they are written).
+-- It writes into tenant `default` with action `core.noop`, events of trigger
+-- `histbench.hook` matched by rule `histbench.rule` (made here if missing), run times of
+-- 2 to 98 ms, one execution in 50 failed, then back-dates the partitions' catalog rows
+-- (the rows' own times are back-dated as they are written).
 \set ON_ERROR_STOP on
 -- psql variables do not reach into the DO block's body: handed over as settings.
 SELECT set_config('bench.rows', :'rows', false), set_config('bench.parts', :'parts', false),
        set_config('bench.tenant', (SELECT id::text FROM attune.tenant WHERE name = 'default'), false),
        set_config('bench.action', (SELECT id::text FROM attune.action WHERE ref = 'core.noop'), false) \g /dev/null
+INSERT INTO attune.pack (tenant_id, ref) SELECT current_setting('bench.tenant')::bigint, 'histbench'
+ WHERE NOT EXISTS (SELECT 1 FROM attune.pack WHERE ref = 'histbench');
+INSERT INTO attune.trigger (tenant_id, pack_id, ref, type)
+SELECT p.tenant_id, p.id, 'histbench.hook', 'custom' FROM attune.pack p
+ WHERE p.ref = 'histbench' AND NOT EXISTS (SELECT 1 FROM attune.trigger WHERE ref = 'histbench.hook');
+INSERT INTO attune.rule (tenant_id, pack_id, ref, trigger_id, action_id, enabled)
+SELECT p.tenant_id, p.id, 'histbench.rule', t.id, current_setting('bench.action')::bigint, false
+  FROM attune.pack p JOIN attune.trigger t ON t.ref = 'histbench.hook'
+ WHERE p.ref = 'histbench' AND NOT EXISTS (SELECT 1 FROM attune.rule WHERE ref = 'histbench.rule');
+SELECT set_config('bench.trigger', (SELECT id::text FROM attune.trigger WHERE ref = 'histbench.hook'), false),
+       set_config('bench.rule', (SELECT id::text FROM attune.rule WHERE ref = 'histbench.rule'), false) \g /dev/null
 
 DO $$
 DECLARE
@@ -20,6 +33,8 @@ DECLARE
     per constant integer := current_setting('bench.rows')::integer / parts;
     tenant constant bigint := current_setting('bench.tenant')::bigint;
     action constant bigint := current_setting('bench.action')::bigint;
+    trig constant bigint := current_setting('bench.trigger')::bigint;
+    rule constant bigint := current_setting('bench.rule')::bigint;
     k integer;
     f text;
     base timestamptz;
@@ -30,18 +45,20 @@ BEGIN
         CREATE TEMP TABLE seeded AS
         SELECT g, base + make_interval(secs => g * (7 * 86400.0 / per)) AS at FROM generate_series(1, per) g;
         WITH ev AS (
-            INSERT INTO attune.event (tenant_id, trigger_ref, payload, created_at, processed_at)
-            SELECT tenant, 'bench.hook', '{}', at, at FROM seeded ORDER BY g
+            INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, payload, created_at, processed_at)
+            SELECT tenant, trig, 'histbench.hook', '{}', at, at FROM seeded ORDER BY g
             RETURNING id, created_at
         ), en AS (
-            INSERT INTO attune.enforcement (tenant_id, rule_ref, event_id, status, created_at)
-            SELECT tenant, 'bench.rule', id, 'processed', created_at FROM ev
+            INSERT INTO attune.enforcement (tenant_id, rule_id, rule_ref, event_id, status, created_at)
+            SELECT tenant, rule, 'histbench.rule', id, 'processed', created_at FROM ev
             RETURNING id, created_at
         ), ex AS (
             INSERT INTO attune.execution (tenant_id, action_id, action_ref, runner_type, status, enforcement_id,
-                                          created_at, started_at, finished_at, result)
-            SELECT tenant, action, 'core.noop', 'builtin', 'succeeded', id, created_at,
-                   created_at + interval '5 ms', created_at + interval '9 ms', '{"output": null}'
+                                          rule_id, rule_ref, created_at, started_at, finished_at, result)
+            SELECT tenant, action, 'core.noop', 'builtin', CASE WHEN id % 50 = 0 THEN 'failed' ELSE 'succeeded' END,
+                   id, rule, 'histbench.rule', created_at,
+                   created_at + make_interval(secs => (1 + id % 7) / 1000.0),
+                   created_at + make_interval(secs => (1 + id % 7 + 2 + (id * 7919) % 97) / 1000.0), '{"output": null}'
               FROM en
             RETURNING id, started_at, finished_at
         ), att AS (
