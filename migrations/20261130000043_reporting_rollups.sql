@@ -19,7 +19,8 @@
 --   listed as pending, never both and never neither.
 -- - Rollup rows are keyed by the row's partition number, so retention removes them with
 --   the partition (history_retain_at, replaced below): the views keep showing exactly
---   the history that is kept.
+--   the history that is kept (an execution's latency is kept with the execution, even
+--   when its event is dropped first).
 --
 -- Counts, sums and maxima are exact. Percentiles are computed over the durations rounded
 -- to the millisecond below 1 s and to 3 significant digits above (the rollups keep one
@@ -36,23 +37,27 @@ CREATE TABLE attune.history_rollup_cursor (
 INSERT INTO attune.history_rollup_cursor (family) VALUES ('execution'), ('event'), ('enforcement');
 
 CREATE TABLE attune.history_rollup_pending (
-    family  text NOT NULL,
-    id      bigint NOT NULL,
+    family     text NOT NULL,
+    id         bigint NOT NULL,
+    tenant_id  bigint,                          -- the row's (row-level security, below)
     PRIMARY KEY (family, id)
 );
 
--- Executions per hour (created), tenant, action, rule and final status.
+-- Executions per quarter of an hour (created), tenant, action, rule and final status.
+-- Quarters, not hours: the view truncates to the hour in the reader's time zone, and every
+-- time zone's offset is a whole number of quarters (an hour cut in UTC would not do for
+-- UTC+5:30).
 CREATE TABLE attune.execution_rollup (
     part        integer NOT NULL,
     tenant_id   bigint NOT NULL REFERENCES attune.tenant (id) ON DELETE CASCADE,
-    hour        timestamptz NOT NULL,
+    quarter     timestamptz NOT NULL,
     action_ref  text NOT NULL,
     rule_ref    text,
     status      text NOT NULL,
     executions  bigint NOT NULL
 );
 CREATE UNIQUE INDEX execution_rollup_key
-    ON attune.execution_rollup (part, tenant_id, hour, action_ref, (coalesce(rule_ref, '')), status);
+    ON attune.execution_rollup (part, tenant_id, quarter, action_ref, (rule_ref IS NULL), (coalesce(rule_ref, '')), status);
 
 -- Run time (started → finished) of finished executions, per rounded value.
 CREATE TABLE attune.execution_duration_rollup (
@@ -67,17 +72,21 @@ CREATE UNIQUE INDEX execution_duration_rollup_key
     ON attune.execution_duration_rollup (part, tenant_id, action_ref, seconds);
 
 -- Event → start latency of finished executions a rule made, per rounded value.
+-- own_event: the event and enforcement are the execution's tenant's (not, say, a system
+-- trigger's event, tenant NULL): a reporting login sees only those rows, as row-level
+-- security on attune.event lets it see only those events.
 CREATE TABLE attune.execution_latency_rollup (
     part        integer NOT NULL,
     tenant_id   bigint NOT NULL REFERENCES attune.tenant (id) ON DELETE CASCADE,
     rule_ref    text NOT NULL,
+    own_event   boolean NOT NULL,
     seconds     numeric NOT NULL,
     executions  bigint NOT NULL,
     total       numeric NOT NULL,               -- the exact sum (for the mean)
     longest     numeric NOT NULL
 );
 CREATE UNIQUE INDEX execution_latency_rollup_key
-    ON attune.execution_latency_rollup (part, tenant_id, rule_ref, seconds);
+    ON attune.execution_latency_rollup (part, tenant_id, rule_ref, own_event, seconds);
 
 -- Processed events per trigger.
 CREATE TABLE attune.event_rollup (
@@ -96,6 +105,12 @@ CREATE TABLE attune.enforcement_rollup (
     enforcements  bigint NOT NULL
 );
 CREATE UNIQUE INDEX enforcement_rollup_key ON attune.enforcement_rollup (part, tenant_id, rule_id);
+
+-- The quarter of an hour `at` falls in (quarters from 00:00 UTC: the same in every time zone).
+CREATE FUNCTION attune.reporting_quarter(at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT date_bin(interval '15 minutes', at, timestamptz '2000-01-01 00:00:00+00')
+$$;
 
 -- A duration as the views' percentiles count it: seconds, to the millisecond below 1 s, to
 -- 3 significant digits from 1 s (at most 1,000 values below a second and 900 per decade
@@ -192,11 +207,12 @@ BEGIN
              WHERE p.family = 'execution'
                AND e.status IN ('succeeded', 'failed', 'canceled', 'succeeded_with_errors')
         ), per_hour AS (
-            INSERT INTO attune.execution_rollup AS r (part, tenant_id, hour, action_ref, rule_ref, status, executions)
-            SELECT f.id / span, f.tenant_id, date_trunc('hour', f.created_at), f.action_ref, f.rule_ref, f.status, count(*)
+            INSERT INTO attune.execution_rollup AS r (part, tenant_id, quarter, action_ref, rule_ref, status, executions)
+            SELECT f.id / span, f.tenant_id, attune.reporting_quarter(f.created_at), f.action_ref, f.rule_ref, f.status,
+                   count(*)
               FROM fin f
              GROUP BY 1, 2, 3, 4, 5, 6
-            ON CONFLICT (part, tenant_id, hour, action_ref, (coalesce(rule_ref, '')), status)
+            ON CONFLICT (part, tenant_id, quarter, action_ref, (rule_ref IS NULL), (coalesce(rule_ref, '')), status)
             DO UPDATE SET executions = r.executions + excluded.executions
         ), duration AS (
             INSERT INTO attune.execution_duration_rollup AS r (part, tenant_id, action_ref, seconds, executions, longest)
@@ -208,24 +224,27 @@ BEGIN
             ON CONFLICT (part, tenant_id, action_ref, seconds)
             DO UPDATE SET executions = r.executions + excluded.executions, longest = greatest(r.longest, excluded.longest)
         ), latency AS (
-            INSERT INTO attune.execution_latency_rollup AS r (part, tenant_id, rule_ref, seconds, executions, total, longest)
-            SELECT f.id / span, f.tenant_id, en.rule_ref, attune.reporting_seconds(f.started_at - ev.created_at),
+            INSERT INTO attune.execution_latency_rollup AS r
+                   (part, tenant_id, rule_ref, own_event, seconds, executions, total, longest)
+            SELECT f.id / span, f.tenant_id, en.rule_ref,
+                   coalesce(ev.tenant_id = f.tenant_id AND en.tenant_id = f.tenant_id, false),
+                   attune.reporting_seconds(f.started_at - ev.created_at),
                    count(*), sum(extract(epoch FROM f.started_at - ev.created_at)),
                    max(extract(epoch FROM f.started_at - ev.created_at))
               FROM fin f
               JOIN attune.enforcement en ON en.id = f.enforcement_id
               JOIN attune.event ev ON ev.id = en.event_id
              WHERE f.started_at IS NOT NULL AND en.rule_ref IS NOT NULL
-             GROUP BY 1, 2, 3, 4
-            ON CONFLICT (part, tenant_id, rule_ref, seconds)
+             GROUP BY 1, 2, 3, 4, 5
+            ON CONFLICT (part, tenant_id, rule_ref, own_event, seconds)
             DO UPDATE SET executions = r.executions + excluded.executions, total = r.total + excluded.total,
                           longest = greatest(r.longest, excluded.longest)
         ), done AS (
             DELETE FROM attune.history_rollup_pending p USING fin f
              WHERE p.family = 'execution' AND p.id = f.id
         ), still AS (
-            INSERT INTO attune.history_rollup_pending (family, id)
-            SELECT 'execution', e.id FROM attune.execution e
+            INSERT INTO attune.history_rollup_pending (family, id, tenant_id)
+            SELECT 'execution', e.id, e.tenant_id FROM attune.execution e
              WHERE e.id >= lo AND e.id < hi
                AND e.status NOT IN ('succeeded', 'failed', 'canceled', 'succeeded_with_errors')
             RETURNING 1
@@ -251,8 +270,8 @@ BEGIN
             DELETE FROM attune.history_rollup_pending p USING fin f
              WHERE p.family = 'event' AND p.id = f.id
         ), still AS (
-            INSERT INTO attune.history_rollup_pending (family, id)
-            SELECT 'event', ev.id FROM attune.event ev
+            INSERT INTO attune.history_rollup_pending (family, id, tenant_id)
+            SELECT 'event', ev.id, ev.tenant_id FROM attune.event ev
              WHERE ev.id >= lo AND ev.id < hi AND ev.processed_at IS NULL
             RETURNING 1
         )
@@ -304,6 +323,12 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no rollup for family %', family USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- A stop noted in another cluster (a restored dump: transaction ids start over) or
+    -- from a clock since set back would never be reached: start the stop over.
+    IF c.next_xmax > pg_snapshot_xmax(pg_current_snapshot())::text::bigint OR c.next_at > clock_timestamp() THEN
+        c.next_below := NULL;
+        c.next_xmax := NULL;
+    END IF;
     IF c.next_xmax IS NOT NULL
        AND pg_snapshot_xmin(pg_current_snapshot())::text::bigint >= c.next_xmax THEN
         EXECUTE format('SELECT id FROM attune.%I WHERE id >= $1 AND id < $2 ORDER BY id OFFSET $3 LIMIT 1', family)
@@ -346,6 +371,10 @@ DECLARE
     what text;
     t text;
 BEGIN
+    -- Retention and the rollup take turns (the rollup locks this row first too): a rollup
+    -- step reading a partition while it is dropped could add rows for it after they are
+    -- deleted below.
+    PERFORM 1 FROM attune.history_rollup_cursor r WHERE r.family = history_retain_at.family FOR UPDATE;
     -- The oldest work in flight is looked up only when some partition is out of its window
     -- (most rounds none is): it reads every live status's partial index.
     IF family IN ('execution', 'enforcement', 'event')
@@ -410,24 +439,44 @@ BEGIN
     END LOOP;
 END $$;
 
--- The reporting logins read the rollups of their own tenant, the cursor and the pending
--- ids (no tenant data), and the unrolled rows through the functions above (row-level
--- security of the tables below them). The API's request role reads none of it (no policy of its own).
+-- The reporting logins read the rollups and pending rows of their own tenant, the cursors
+-- (positions of the id sequences, which every id shows anyway), and the unrolled rows
+-- through the functions above (row-level security of the tables below them). The API's request role reads none of it (no policy of its own).
 GRANT SELECT ON attune.history_rollup_cursor, attune.history_rollup_pending,
                 attune.execution_rollup, attune.execution_duration_rollup, attune.execution_latency_rollup,
                 attune.event_rollup, attune.enforcement_rollup TO attune_reporting;
+ALTER TABLE attune.history_rollup_pending ENABLE ROW LEVEL SECURITY;
 ALTER TABLE attune.execution_rollup ENABLE ROW LEVEL SECURITY;
 ALTER TABLE attune.execution_duration_rollup ENABLE ROW LEVEL SECURITY;
 ALTER TABLE attune.execution_latency_rollup ENABLE ROW LEVEL SECURITY;
 ALTER TABLE attune.event_rollup ENABLE ROW LEVEL SECURITY;
 ALTER TABLE attune.enforcement_rollup ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reporting_read ON attune.history_rollup_pending FOR SELECT TO attune_reporting
+    USING (tenant_id = attune.reporting_tenant());
 CREATE POLICY reporting_read ON attune.execution_rollup FOR SELECT TO attune_reporting
     USING (tenant_id = attune.reporting_tenant());
 CREATE POLICY reporting_read ON attune.execution_duration_rollup FOR SELECT TO attune_reporting
     USING (tenant_id = attune.reporting_tenant());
 CREATE POLICY reporting_read ON attune.execution_latency_rollup FOR SELECT TO attune_reporting
-    USING (tenant_id = attune.reporting_tenant());
+    USING (tenant_id = attune.reporting_tenant() AND own_event);
 CREATE POLICY reporting_read ON attune.event_rollup FOR SELECT TO attune_reporting
     USING (tenant_id = attune.reporting_tenant());
 CREATE POLICY reporting_read ON attune.enforcement_rollup FOR SELECT TO attune_reporting
     USING (tenant_id = attune.reporting_tenant());
+
+-- Reporting logins made before this migration plan without JIT too, as `attune reporting
+-- grant` now sets (docs/reporting.md, "How the views stay fast"); where the migrating role
+-- may not alter a login, it is said and left as it was.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT l.role_name FROM attune.reporting_login l
+              WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = l.role_name) LOOP
+        BEGIN
+            EXECUTE format('ALTER ROLE %I SET jit = off', r.role_name);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'reporting login %: not altered (run ALTER ROLE % SET jit = off)', r.role_name, r.role_name;
+        END;
+    END LOOP;
+END $$;

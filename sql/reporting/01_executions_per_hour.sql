@@ -1,12 +1,13 @@
 -- Executions per hour, by action and status: how much ran, and how it ended. An execution
 -- counts in the hour it was created (requested); its status is the current one, so the
 -- latest hours still show work in flight. Finished executions are read from their
--- rollup, the rest from the table (migration 20261130000043_reporting_rollups). Security
--- invoker: read with the caller's privileges, so a reporting login sees its own tenant
--- only (RLS on attune.execution and the rollup).
+-- rollup (kept by quarter hour, cut to the hour here in the reader's time zone), the rest
+-- from the table (migration 20261130000043_reporting_rollups). Security invoker: read
+-- with the caller's privileges, so a reporting login sees its own tenant only (RLS on
+-- attune.execution and the rollup).
 CREATE OR REPLACE VIEW attune_reporting.executions_per_hour WITH (security_invoker = true) AS
 SELECT x.tenant_id, x.hour, x.action_ref, x.status, sum(x.executions)::bigint AS executions
-  FROM (SELECT r.tenant_id, r.hour, r.action_ref, r.status, r.executions
+  FROM (SELECT r.tenant_id, date_trunc('hour', r.quarter) AS hour, r.action_ref, r.status, r.executions
           FROM attune.execution_rollup r
         UNION ALL
         SELECT e.tenant_id, date_trunc('hour', e.created_at), e.action_ref, e.status, 1

@@ -34,7 +34,7 @@ COMMENT ON VIEW attune_reporting.action_duration IS
 COMMENT ON COLUMN attune_reporting.action_duration.tenant_id IS 'The tenant the executions belong to.';
 COMMENT ON COLUMN attune_reporting.action_duration.action_ref IS 'The action executed, pack.name.';
 COMMENT ON COLUMN attune_reporting.action_duration.executions IS 'Number of finished executions measured.';
-COMMENT ON COLUMN attune_reporting.action_duration.p50_seconds IS 'Median run time, seconds (interpolated, percentile_cont).';
+COMMENT ON COLUMN attune_reporting.action_duration.p50_seconds IS 'Median run time, seconds (interpolated between run times rounded to 1 ms, 3 significant digits from 1 s).';
 COMMENT ON COLUMN attune_reporting.action_duration.p95_seconds IS '95th percentile run time, seconds (interpolated).';
 COMMENT ON COLUMN attune_reporting.action_duration.p99_seconds IS '99th percentile run time, seconds (interpolated).';
 COMMENT ON COLUMN attune_reporting.action_duration.max_seconds IS 'Longest run time, seconds.';

@@ -194,7 +194,9 @@ async fn ids_past_the_seed(pool: &PgPool) {
 async fn roll_up_everything(pool: &PgPool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        attune_core::history::rollup::roll_up(pool, std::time::Duration::from_secs(10)).await.unwrap();
+        for (family, outcome) in attune_core::history::rollup::roll_up(pool, std::time::Duration::from_secs(10)).await {
+            outcome.unwrap_or_else(|e| panic!("rollup of {family:?}: {e}"));
+        }
         let behind: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM attune.history_rollup_cursor WHERE below < 1000)
                   + (SELECT count(*) FROM attune.history_rollup_pending p JOIN attune.execution e ON e.id = p.id
@@ -232,6 +234,26 @@ async fn figures_without_rollups(pool: &PgPool) -> Vec<(&'static str, Vec<String
     out
 }
 
+/// executions_per_hour of tenant 901 read in time zone `zone`, from the rollups and from
+/// the tables alone (the rollups emptied in a transaction rolled back).
+async fn hours_in_zone(pool: &PgPool, zone: &str) -> (Vec<String>, Vec<String>) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(&format!("SET LOCAL TimeZone = '{zone}'")).execute(&mut *tx).await.unwrap();
+    let sql = "SELECT concat_ws(' ', to_char(hour, 'HH24:MI'), action_ref, status, executions)
+                 FROM attune_reporting.executions_per_hour WHERE tenant_id = 901 ORDER BY hour, action_ref, status";
+    let rolled = lines(&mut tx, sql).await;
+    sqlx::raw_sql(
+        "UPDATE attune.history_rollup_cursor SET below = 0; DELETE FROM attune.history_rollup_pending;
+         DELETE FROM attune.execution_rollup;",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let raw = lines(&mut tx, sql).await;
+    tx.rollback().await.unwrap();
+    (rolled, raw)
+}
+
 #[tokio::test]
 async fn rolled_up_history_gives_the_same_figures_and_leaves_with_its_partition() {
     let db = TestDb::new().await;
@@ -259,6 +281,10 @@ async fn rolled_up_history_gives_the_same_figures_and_leaves_with_its_partition(
     let after = figures(&mut conn, both).await;
     assert_eq!(after, before, "the same figures from the rollups");
     assert_eq!(figures(&mut conn, &format!("WHERE tenant_id = {a}")).await, expected_a());
+    // Hours are the reader's: in a time zone half an hour off UTC too.
+    let (rolled, raw) = hours_in_zone(&db.pool, "Asia/Kolkata").await;
+    assert_eq!(rolled, raw);
+    assert_eq!(rolled[0], "15:00 a.echo failed 1", "10:02 UTC is 15:32 in Kolkata");
 
     // Work in flight finishes: it leaves the pending list for the rollups, and the
     // figures are those the tables alone give.
@@ -417,6 +443,31 @@ async fn a_reporting_login_reads_its_own_tenant_only_and_writes_nothing() {
             let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
             assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
         }
+
+        // An execution of the tenant's rule on a system trigger's event (tenant NULL): the
+        // login cannot see that event, so its latency is not the login's, before or after
+        // the rollup; the owner's figures count it either way.
+        sqlx::raw_sql(
+            "WITH ev AS (INSERT INTO attune.event (tenant_id, trigger_id, trigger_ref, created_at, processed_at)
+                         VALUES (NULL, 901, 'a.hook', '2026-01-01 12:00:00Z', '2026-01-01 12:00:00Z') RETURNING id),
+                  en AS (INSERT INTO attune.enforcement (tenant_id, rule_id, rule_ref, event_id, status)
+                         SELECT 901, 901, 'a.sys', id, 'processed' FROM ev RETURNING id)
+             INSERT INTO attune.execution (tenant_id, action_ref, runner_type, status, enforcement_id, rule_ref,
+                                           created_at, started_at, finished_at)
+             SELECT 901, 'a.echo', 'shell', 'succeeded', id, 'a.sys',
+                    '2026-01-01 12:00:00Z', '2026-01-01 12:00:03Z', '2026-01-01 12:00:04Z' FROM en",
+        )
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+        let latency = "SELECT concat_ws(' ', rule_ref, executions, avg_seconds)
+                         FROM attune_reporting.event_to_start_latency ORDER BY rule_ref";
+        let owners = lines(&mut admin, latency).await;
+        assert_eq!(lines(&mut bi, latency).await, vec!["a.match 3 2.333"]);
+        roll_up_everything(&db.pool).await;
+        assert_eq!(lines(&mut bi, latency).await, vec!["a.match 3 2.333"], "the same once rolled up");
+        assert_eq!(lines(&mut admin, latency).await, owners);
+        assert!(owners.contains(&"a.sys 1 3.000".to_string()), "{owners:?}");
         bi.close().await.ok();
 
         // Granting again resets the login: a new password, and it may be moved to another tenant.

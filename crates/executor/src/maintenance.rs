@@ -35,24 +35,22 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
             }
             history.record(&history::maintain(&ctx.pool, &policies, None).await);
         }
-        match history::rollup::roll_up(&ctx.pool, ROLLUP_BUDGET).await {
-            Ok(rolled) => {
-                for (family, rolled) in rolled.into_iter().filter_map(|(f, r)| Some((f, r?))) {
-                    if rolled.counted > 0 || !rolled.caught_up {
-                        tracing::debug!(
-                            table = family.as_str(),
-                            counted = rolled.counted,
-                            pending = rolled.pended,
-                            caught_up = rolled.caught_up,
-                            "reporting rollup"
-                        );
-                    }
-                }
+        let rolling = Instant::now();
+        for (family, outcome) in history::rollup::roll_up(&ctx.pool, ROLLUP_BUDGET).await {
+            match outcome {
+                Ok(Some(rolled)) if rolled.counted > 0 || !rolled.caught_up => tracing::debug!(
+                    table = family.as_str(),
+                    counted = rolled.counted,
+                    pending = rolled.pended,
+                    caught_up = rolled.caught_up,
+                    "reporting rollup"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(table = family.as_str(), error = %e, "reporting rollup failed"),
             }
-            Err(e) => tracing::error!(error = %e, "reporting rollup failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(ROLLUP_EVERY) => {}
+            _ = tokio::time::sleep(ROLLUP_EVERY.saturating_sub(rolling.elapsed())) => {}
             _ = shutdown.cancelled() => {}
         }
     }

@@ -40,36 +40,50 @@ const STEPS: usize = 3;
 pub const GRACE: Duration = crate::change_log::GAP_GRACE;
 
 /// Rolls every family up as far as it can go now, for at most `budget` (the rest waits for
-/// the next round). `None` for a family when another executor leads.
-pub async fn roll_up(pool: &PgPool, budget: Duration) -> Result<Vec<(Family, Option<Rolled>)>, sqlx::Error> {
+/// the next round). Per family: `Ok(None)` when another executor leads, `Err` when a step
+/// failed (the other families go on).
+pub async fn roll_up(pool: &PgPool, budget: Duration) -> Vec<(Family, Result<Option<Rolled>, sqlx::Error>)> {
     let started = Instant::now();
-    let mut rolled = [Some(Rolled::default()); FAMILIES.len()];
+    let mut out: Vec<(Family, Result<Option<Rolled>, sqlx::Error>)> =
+        FAMILIES.iter().map(|&f| (f, Ok(Some(Rolled::default())))).collect();
     for step in 0..STEPS {
         if step > 0 {
             tokio::time::sleep(GRACE).await;
         }
-        for (family, rolled) in FAMILIES.iter().zip(rolled.iter_mut()) {
-            let Some(sum) = rolled else { continue };
-            loop {
-                let Some(mut tx) = lead(pool).await? else {
-                    *rolled = None;
-                    break;
-                };
-                let done = sqlx::query_file!("../../sql/history/rollup.sql", family.as_str(), BATCH)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                sum.counted += done.counted;
-                sum.pended += done.pended;
-                sum.caught_up = done.caught_up;
-                if done.caught_up || started.elapsed() >= budget {
-                    break;
-                }
+        for (family, outcome) in out.iter_mut() {
+            let Ok(Some(sum)) = outcome else { continue };
+            match advance(pool, *family, sum, started, budget).await {
+                Ok(true) => {}
+                Ok(false) => *outcome = Ok(None),
+                Err(e) => *outcome = Err(e),
             }
         }
         if started.elapsed() >= budget {
             break;
         }
     }
-    Ok(FAMILIES.into_iter().zip(rolled).collect())
+    out
+}
+
+/// One family's step, in batches while it is not caught up and the budget lasts; false
+/// when another executor leads.
+async fn advance(
+    pool: &PgPool,
+    family: Family,
+    sum: &mut Rolled,
+    started: Instant,
+    budget: Duration,
+) -> Result<bool, sqlx::Error> {
+    loop {
+        let Some(mut tx) = lead(pool).await? else { return Ok(false) };
+        let done =
+            sqlx::query_file!("../../sql/history/rollup.sql", family.as_str(), BATCH).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        sum.counted += done.counted;
+        sum.pended += done.pended;
+        sum.caught_up = done.caught_up;
+        if done.caught_up || started.elapsed() >= budget {
+            return Ok(true);
+        }
+    }
 }
