@@ -137,6 +137,28 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            LATERAL (SELECT b.v FROM b WHERE b.upto > ceil(pos.at) ORDER BY b.upto LIMIT 1) hi
 $$;
 
+-- The unfinished executions (requested, scheduled, running, canceling, paused), each
+-- status read through its partial index: an IN list over them all matches none of those
+-- indexes and reads every partition of the history. For the queue_depth view and
+-- retention's search for work in flight (the caller's privileges and row-level security;
+-- inlined into the caller's query).
+CREATE FUNCTION attune.execution_unfinished()
+RETURNS TABLE (id bigint, tenant_id bigint, status text, enforcement_id bigint,
+               run_after timestamptz, created_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT e.id, e.tenant_id, e.status, e.enforcement_id, e.run_after, e.created_at
+      FROM attune.execution e WHERE e.status = 'requested'
+    UNION ALL
+    SELECT e.id, e.tenant_id, e.status, e.enforcement_id, e.run_after, e.created_at
+      FROM attune.execution e WHERE e.status = 'scheduled'
+    UNION ALL
+    SELECT e.id, e.tenant_id, e.status, e.enforcement_id, e.run_after, e.created_at
+      FROM attune.execution e WHERE e.status IN ('running', 'canceling')
+    UNION ALL
+    SELECT e.id, e.tenant_id, e.status, e.enforcement_id, e.run_after, e.created_at
+      FROM attune.execution e WHERE e.status = 'paused'
+$$;
+
 -- The family's cursor. A function (not a subquery) so that the planner reads its value
 -- when it estimates the views (it evaluates stable functions for that): it then knows
 -- that few rows lie above the cursor, instead of guessing a third of the table and
@@ -359,7 +381,8 @@ END $$;
 REVOKE EXECUTE ON FUNCTION attune.history_rollup(text, integer),
                            attune.history_rollup_range(text, bigint, bigint) FROM PUBLIC;
 
--- Retention as in migration 42, and the dropped partition's rows leave the rollups and the
+-- Retention as in migration 42 (the work in flight now read through
+-- attune.execution_unfinished), and the dropped partition's rows leave the rollups and the
 -- pending list in the same transaction.
 CREATE OR REPLACE FUNCTION attune.history_retain_at(family text, keep interval, now timestamptz)
 RETURNS TABLE (partition_name text, dropped boolean, reason text)
@@ -380,15 +403,7 @@ BEGIN
     IF family IN ('execution', 'enforcement', 'event')
        AND EXISTS (SELECT 1 FROM attune.history_partition h
                     WHERE h.family = history_retain_at.family AND h.closed_at < now - keep) THEN
-        WITH live AS (
-            SELECT e.id, e.enforcement_id FROM attune.execution e WHERE e.status = 'requested'
-            UNION ALL
-            SELECT e.id, e.enforcement_id FROM attune.execution e WHERE e.status = 'scheduled'
-            UNION ALL
-            SELECT e.id, e.enforcement_id FROM attune.execution e WHERE e.status IN ('running', 'canceling')
-            UNION ALL
-            SELECT e.id, e.enforcement_id FROM attune.execution e WHERE e.status = 'paused'
-        )
+        WITH live AS (SELECT u.id, u.enforcement_id FROM attune.execution_unfinished() u)
         SELECT CASE family
                    WHEN 'execution' THEN min(l.id)
                    WHEN 'enforcement' THEN min(l.enforcement_id)

@@ -1,9 +1,8 @@
 -- Queue depth by status: executions not yet finished, per status, and how long the oldest
 -- has been there (since it was requested). requested waits for the scheduler, scheduled
 -- for a worker slot (ready ones have run_after passed), running/canceling hold a slot,
--- paused waits on a person or a workflow. One branch per status, each read through that
--- status's partial index (an IN list over them all matches none, and would read the whole
--- history). Security invoker: caller's privileges and RLS.
+-- paused waits on a person or a workflow. Read through attune.execution_unfinished() (each
+-- status through its partial index). Security invoker: caller's privileges and RLS.
 CREATE OR REPLACE VIEW attune_reporting.queue_depth WITH (security_invoker = true) AS
 SELECT e.tenant_id,
        e.status,
@@ -11,14 +10,7 @@ SELECT e.tenant_id,
        count(*) FILTER (WHERE e.run_after <= now()) AS ready,
        min(e.created_at) AS oldest_created_at,
        round(extract(epoch FROM now() - min(e.created_at)), 3) AS oldest_age_seconds
-  FROM (SELECT x.tenant_id, x.status, x.run_after, x.created_at FROM attune.execution x WHERE x.status = 'requested'
-        UNION ALL
-        SELECT x.tenant_id, x.status, x.run_after, x.created_at FROM attune.execution x WHERE x.status = 'scheduled'
-        UNION ALL
-        SELECT x.tenant_id, x.status, x.run_after, x.created_at FROM attune.execution x
-         WHERE x.status IN ('running', 'canceling')
-        UNION ALL
-        SELECT x.tenant_id, x.status, x.run_after, x.created_at FROM attune.execution x WHERE x.status = 'paused') e
+  FROM attune.execution_unfinished() e
  GROUP BY e.tenant_id, e.status;
 
 COMMENT ON VIEW attune_reporting.queue_depth IS
