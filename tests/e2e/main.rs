@@ -31,4 +31,5 @@ mod sensors;
 mod streaming;
 mod templates;
 mod timers;
+mod wakeups;
 mod workflows;

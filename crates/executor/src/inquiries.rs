@@ -16,8 +16,9 @@
 use std::time::Duration;
 
 use attune_core::domain::inquiry::Ask;
+use attune_core::domain::RunnerType::Inquiry;
 use attune_core::execution::unseal_parameters;
-use attune_core::wakeup::Channel;
+use attune_core::wakeup::{Channel, Tags};
 use attune_core::{Context, Shutdown};
 use serde_json::{json, Value};
 
@@ -29,7 +30,9 @@ const POLL: Duration = Duration::from_secs(1);
 /// Runs the inquiry rounds until `shutdown`; a round in progress always commits first.
 pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let change = ctx.notifier.hint(Channel::Change);
-    let wakeup = ctx.notifier.subscribe(&[Channel::Scheduled, Channel::Cancel]).await?;
+    // Woken by scheduled executions of runner type `inquiry` only.
+    let wakeup =
+        ctx.notifier.subscribe_tagged(&[Channel::Scheduled, Channel::Cancel], Tags::runners([Inquiry])).await?;
     while !shutdown.is_cancelled() {
         match round(&ctx).await {
             Ok(0) => {}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use attune_core::admission::{admit, ActionTerms};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::unseal_parameters;
-use attune_core::wakeup::{Channel, Hint};
+use attune_core::wakeup::{Channel, Hint, Tags};
 use attune_core::{Context, Shutdown};
 use serde_json::Value;
 
@@ -39,6 +39,7 @@ struct Requested {
 /// The decision for one execution.
 struct Decision {
     id: i64,
+    runner_type: RunnerType,
     status: ExecutionStatus,
     parameters: Value,
     secret_params: Option<Vec<u8>>,
@@ -128,6 +129,9 @@ impl Scheduler {
         // One parsed schema per action per batch.
         let mut schemas: HashMap<i64, Result<ParamSchema, String>> = HashMap::new();
         let decisions: Vec<Decision> = requested.into_iter().map(|r| self.decide(r, &mut schemas)).collect();
+        // Who to wake: the workers of the runner types admitted.
+        let admitted =
+            Tags::runners(decisions.iter().filter(|d| d.status == ExecutionStatus::Scheduled).map(|d| d.runner_type));
         let c = ScheduleColumns::of(decisions);
         sqlx::query_file!(
             "../../sql/executor/schedule.sql",
@@ -145,10 +149,8 @@ impl Scheduler {
         if let (false, Some(hint)) = (c.ids.is_empty(), &self.changes) {
             hint.poke();
         }
-        if c.statuses.contains(&ExecutionStatus::Scheduled) {
-            if let Some(hint) = &self.scheduled {
-                hint.poke();
-            }
+        if let Some(hint) = &self.scheduled {
+            hint.poke_tagged(admitted);
         }
         tracing::debug!(rows = c.ids.len(), ms = started.elapsed().as_millis() as u64, "scheduler round");
         Ok(c.ids.len())
@@ -172,6 +174,7 @@ impl Scheduler {
         let admission = admit(&self.ctx, &terms, plain);
         Decision {
             id: r.id,
+            runner_type: r.runner_type,
             status: admission.status,
             // A failed one keeps what it was given (secrets still sealed).
             parameters: if admission.status == ExecutionStatus::Failed { r.parameters } else { admission.parameters },

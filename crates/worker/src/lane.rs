@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attune_core::domain::RunnerType;
-use attune_core::wakeup::Channel;
+use attune_core::wakeup::{Channel, Tags};
 use tokio::sync::{mpsc, Semaphore};
 
 use attune_core::{Context, Shutdown};
@@ -56,8 +56,10 @@ impl Lane {
     /// finish.
     pub async fn run(self, worker: Shared<'_>, results: mpsc::Sender<Finished>) -> anyhow::Result<()> {
         let lane = names(&self.runtimes);
-        // Without hints (the LISTEN connection could not be opened) the lane polls.
-        let wakeup = match worker.ctx.notifier.subscribe(&[Channel::Scheduled]).await {
+        // Woken by executions of its runner types only. Without hints (the LISTEN
+        // connection could not be opened) the lane polls.
+        let tags = Tags::runners(self.runtimes.iter().copied());
+        let wakeup = match worker.ctx.notifier.subscribe_tagged(&[Channel::Scheduled], tags).await {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(lane = %lane, error = %e, "cannot listen for scheduled executions; polling only");

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use attune_core::admission::{admit_rendered, ActionTerms, Admission};
 use attune_core::datastore::{load_for_templates, TemplateItems};
 use attune_core::domain::{templates, ExecutionStatus};
-use attune_core::wakeup::{Channel, Hint};
+use attune_core::wakeup::{Channel, Hint, Tags};
 use attune_core::{Context, Shutdown};
 use minijinja::Environment;
 use serde_json::{json, Value};
@@ -137,10 +137,14 @@ impl RuleEngine {
         if let (false, Some(hint)) = (matched.is_empty(), &self.changes) {
             hint.poke();
         }
-        if matched.iter().any(|m| m.outcome.as_ref().is_ok_and(|a| a.status == ExecutionStatus::Scheduled)) {
-            if let Some(hint) = &self.scheduled {
-                hint.poke();
-            }
+        if let Some(hint) = &self.scheduled {
+            // Wakes the workers of the runner types admitted (none: nobody).
+            hint.poke_tagged(Tags::runners(
+                matched
+                    .iter()
+                    .filter(|m| m.outcome.as_ref().is_ok_and(|a| a.status == ExecutionStatus::Scheduled))
+                    .map(|m| m.rule.row.runner_type),
+            ));
         }
         tracing::debug!(
             rows = events.len(),

@@ -21,7 +21,8 @@ pub mod step;
 
 use std::time::Duration;
 
-use attune_core::wakeup::{Channel, Hint};
+use attune_core::domain::RunnerType::Workflow;
+use attune_core::wakeup::{Channel, Hint, Tags};
 use attune_core::{Context, Shutdown};
 
 const POLL: Duration = Duration::from_secs(1);
@@ -32,10 +33,21 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     let scheduled = ctx.notifier.hint(Channel::Scheduled);
     let cancel = ctx.notifier.hint(Channel::Cancel);
     let change = ctx.notifier.hint(Channel::Change);
-    let wakeup = ctx.notifier.subscribe(&[Channel::Scheduled, Channel::Change, Channel::Cancel]).await?;
+    // Woken by scheduled executions of runner type `workflow` (to start), by changes (a
+    // task may have ended) and by cancels.
+    let wakeup = ctx
+        .notifier
+        .subscribe_tagged(&[Channel::Scheduled, Channel::Change, Channel::Cancel], Tags::runners([Workflow]))
+        .await?;
     while !shutdown.is_cancelled() {
         match round(&engine, &scheduled, &cancel, &change).await {
-            Ok(true) => continue,
+            Ok(true) => {
+                // Look again at once (more work than a round takes, child workflows to
+                // start); that look sees everything committed before it, so the wake-ups
+                // meanwhile — the engine's own pokes among them — are spent.
+                wakeup.clear();
+                continue;
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "workflow engine round failed; it is retried");
@@ -57,12 +69,10 @@ async fn round(engine: &step::Engine, scheduled: &Hint, cancel: &Hint, change: &
     let look = engine.look().await?;
     let mut pokes = engine.start_round(look.start).await?;
     let stepped = engine.step_round(look.pending).await?;
-    pokes.scheduled |= stepped.scheduled;
+    pokes.scheduled = pokes.scheduled.with(stepped.scheduled);
     pokes.cancel |= stepped.cancel;
     pokes.progress |= stepped.progress;
-    if pokes.scheduled {
-        scheduled.poke();
-    }
+    scheduled.poke_tagged(pokes.scheduled);
     if pokes.cancel {
         cancel.poke();
     }

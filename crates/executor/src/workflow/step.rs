@@ -4,6 +4,7 @@
 //! decisions are [`Flow`]'s; this module loads and stores them.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use attune_core::admission::{admit_rendered, ActionTerms};
 use attune_core::datastore::{load_for_templates, TemplateItems};
@@ -11,8 +12,10 @@ use attune_core::domain::templates::value_reads;
 use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::unseal_parameters;
+use attune_core::wakeup::Tags;
 use attune_core::Context as Ctx;
 use minijinja::Environment;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
 
@@ -27,9 +30,9 @@ pub const PENDING_BATCH: i64 = 200;
 /// What a committed step should wake.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pokes {
-    /// Children were created (admitted, `scheduled`): the workers, the inquiry opener and
-    /// the engine itself (child workflows).
-    pub scheduled: bool,
+    /// The runner types of the children admitted (`scheduled`): whom to wake — the
+    /// workers, the inquiry opener, the engine itself (child workflows).
+    pub scheduled: Tags,
     /// Children were asked to cancel: the workers.
     pub cancel: bool,
     /// Something changed at all (and the change log grew).
@@ -38,7 +41,7 @@ pub struct Pokes {
 
 impl Pokes {
     fn merge(&mut self, other: Pokes) {
-        self.scheduled |= other.scheduled;
+        self.scheduled = self.scheduled.with(other.scheduled);
         self.cancel |= other.cancel;
         self.progress |= other.progress;
     }
@@ -47,6 +50,60 @@ impl Pokes {
 pub struct Engine {
     ctx: Ctx,
     env: Environment<'static>,
+    actions: ActionCache,
+}
+
+/// A child that ended, as `lock_step.sql` hands it over.
+#[derive(Deserialize)]
+struct EndedChild {
+    task: Option<String>,
+    item_index: Option<i32>,
+    status: ExecutionStatus,
+    result: Option<Value>,
+}
+
+/// The actions of the workflows stepped lately, per tenant and action refs, as of one
+/// `definition_version` (every change to an action moves it): a step reads the version
+/// with its lock and loads the actions again only when it moved — a round trip less per
+/// step of a long workflow.
+#[derive(Default)]
+struct ActionCache {
+    cached: Mutex<(i64, ActionsByRefs)>,
+}
+
+/// Actions by tenant and the refs a workflow runs.
+type ActionsByRefs = HashMap<(i64, Vec<String>), Arc<Actions>>;
+
+/// Most entries the cache keeps (it starts over beyond).
+const ACTION_CACHE_ENTRIES: usize = 1024;
+
+impl ActionCache {
+    async fn get(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: i64,
+        refs: Vec<String>,
+        version: i64,
+    ) -> Result<Arc<Actions>, sqlx::Error> {
+        let key = (tenant_id, refs);
+        {
+            let cached = self.cached.lock().expect("action cache lock");
+            if cached.0 == version {
+                if let Some(actions) = cached.1.get(&key) {
+                    return Ok(actions.clone());
+                }
+            }
+        }
+        // Read in a later snapshot than `version`: at worst newer than it, and then
+        // loaded again at the next step that sees the newer version.
+        let actions = Arc::new(load_actions(tx, tenant_id, &key.1).await?);
+        let mut cached = self.cached.lock().expect("action cache lock");
+        if cached.0 != version || cached.1.len() >= ACTION_CACHE_ENTRIES {
+            *cached = (version, HashMap::new());
+        }
+        cached.1.insert(key, actions.clone());
+        Ok(actions)
+    }
 }
 
 /// The workflow being stepped.
@@ -67,7 +124,7 @@ pub struct Look {
 
 impl Engine {
     pub fn new(ctx: Ctx) -> Engine {
-        Engine { ctx, env: environment() }
+        Engine { ctx, env: environment(), actions: ActionCache::default() }
     }
 
     /// What a round has to do, in one look (no lock): whether a workflow waits to be
@@ -130,12 +187,15 @@ impl Engine {
     /// Advances workflow `id` under its row's lock (skipped when another executor holds it).
     pub async fn step(&self, id: i64) -> Result<Pokes, sqlx::Error> {
         let mut tx = self.ctx.pool.begin().await?;
-        let Some(row) = sqlx::query_file!("../../sql/workflow/lock_parent.sql", id).fetch_optional(&mut *tx).await?
+        let Some(row) = sqlx::query_file!("../../sql/workflow/lock_step.sql", id).fetch_optional(&mut *tx).await?
         else {
             tx.commit().await?;
             return Ok(Pokes::default());
         };
-        let ended = sqlx::query_file!("../../sql/workflow/consume_children.sql", id).fetch_all(&mut *tx).await?;
+        let ended: Vec<EndedChild> = match serde_json::from_value(row.ended) {
+            Ok(ended) => ended,
+            Err(e) => return Err(sqlx::Error::Decode(format!("a workflow's ended children: {e}").into())),
+        };
         let consumed = !ended.is_empty();
         let (Some(definition), false) = (row.definition, row.status.is_terminal()) else {
             tx.commit().await?;
@@ -164,7 +224,7 @@ impl Engine {
         let params = unseal_parameters(&self.ctx.keys.encryption, &row.parameters, row.secret_params.as_deref())
             .unwrap_or(Value::Null);
         let parent = Parent { id, tenant_id: row.tenant_id, canceling, params };
-        let actions = load_actions(&mut tx, parent.tenant_id, &flow.action_refs()).await?;
+        let actions = self.actions.get(&mut tx, parent.tenant_id, flow.action_refs(), row.definitions_version).await?;
         let items = self.load_items(&mut tx, parent.tenant_id, &flow.def).await?;
         let cx = Context::new(&self.env, &actions, parent.id, &parent.params, items.as_ref());
         let before = (flow.active, flow.abort_error.is_some());
@@ -174,7 +234,7 @@ impl Engine {
             flow.abort(format!("the workflow timed out after {seconds} s (its timeout_seconds)"));
         }
         for e in ended {
-            let Some(task) = e.workflow_task else { continue };
+            let Some(task) = e.task else { continue };
             let result = e.result.unwrap_or(Value::Null);
             flow.child_ended(&cx, Ended { task, item_index: e.item_index, status: e.status, result });
         }
@@ -198,8 +258,7 @@ impl Engine {
         let mut pokes = Pokes::default();
         let created = std::mem::take(&mut flow.created);
         if !created.is_empty() {
-            self.insert_children(tx, parent, &created, actions).await?;
-            pokes.scheduled = true;
+            pokes.scheduled = self.insert_children(tx, parent, &created, actions).await?;
             pokes.progress = true;
         }
         if flow.cancel {
@@ -245,8 +304,9 @@ impl Engine {
         parent: &Parent,
         children: &[super::flow::NewChild],
         actions: &Actions,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Tags, sqlx::Error> {
         let mut c = Columns::default();
+        let mut admitted = Tags::NONE;
         for child in children {
             let Some(action) = actions.get(&child.action_ref) else { continue };
             let mut names = action.secret_names.clone();
@@ -262,6 +322,9 @@ impl Engine {
                 retry: action.retry.as_ref(),
             };
             let admission = admit_rendered(&self.ctx, &terms, child.parameters.clone());
+            if admission.status == ExecutionStatus::Scheduled {
+                admitted = admitted.with(Tags::runners([action.runner_type]));
+            }
             c.statuses.push(admission.status);
             c.results.push(admission.result);
             c.max_attempts.push(admission.max_attempts);
@@ -296,7 +359,7 @@ impl Engine {
         )
         .fetch_one(&mut *tx)
         .await?;
-        Ok(())
+        Ok(admitted)
     }
 
     /// The tenant's datastore items the definition's templates read (none: no query).

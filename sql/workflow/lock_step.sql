@@ -1,0 +1,38 @@
+-- Opens a step of workflow $1: locks its row (another executor stepping it: skipped, no
+-- row) and, under that lock, takes in its children that ended and were not consumed yet
+-- (`ended`, in the order they were created) — one round trip for what were two. Every
+-- change to a workflow happens under this lock, so two child completions arriving
+-- together are taken in one after the other; a child that ends after this statement's
+-- snapshot is taken in by the next step (its completion wakes the engine again).
+-- `timed_out` is set when the workflow has run longer than its action's timeout;
+-- `definitions_version` tells the engine whether the actions it cached are still current.
+WITH parent AS (
+    SELECT e.id, e.tenant_id, e.status, e.parameters, e.secret_params,
+           ws.definition, ws.tasks, ws.variables, ws.failed_tasks, ws.depth, ws.active,
+           ws.abort_error, ws.items,
+           CASE WHEN e.status IN ('running', 'paused')
+                 AND e.started_at + make_interval(secs => a.timeout_seconds) < now()
+                THEN a.timeout_seconds END AS timed_out
+      FROM attune.execution e
+      LEFT JOIN attune.workflow_state ws ON ws.execution_id = e.id
+      LEFT JOIN attune.action a ON a.id = e.action_id
+     WHERE e.id = $1
+       FOR UPDATE OF e SKIP LOCKED
+), ended AS (
+    UPDATE attune.execution c
+       SET consumed_at = clock_timestamp()
+     WHERE c.parent_id = (SELECT id FROM parent) AND c.consumed_at IS NULL
+       AND c.status IN ('succeeded', 'failed', 'canceled', 'succeeded_with_errors')
+    RETURNING c.id, c.workflow_task, c.item_index, c.status, c.result
+)
+SELECT p.id AS "id!", p.tenant_id AS "tenant_id!", p.status AS "status!: ExecutionStatus",
+       p.parameters AS "parameters!", p.secret_params,
+       p.definition AS "definition?", p.tasks AS "tasks?", p.variables AS "variables?",
+       p.failed_tasks AS "failed_tasks?", p.depth AS "depth?", p.active AS "active?", p.abort_error AS "abort_error?",
+       p.items AS "items?", p.timed_out AS "timed_out?",
+       (SELECT COALESCE(jsonb_agg(jsonb_build_object('task', workflow_task, 'item_index', item_index,
+                                                     'status', status, 'result', result) ORDER BY id),
+                        '[]')
+          FROM ended) AS "ended!",
+       (SELECT version FROM attune.definition_version) AS "definitions_version!"
+  FROM parent p
