@@ -12,11 +12,13 @@
 -- columns, element i of each for execution $1[i]; $7 is the worker's name (audit actor),
 -- $8 its id, $9 the attempts that finished (a late result of an earlier attempt of an
 -- execution this worker claimed again changes nothing). The attempt row, written
--- `running` by the claim, gets the outcome.
+-- `running` by the claim, gets the outcome. Returns whether one of the executions is a
+-- workflow's task (the workflow engine is woken only then).
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[], $9::int[]) AS r(id, status, result, attempt)
 ), current AS (
-    SELECT e.id, e.tenant_id, e.action_ref, e.status, e.attempt, e.max_attempts, e.worker_id, e.started_at, a.retry,
+    SELECT e.id, e.tenant_id, e.parent_id, e.action_ref, e.status, e.attempt, e.max_attempts, e.worker_id,
+           e.started_at, a.retry,
            r.status AS outcome, r.result
       FROM attune.execution e
       JOIN input r ON r.id = e.id AND r.attempt = e.attempt
@@ -44,7 +46,7 @@ WITH input AS (
            updated_at   = clock_timestamp()
       FROM decided d
      WHERE e.id = d.id
-    RETURNING d.id, d.tenant_id, d.action_ref, d.attempt, d.worker_id, d.started_at, d.outcome, d.again, d.delay,
+    RETURNING d.id, d.tenant_id, d.parent_id, d.action_ref, d.attempt, d.worker_id, d.started_at, d.outcome, d.again, d.delay,
               (d.result ->> 'exit_code')::int AS exit_code, d.result ->> 'error' AS error,
               attune.execution_change(e) AS change
 ), logged AS (
@@ -66,9 +68,11 @@ WITH input AS (
                 THEN jsonb_build_object('action', action_ref, 'failed_attempt', attempt, 'error', error, 'retry_in_seconds', delay)
                 ELSE jsonb_build_object('action', action_ref, 'exit_code', exit_code, 'error', error) END
       FROM done
+), outputs AS (
+    INSERT INTO attune.execution_output (execution_id, stdout, stderr, truncated)
+    SELECT o.id, o.stdout, o.stderr, o.truncated
+      FROM unnest($1::bigint[], $4::text[], $5::text[], $6::bool[]) AS o(id, stdout, stderr, truncated)
+      JOIN done ON done.id = o.id
+    ON CONFLICT (execution_id) DO UPDATE SET stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr, truncated = EXCLUDED.truncated
 )
-INSERT INTO attune.execution_output (execution_id, stdout, stderr, truncated)
-SELECT o.id, o.stdout, o.stderr, o.truncated
-  FROM unnest($1::bigint[], $4::text[], $5::text[], $6::bool[]) AS o(id, stdout, stderr, truncated)
-  JOIN done ON done.id = o.id
-ON CONFLICT (execution_id) DO UPDATE SET stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr, truncated = EXCLUDED.truncated
+SELECT COALESCE(bool_or(parent_id IS NOT NULL), false) AS "in_workflow!" FROM done

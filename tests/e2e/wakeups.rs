@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use attune_core::domain::RunnerType::{Builtin, Shell};
-use attune_core::wakeup::{Channel, Notifier, Tags, Wakeup};
+use attune_core::domain::RunnerType::{Builtin, Shell, Workflow};
+use attune_core::wakeup::{Channel, Notifier, Tags, Wakeup, LISTENERS_EVERY};
 use attune_tests::TestDb;
+use sqlx::postgres::PgListener;
 
 /// Long enough for a NOTIFY to reach a listener on this machine many times over.
 const SETTLE: Duration = Duration::from_millis(400);
@@ -67,4 +68,51 @@ async fn hints_wake_whom_they_are_for_once_in_this_process_and_others() {
     // Another channel wakes none of them.
     here.hint(Channel::Cancel).poke();
     assert_eq!(which(&all, SETTLE).await, Vec::<&str>::new());
+
+    // On the change channel: rows only the change-log readers act on wake the readers, not
+    // the workflow engine; a workflow task's result wakes both.
+    let engine = here.subscribe_tagged(&[Channel::Change], Tags::runners([Workflow])).await.unwrap();
+    let reader = there.subscribe(&[Channel::Change]).await.unwrap();
+    let both = [("engine", &engine), ("reader", &reader)];
+    here.hint(Channel::Change).poke_tagged(Tags::CHANGES);
+    assert_eq!(which(&both, SETTLE).await, ["reader"]);
+    here.hint(Channel::Change).poke_tagged(Tags::CHANGES.with(Tags::runners([Workflow])));
+    assert_eq!(which(&both, SETTLE).await, ["engine", "reader"]);
+}
+
+/// A raw listener (not an Attune process: it does not count as one) sees whether NOTIFYs
+/// go out at all.
+async fn notify_sent(raw: &mut PgListener, within: Duration) -> Option<String> {
+    let got = tokio::time::timeout(within, raw.recv()).await.ok()?;
+    Some(got.expect("raw listener").payload().to_string())
+}
+
+#[tokio::test]
+async fn a_process_alone_sends_no_notify_until_another_listens() {
+    let db = TestDb::new().await;
+    let mut raw = PgListener::connect_with(&db.pool).await.unwrap();
+    raw.listen(Channel::Scheduled.name()).await.unwrap();
+    let alone = Notifier::new(db.pool.clone());
+    let here = alone.subscribe(&[Channel::Scheduled]).await.unwrap();
+    let hint = alone.hint(Channel::Scheduled);
+    // Once it has looked (within a second), it knows no other process listens.
+    tokio::time::sleep(LISTENERS_EVERY * 2).await;
+    hint.poke();
+    assert!(woken(&here, SETTLE).await, "its own subscriber is woken directly");
+    assert_eq!(notify_sent(&mut raw, SETTLE).await, None, "a NOTIFY nobody else listens for");
+
+    // Another process starts listening: within a second, hints reach it again.
+    let other = Notifier::new(db.pool.clone());
+    let there = other.subscribe(&[Channel::Scheduled]).await.unwrap();
+    tokio::time::sleep(LISTENERS_EVERY * 2).await;
+    hint.poke();
+    assert!(woken(&there, SETTLE * 2).await, "the other process is woken by the NOTIFY");
+    let payload = notify_sent(&mut raw, SETTLE).await.expect("a NOTIFY for the other process");
+    assert!(!payload.is_empty(), "the payload names the sender: {payload:?}");
+
+    // It goes away: no NOTIFY again.
+    drop((there, other));
+    tokio::time::sleep(LISTENERS_EVERY * 3).await;
+    hint.poke();
+    assert_eq!(notify_sent(&mut raw, SETTLE).await, None);
 }

@@ -13,7 +13,12 @@
 //! for. A [`Hint`] wakes the subscribers of its own process directly and sends its NOTIFY
 //! for the other processes only: the payload names the sending process, whose listener
 //! ignores it (`attune up` runs every service in one process, where each hint used to wake
-//! its subscribers twice). A hint may also carry [`Tags`] — on `Scheduled`, the runner
+//! its subscribers twice). And a hint sends no NOTIFY at all while no other process
+//! listens: each listening connection is named `attune listener <process>`
+//! (`application_name`, so `pg_stat_activity` shows it), and every process that sends hints
+//! looks for another such name once a second ([`LISTENERS_EVERY`]). A process that starts
+//! listening is heard from within that second; until then its services poll, as after
+//! any missed hint. A hint may also carry [`Tags`] — on `Scheduled`, the runner
 //! types admitted — and wakes only the subscribers that asked for one of them: a
 //! `core.noop` task wakes the worker lane that runs builtins, not the other lanes, the
 //! workflow engine or the inquiries. Untagged hints, and NOTIFYs sent by SQL, wake
@@ -22,12 +27,12 @@
 //! [`Context`]: crate::Context
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::FutureExt;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::{Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
@@ -102,6 +107,10 @@ pub struct Tags(u32);
 impl Tags {
     pub const ALL: Tags = Tags(u32::MAX);
     pub const NONE: Tags = Tags(0);
+    /// On [`Channel::Change`]: new change-log rows that only their readers (the notifier,
+    /// the bridge) act on — an enforcement, an admission, a result that is no workflow's
+    /// task. Readers subscribe untagged; the workflow engine asks for `workflow` only.
+    pub const CHANGES: Tags = Tags(1 << 31);
 
     /// The tags of executions of these runner types.
     pub fn runners(runners: impl IntoIterator<Item = RunnerType>) -> Tags {
@@ -165,6 +174,10 @@ struct Inner {
     pool: PgPool,
     /// Names this process in its NOTIFY payloads, so its listener can skip its own.
     process: Arc<str>,
+    /// Whether another process listens (NOTIFYs are sent only then); kept up to date by the
+    /// task the first hint starts.
+    others_listen: Arc<AtomicBool>,
+    census: std::sync::Once,
     subscribers: Arc<Subscribers>,
     /// Set once the listening connection is up (by the first subscriber).
     listening: OnceCell<()>,
@@ -185,6 +198,9 @@ impl Notifier {
             inner: Arc::new(Inner {
                 pool,
                 process: format!("{:016x}", rand::random::<u64>()).into(),
+                // Until the first look says otherwise, NOTIFYs go out.
+                others_listen: Arc::new(AtomicBool::new(true)),
+                census: std::sync::Once::new(),
                 subscribers: Default::default(),
                 listening: OnceCell::new(),
                 hints: Default::default(),
@@ -214,7 +230,13 @@ impl Notifier {
     }
 
     async fn start_listening(&self) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(&self.inner.pool).await?;
+        // A connection of its own (out of the services' pool), named after this process
+        // whenever it (re)connects: how other processes know it listens.
+        let options = (*self.inner.pool.connect_options())
+            .clone()
+            .application_name(&format!("{LISTENER_NAME}{}", self.inner.process));
+        let pool = PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+        let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen_all(Channel::ALL.iter().map(|c| c.name())).await?;
         tokio::spawn(listen_loop(
             listener,
@@ -227,8 +249,43 @@ impl Notifier {
 
     /// The coalescing NOTIFY sender for `channel` (one per channel per process).
     pub fn hint(&self, channel: Channel) -> Hint {
+        self.inner.census.call_once(|| {
+            tokio::spawn(census(
+                self.inner.pool.clone(),
+                self.inner.process.clone(),
+                self.inner.others_listen.clone(),
+                self.inner.closed.clone(),
+            ));
+        });
         let mut hints = self.inner.hints.lock().expect("hints lock");
         hints.entry(channel).or_insert_with(|| Hint::spawn(&self.inner, channel)).clone()
+    }
+}
+
+/// `application_name` of a process's listening connection, followed by the process's name.
+pub const LISTENER_NAME: &str = "attune listener ";
+
+/// How often a process that sends hints looks whether another one listens.
+pub const LISTENERS_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps `others_listen` up to date until the notifier is dropped. An error keeps the
+/// NOTIFYs going (the safe side).
+async fn census(pool: PgPool, process: Arc<str>, others_listen: Arc<AtomicBool>, closed: CancellationToken) {
+    let pattern = format!("{LISTENER_NAME}%");
+    let mine = format!("{LISTENER_NAME}{process}");
+    loop {
+        let others = sqlx::query_file_scalar!("../../sql/wakeup/other_listeners.sql", pattern, mine)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "cannot tell whether another process listens; hints go out");
+                true
+            });
+        others_listen.store(others, Ordering::Release);
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = tokio::time::sleep(LISTENERS_EVERY) => {}
+        }
     }
 }
 
@@ -346,6 +403,7 @@ impl Hint {
         };
         let (dirty, wake) = (hint.dirty.clone(), hint.wake.clone());
         let (pool, process, closed) = (inner.pool.clone(), inner.process.clone(), inner.closed.clone());
+        let others_listen = inner.others_listen.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -356,6 +414,10 @@ impl Hint {
                     let tags = Tags(dirty.swap(0, Ordering::AcqRel));
                     if tags.is_empty() {
                         break;
+                    }
+                    if !others_listen.load(Ordering::Acquire) {
+                        // Nobody else to tell: the subscribers here were woken by the poke.
+                        continue;
                     }
                     let sent = sqlx::query!("SELECT pg_notify($1, $2)", channel.name(), payload(&process, tags))
                         .execute(&pool)

@@ -147,7 +147,8 @@ impl Scheduler {
         .await?;
         tx.commit().await?;
         if let (false, Some(hint)) = (c.ids.is_empty(), &self.changes) {
-            hint.poke();
+            // For the change-log readers only: no workflow's task is admitted here.
+            hint.poke_tagged(Tags::CHANGES);
         }
         if let Some(hint) = &self.scheduled {
             hint.poke_tagged(admitted);

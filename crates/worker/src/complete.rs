@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use attune_core::db::is_data_exception;
-use attune_core::domain::ExecutionStatus;
-use attune_core::wakeup::Hint;
+use attune_core::domain::{ExecutionStatus, RunnerType};
+use attune_core::wakeup::{Hint, Tags};
 use attune_core::Shutdown;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -36,7 +36,8 @@ pub struct Finished {
 /// Drains `rx` until it closes (every sender dropped), writing batches as they come. Once
 /// the worker is `lost` (its liveness session failed, so the reaper hands its executions to
 /// others), results are dropped: they belong to attempts that no longer count.
-/// `changes` is poked after each batch is committed (the change-log readers).
+/// `changes` is poked after each batch is committed: the change-log readers, and the
+/// workflow engine when one of the executions is a workflow's task.
 pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished>, lost: Shutdown, changes: Hint) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -44,25 +45,29 @@ pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished
         if lost.is_cancelled() {
             tracing::warn!(rows = batch.len(), "results dropped: this worker lost its liveness session");
         } else {
-            write_resilient(&pool, &me, &mut batch, &lost).await;
-            changes.poke();
+            let in_workflow = write_resilient(&pool, &me, &mut batch, &lost).await;
+            let workflow = if in_workflow { Tags::runners([RunnerType::Workflow]) } else { Tags::NONE };
+            changes.poke_tagged(Tags::CHANGES.with(workflow));
         }
         tracing::debug!(rows = batch.len(), ms = started.elapsed().as_millis() as u64, "completer batch");
         batch.clear();
     }
 }
 
-async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished], lost: &Shutdown) {
+/// Writes `batch` (retrying until written or lost); true when one of the executions is a
+/// workflow's task (false once lost: nothing was written).
+async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished], lost: &Shutdown) -> bool {
     let mut delay = Duration::from_millis(100);
     while !lost.is_cancelled() {
         match write(pool, me, batch).await {
-            Ok(()) => return,
+            Ok(in_workflow) => return in_workflow,
             Err(e) if is_data_exception(&e) && batch.len() > 1 => {
                 // Find the bad one(s): write each alone.
+                let mut in_workflow = false;
                 for one in batch.iter_mut() {
-                    Box::pin(write_resilient(pool, me, std::slice::from_mut(one), lost)).await;
+                    in_workflow |= Box::pin(write_resilient(pool, me, std::slice::from_mut(one), lost)).await;
                 }
-                return;
+                return in_workflow;
             }
             Err(e) if is_data_exception(&e) => {
                 let one = &mut batch[0];
@@ -76,6 +81,7 @@ async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished
             }
         }
     }
+    false
 }
 
 /// The batch as the columns of `sql/worker/complete.sql`, element i of each for the
@@ -107,9 +113,9 @@ impl<'a> Columns<'a> {
     }
 }
 
-async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<(), sqlx::Error> {
+async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<bool, sqlx::Error> {
     let c = Columns::of(batch);
-    sqlx::query_file!(
+    let in_workflow = sqlx::query_file_scalar!(
         "../../sql/worker/complete.sql",
         &c.ids,
         &c.statuses as &[ExecutionStatus],
@@ -121,10 +127,10 @@ async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<(
         me.id,
         &c.attempts,
     )
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
     for f in batch {
         attune_core::metrics::execution_finished(f.outcome.status().as_str(), f.runner_type.as_str());
     }
-    Ok(())
+    Ok(in_workflow)
 }

@@ -135,7 +135,8 @@ impl RuleEngine {
         tx.commit().await?;
         attune_core::metrics::enforcements_created(matched.len() as u64);
         if let (false, Some(hint)) = (matched.is_empty(), &self.changes) {
-            hint.poke();
+            // For the change-log readers only: no workflow's task is admitted here.
+            hint.poke_tagged(Tags::CHANGES);
         }
         if let Some(hint) = &self.scheduled {
             // Wakes the workers of the runner types admitted (none: nobody).
