@@ -19,7 +19,8 @@
 //! looks for another such name once a second ([`LISTENERS_EVERY`]). A process that starts
 //! listening is heard from within that second; until then its services poll, as after
 //! any missed hint. A hint may also carry [`Tags`] — on `Scheduled`, the runner
-//! types admitted — and wakes only the subscribers that asked for one of them: a
+//! types admitted; on `Change`, whether the rows concern a workflow's task
+//! ([`Tags::CHANGES`]) — and wakes only the subscribers that asked for one of them: a
 //! `core.noop` task wakes the worker lane that runs builtins, not the other lanes, the
 //! workflow engine or the inquiries. Untagged hints, and NOTIFYs sent by SQL, wake
 //! everyone subscribed to the channel.
