@@ -267,13 +267,15 @@ fn up_holds_exactly_one_listen_connection() {
         .database("attune");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Every service of the process (rule engine, scheduler, workers' lanes and cancel
-    // watch, timers, custom sensors) waits on wake-ups; all through one connection.
+    // watch, timers, custom sensors) waits on wake-ups; all through one connection, named
+    // `attune listener <process>` (how other processes see that this one listens).
     let listening = runtime.block_on(async {
         let pool = sqlx::PgPool::connect_with(options).await.expect("the private cluster answers");
         let count = || async {
             sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = 'attune' AND application_name = 'attune' AND query LIKE 'LISTEN %'",
+                  WHERE datname = 'attune' AND application_name LIKE 'attune listener %'
+                    AND query LIKE 'LISTEN %'",
             )
             .fetch_one(&pool)
             .await

@@ -1,6 +1,7 @@
 //! The claim: up to the free slots' worth of scheduled executions, marked `running` on this
 //! worker and audited, in one statement (`sql/worker/claim.sql`). Actions with a
-//! `concurrency` limit are claimed apart, under their action's row lock.
+//! `concurrency` limit are claimed apart, under their action's row lock — after the others
+//! have started, so their look costs those no round trip.
 
 use attune_core::domain::RunnerType;
 use serde_json::Value;
@@ -38,16 +39,16 @@ pub struct Claimed {
     pub pack_version: Option<String>,
 }
 
-/// Claims up to `free` executions of `runtimes` for `worker`: first those of actions
-/// without a concurrency limit (one statement, which also records `execution.started`),
-/// then, for what is left, those of limited actions.
+/// Claims up to `free` executions of `runtimes` for `worker` of actions without a
+/// concurrency limit (one statement, which also records `execution.started`). Those of
+/// limited actions are claimed apart ([`claim_limited`]), after these have started.
 pub async fn claim(
     pool: &PgPool,
     worker: &Registration,
     runtimes: &[RunnerType],
     free: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut claimed = sqlx::query_file_as!(
+    sqlx::query_file_as!(
         Claimed,
         "../../sql/worker/claim.sql",
         worker.id,
@@ -57,18 +58,13 @@ pub async fn claim(
         None::<i64>,
     )
     .fetch_all(pool)
-    .await?;
-    if claimed.len() < free {
-        let more = claim_limited(pool, worker, runtimes, free - claimed.len()).await?;
-        claimed.extend(more);
-    }
-    Ok(claimed)
+    .await
 }
 
 /// Claims executions of actions with a `concurrency` limit: each such action's row is
 /// locked while its running executions are counted and the free ones claimed, so the
 /// limit holds across every worker.
-async fn claim_limited(
+pub async fn claim_limited(
     pool: &PgPool,
     worker: &Registration,
     runtimes: &[RunnerType],

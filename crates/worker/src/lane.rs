@@ -85,12 +85,23 @@ impl Lane {
             let started = Instant::now();
             match claim::claim(&worker.ctx.pool, worker.registration, &self.runtimes, free).await {
                 Ok(claimed) => {
-                    let took = claimed.len();
-                    if took > 0 {
-                        attune_core::metrics::claim_batch(took);
-                        worker.ctx.notifier.hint(Channel::Claimed).poke();
+                    let mut took = claimed.len();
+                    self.start(&worker, claimed, &results).await;
+                    if took < free {
+                        let limited =
+                            claim::claim_limited(&worker.ctx.pool, worker.registration, &self.runtimes, free - took)
+                                .await;
+                        match limited {
+                            Ok(claimed) => {
+                                took += claimed.len();
+                                self.start(&worker, claimed, &results).await;
+                            }
+                            Err(e) => {
+                                tracing::error!(lane = %lane, error = %e, "claim of limited actions failed");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
                     }
-                    let jobs = prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await;
                     tracing::debug!(
                         lane = %lane,
                         rows = took,
@@ -98,9 +109,6 @@ impl Lane {
                         ms = started.elapsed().as_millis() as u64,
                         "claim round"
                     );
-                    for job in jobs {
-                        self.spawn(&worker, job, results.clone());
-                    }
                     if took == free {
                         continue;
                     }
@@ -124,6 +132,18 @@ impl Lane {
         tracing::info!(worker = %worker.registration.name, lane = %lane, "draining");
         let _all = self.slots.acquire_many(self.capacity as u32).await;
         Ok(())
+    }
+
+    /// Prepares and starts what was claimed (committed `running`).
+    async fn start(&self, worker: &Shared<'_>, claimed: Vec<claim::Claimed>, results: &mpsc::Sender<Finished>) {
+        if claimed.is_empty() {
+            return;
+        }
+        attune_core::metrics::claim_batch(claimed.len());
+        worker.ctx.notifier.hint(Channel::Claimed).poke();
+        for job in prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await {
+            self.spawn(worker, job, results.clone());
+        }
     }
 
     /// Runs `job` on its own task, in one of the lane's free slots.
