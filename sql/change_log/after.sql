@@ -1,11 +1,10 @@
 -- The change log after a reader's cursor $1, in id order, at most $2 rows, each with the
--- statement's own snapshot bounds (xmin: the oldest transaction still running; xmax: the
--- first not yet started). The reader (attune_core::change_log::Tail) delivers rows only
--- while ids are contiguous and decides about a gap from these bounds: they are the
--- snapshot the rows were read in, so a row whose transaction ended before it is among them.
+-- statement's snapshot's xmin (the oldest transaction still running). The reader
+-- (attune_core::change_log::Tail) delivers rows only while ids are contiguous and passes
+-- a gap once this xmin is at or past the gap's horizon (horizon.sql): it is the snapshot
+-- the rows were read in, so a row whose transaction ended before it is among them.
 SELECT id, tenant_id, entity_type, entity_id, event, data, created_at,
-       pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "xmin!",
-       pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "xmax!"
+       pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "xmin!"
   FROM attune.change_log
  WHERE id > $1
  ORDER BY id

@@ -1,5 +1,7 @@
--- Where a live reader starts: the last id now, and the first transaction id not yet
--- started (once the oldest running transaction is past it, every row up to that id is final).
+-- Where a live reader starts: the last id now, and a transaction id assigned after this
+-- statement's snapshot (see horizon.sql: higher than that of every writer that could still
+-- hold an id up to the last one). Once the oldest running transaction is past it, every
+-- row up to that id is final. The statement commits on its own, unflushed (it wrote nothing).
 SELECT COALESCE(max(id), 0) AS "last_id!",
-       pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "xmax!"
+       pg_current_xact_id()::text::bigint AS "horizon!"
   FROM attune.change_log

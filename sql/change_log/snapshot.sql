@@ -1,5 +1,3 @@
--- The oldest transaction still running (xmin) and the first not yet started (xmax), as
--- numbers: a gap in the change log's ids is final once xmin has passed the xmax of the
--- moment it was seen.
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "xmin!",
-       pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS "xmax!"
+-- The oldest transaction still running (the snapshot's xmin), as a number: every writer
+-- whose transaction id is below it has ended.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "xmin!"

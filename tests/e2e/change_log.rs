@@ -2,9 +2,9 @@
 //! out of id order, never delivers one twice, and passes over ids that will never come
 //! (rolled back); the statements that change executions write their rows.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use attune_core::change_log::Tail;
+use attune_core::change_log::{Tail, GAP_GRACE};
 use attune_tests::{eventually, TestApp, TestDb};
 use rand::Rng;
 use serde_json::json;
@@ -56,6 +56,50 @@ async fn the_tail_waits_for_a_row_committed_late_and_passes_a_rolled_back_one() 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(got, vec![fourth], "id {lost} never came, {fourth} did");
+}
+
+/// The transaction id of `conn`'s transaction (assigning it now).
+async fn xid(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint").fetch_one(conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_writer_newer_than_every_commit_is_waited_for() {
+    // PostgreSQL's snapshot xmax is the latest completed transaction id + 1, so a writer
+    // that got its transaction id after the last commit is at or above the xmax of the
+    // snapshot that shows its gap, and a later snapshot's xmin can reach that xmax while
+    // it still runs. A tail that waited only for `xmin >= xmax` passed the gap and lost
+    // the row (CI, streaming::a_socket_never_sees_another_tenants_changes). Here: B gets
+    // its transaction id, then A (newer), A takes an id, B the next and commits; A is then
+    // the newest transaction and nothing newer has completed (other tests' commits on the
+    // shared cluster can hide the flaw in a round; twenty rounds leave it little room).
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let mut tail = Tail::after(0);
+    for round in 0..20 {
+        let mut b = pool.begin().await.unwrap();
+        let b_xid = xid(&mut b).await;
+        let mut a = pool.begin().await.unwrap();
+        assert!(xid(&mut a).await > b_xid);
+        let held = append(&mut a, round).await;
+        let next = append(&mut b, round).await;
+        b.commit().await.unwrap();
+        let waited = Instant::now();
+        while waited.elapsed() < GAP_GRACE * 3 {
+            assert_eq!(
+                drain(&mut tail, pool).await,
+                Vec::<i64>::new(),
+                "round {round}: nothing past {held} while A runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        a.commit().await.unwrap();
+        assert_eq!(
+            drain(&mut tail, pool).await,
+            vec![held, next],
+            "round {round}: both, in id order, once A committed"
+        );
+    }
 }
 
 #[tokio::test]

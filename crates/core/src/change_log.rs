@@ -6,13 +6,19 @@
 //! a row is inserted; transactions commit in another order. A reader that moved its
 //! cursor past a missing id could miss that row for good when its transaction commits
 //! later. So [`Tail`] delivers rows only while ids are contiguous. At a gap it stops and
-//! notes the snapshot's `xmax` (every transaction that could hold the missing id had
-//! started by then, since a later id was already visible); once the oldest transaction
-//! still running (`pg_snapshot_xmin`) is past that `xmax`, every holder has committed or
-//! rolled back, so a still-missing id will never appear (a rollback, or a sequence value
-//! never used) and the gap is passed over — after [`GAP_GRACE`] at least, for the moment
-//! between a writer taking its id and getting its transaction id. A gap whose row commits
-//! lasts as long as that writer's transaction: milliseconds.
+//! takes a transaction id of its own (`sql/change_log/horizon.sql`): every transaction
+//! that could hold the missing id had its transaction id before that (a later id was
+//! already committed), so once the oldest transaction still running
+//! (`pg_snapshot_xmin`) is past it, every holder has committed or rolled back, and a
+//! still-missing id will never appear (a rollback, or a sequence value never used): the
+//! gap is passed over — after [`GAP_GRACE`] at least, for the moment between a writer
+//! taking its id and getting its transaction id. A gap whose row commits lasts as long as
+//! that writer's transaction: milliseconds.
+//!
+//! The bound is not the snapshot's `xmax`: PostgreSQL makes that the latest *completed*
+//! transaction id + 1, and a writer that got its transaction id after the last commit
+//! has one at or above it while it runs — a reader waiting only for `xmin >= xmax` passed
+//! its gap and lost its row (seen in CI; `tests/e2e/change_log.rs` reproduces it).
 
 use std::time::{Duration, Instant};
 
@@ -52,12 +58,12 @@ impl Change {
 }
 
 /// A gap seen at `id`, passed over once the snapshot's oldest running transaction is at
-/// or past `xmax` (the first transaction id not yet started when the gap was seen) and
+/// or past `horizon` (a transaction id taken right after the gap was seen) and
 /// [`GAP_GRACE`] has passed since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Gap {
     id: i64,
-    xmax: i64,
+    horizon: i64,
     seen: Instant,
 }
 
@@ -87,8 +93,8 @@ impl Tail {
         let start = sqlx::query_file!("../../sql/change_log/end.sql").fetch_one(pool).await?;
         let began = Instant::now();
         loop {
-            let now = snapshot(pool).await?;
-            if now.0 >= start.xmax && began.elapsed() >= GAP_GRACE {
+            let xmin = sqlx::query_file_scalar!("../../sql/change_log/snapshot.sql").fetch_one(pool).await?;
+            if xmin >= start.horizon && began.elapsed() >= GAP_GRACE {
                 return Ok(Tail::after(start.last_id));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -111,12 +117,26 @@ impl Tail {
     /// The next rows, at most `limit`, in id order; empty when there is nothing new yet.
     pub async fn next(&mut self, pool: &PgPool, limit: i64) -> Result<Vec<Change>, sqlx::Error> {
         let rows = sqlx::query_file!("../../sql/change_log/after.sql", self.cursor, limit).fetch_all(pool).await?;
+        let mut cursor = self.cursor;
+        let mut gap = self.gap;
+        let mut new_gap = false;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            if row.id != self.cursor + 1 && !self.pass_gap(row.xmin, row.xmax) {
-                break;
+            if row.id != cursor + 1 {
+                // The snapshot these rows were read in decides: a row committed before it
+                // would be among them.
+                match gap {
+                    Some(g) if g.id == cursor + 1 && row.xmin >= g.horizon && g.seen.elapsed() >= GAP_GRACE => {
+                        gap = None;
+                    }
+                    Some(g) if g.id == cursor + 1 => break,
+                    _ => {
+                        new_gap = true;
+                        break;
+                    }
+                }
             }
-            self.cursor = row.id;
+            cursor = row.id;
             out.push(Change {
                 id: row.id,
                 tenant_id: row.tenant_id,
@@ -127,33 +147,15 @@ impl Tail {
                 created_at: row.created_at,
             });
         }
+        if new_gap {
+            // Taken after the read that saw the gap; a failure here moves nothing.
+            let horizon = sqlx::query_file_scalar!("../../sql/change_log/horizon.sql").fetch_one(pool).await?;
+            gap = Some(Gap { id: cursor + 1, horizon, seen: Instant::now() });
+        }
+        self.cursor = cursor;
+        self.gap = gap;
         Ok(out)
     }
-
-    /// At a gap after the cursor, seen in a read whose snapshot had bounds `xmin`/`xmax`:
-    /// true when it can be passed over. Only a snapshot taken after every transaction that
-    /// could hold the missing id had ended — the very snapshot the rows were read in — may
-    /// decide that: a row committed meanwhile would be among those rows.
-    fn pass_gap(&mut self, xmin: i64, xmax: i64) -> bool {
-        let missing = self.cursor + 1;
-        match self.gap {
-            Some(gap) if gap.id == missing && xmin >= gap.xmax && gap.seen.elapsed() >= GAP_GRACE => {
-                self.gap = None;
-                true
-            }
-            Some(gap) if gap.id == missing => false,
-            _ => {
-                self.gap = Some(Gap { id: missing, xmax, seen: Instant::now() });
-                false
-            }
-        }
-    }
-}
-
-/// The current snapshot's (xmin, xmax) as numbers.
-async fn snapshot(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
-    let s = sqlx::query_file!("../../sql/change_log/snapshot.sql").fetch_one(pool).await?;
-    Ok((s.xmin, s.xmax))
 }
 
 /// The rows of `tenant_id` after `since` up to and including `until`, in id order, at most

@@ -32,7 +32,8 @@ pub struct Rolled {
 }
 
 /// The cursor moves in three steps a moment apart (note the sequence's position; at least
-/// [`GRACE`] later, the snapshot's xmax; once the oldest running transaction is past it,
+/// [`GRACE`] later, a transaction id assigned then, the step's own (migration
+/// `20261130000044_rollup_horizon`); once the oldest running transaction is past it,
 /// move): one [`roll_up`] takes all three, so a row waits for the next round at most.
 const STEPS: usize = 3;
 /// Between two steps (the change log's `GAP_GRACE`, for the same reason: a writer takes
