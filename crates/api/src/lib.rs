@@ -43,6 +43,7 @@ pub mod state;
 use std::net::SocketAddr;
 
 use attune_core::{Context, Shutdown};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -71,6 +72,11 @@ pub async fn serve(ctx: Context, listener: TcpListener, shutdown: Shutdown) -> a
 /// not be the API's.
 pub async fn serve_with(ctx: Context, listener: TcpListener, shutdown: Shutdown, extra: Router) -> anyhow::Result<()> {
     let app = app::router(ctx, shutdown.clone()).merge(extra).into_make_service_with_connect_info::<SocketAddr>();
+    // No Nagle: a response written in parts (or right after another) must not wait for
+    // the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
     Ok(())
 }

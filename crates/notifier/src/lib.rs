@@ -27,6 +27,7 @@ use attune_core::service::stopping_others;
 use attune_core::{Context, Shutdown};
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -56,6 +57,11 @@ pub async fn serve(ctx: Context, listener: TcpListener, shutdown: Shutdown) -> a
     let stop = shutdown.child_token();
     let app = hub.router().route("/health", get(|| async { StatusCode::OK }));
     let server = async {
+        // No Nagle: a change written right after another must not wait for the client's
+        // delayed ACK (tens of ms).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await?;
         Ok(())
     };

@@ -24,6 +24,13 @@ use crate::protocol::{self, close, BadMessage, ClientMessage, Subscription, AUTH
 
 /// Client messages are small JSON objects; anything bigger is refused by the protocol layer.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Each socket's read buffer. tungstenite's default (128 KiB) is allocated per socket and
+/// zeroed before every read attempt — and a streaming socket's read is polled at every
+/// live message: a quarter of the notifier's CPU at 100 sockets × 500 changes/s went to
+/// that zeroing. Client messages are small; a bigger one is read in several chunks.
+const READ_BUFFER: usize = 4 * 1024;
+/// Live messages written per flush at most (see `Connection::send_live`).
+const LIVE_BATCH: usize = 64;
 /// Changes read per replay query.
 const REPLAY_PAGE: i64 = 500;
 /// A WebSocket ping this often keeps proxies from dropping an idle connection and finds
@@ -43,10 +50,12 @@ pub async fn upgrade(
 ) -> Response {
     let header = bearer(&headers);
     let token_in_url = query.as_deref().is_some_and(names_a_token);
-    ws.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE).on_upgrade(move |socket| {
-        let connections = hub.connections().clone();
-        connections.track_future(Connection::new(socket, hub).serve(header, token_in_url))
-    })
+    ws.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE).read_buffer_size(READ_BUFFER).on_upgrade(
+        move |socket| {
+            let connections = hub.connections().clone();
+            connections.track_future(Connection::new(socket, hub).serve(header, token_in_url))
+        },
+    )
 }
 
 /// The `Authorization: Bearer` token, if the header is there; Err when it is malformed.
@@ -121,6 +130,16 @@ impl Guards {
     async fn stopped(&mut self) -> End {
         let evicted = self.live.as_mut().map(|r| &mut r.evicted);
         stopped(&self.closing, &mut self.expiry, evicted).await
+    }
+
+    /// A live message already queued, if any (no waiting).
+    fn queued(&mut self) -> Option<Live> {
+        self.live.as_mut()?.queue.try_recv().ok()
+    }
+
+    /// True when the live message `id` was covered by the subscription's replay.
+    fn replayed(&self, id: i64) -> bool {
+        self.since.is_some_and(|since| id <= since)
     }
 
     /// The next live message, or the end of the connection.
@@ -254,8 +273,7 @@ impl Connection {
                 _ = keepalive.tick() => Wake::KeepAlive,
             };
             let step = match wake {
-                Wake::Live(live) if guards.since.is_some_and(|since| live.id <= since) => Ok(()),
-                Wake::Live(live) => self.send(Message::Text(live.text), &mut guards).await,
+                Wake::Live(live) => self.send_live(live, &mut guards).await,
                 Wake::KeepAlive => self.send(Message::Ping(Default::default()), &mut guards).await,
                 Wake::Client(received) => self.on_client(received, &mut caller, &mut guards).await,
             };
@@ -372,6 +390,42 @@ impl Connection {
 
     async fn send_json(&mut self, value: &serde_json::Value, guards: &mut Guards) -> Result<(), End> {
         self.send(Message::Text(value.to_string().into()), guards).await
+    }
+
+    /// Sends `first` and the live messages queued behind it (at most [`LIVE_BATCH`]) as
+    /// frames of one write: under load a socket's messages arrive in bursts, and one
+    /// write (one system call, one wake-up of the peer) per burst instead of per message
+    /// is what keeps a hundred sockets at 500 changes/s within the CPU of a small host.
+    async fn send_live(&mut self, first: Live, guards: &mut Guards) -> Result<(), End> {
+        let mut next = Some(first);
+        let mut fed = 0;
+        while let Some(live) = next.take() {
+            if !guards.replayed(live.id) {
+                self.feed(Message::Text(live.text), guards).await?;
+                fed += 1;
+            }
+            if fed < LIVE_BATCH {
+                next = guards.queued();
+            }
+        }
+        if fed == 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            end = guards.stopped() => Err(end),
+            flushed = self.ws.flush() => flushed.map_err(|_| End::Gone),
+        }
+    }
+
+    /// Queues `message` in the connection's write buffer (written by the next flush, or
+    /// when the buffer is full), unless the connection must end first.
+    async fn feed(&mut self, message: Message, guards: &mut Guards) -> Result<(), End> {
+        tokio::select! {
+            biased;
+            end = guards.stopped() => Err(end),
+            fed = self.ws.feed(message) => fed.map_err(|_| End::Gone),
+        }
     }
 
     /// Sends `message`, unless the connection must end first (see [`Guards`]).
