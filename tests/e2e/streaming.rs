@@ -542,3 +542,50 @@ async fn an_execution_token_streams_while_its_execution_runs() {
     let mut ws = Socket::connect(&app, Some(&token)).await;
     assert_eq!(ws.closed().await.0, 4401);
 }
+
+#[tokio::test]
+async fn a_hub_without_sockets_parks_and_the_next_socket_resumes_it_missing_nothing() {
+    // The pipeline with a hub of the test's own that parks after 300 ms without sockets.
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("parker").await;
+    let hub = attune_notifier::Hub::new(app.ctx.clone()).park_after(Duration::from_millis(300));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let router = hub.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (reader, stop) = (hub.clone(), app.shutdown.clone());
+    tokio::spawn(async move { reader.run(stop).await });
+    hub.ready().await;
+    let connect = || Socket::connect_at(&addr, Connect { bearer: Some(&u.token), ..Connect::default() });
+
+    // A socket comes and goes: the hub follows the log while it is there.
+    let mut ws = connect().await;
+    ws.subscribe(json!({"type": "subscribe"})).await;
+    run_noop(&app, &u).await;
+    settled(&app, u.tenant_id).await;
+    let seen_log = logged(&app, u.tenant_id, 0).await;
+    let last = seen_log.last().unwrap()["id"].as_i64().unwrap();
+    assert_eq!(changes_through(&mut ws, last).await, seen_log);
+    assert!(hub.following());
+    drop(ws);
+
+    // Nobody listens: it parks, and stays parked while changes come.
+    eventually("the hub to park", Duration::from_secs(10), || async { (!hub.following()).then_some(()) }).await;
+    join_all((0..3).map(|_| run_noop(&app, &u))).await;
+    settled(&app, u.tenant_id).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!hub.following(), "a parked hub reads nothing, however many changes come");
+
+    // The next socket resumes it: what came while it was parked from the replay, then
+    // live — nothing missed, nothing twice.
+    let mut back = connect().await;
+    back.subscribe(json!({"type": "subscribe", "since": last})).await;
+    assert!(hub.following(), "a registration waits for the hub to follow again");
+    join_all((0..2).map(|_| run_noop(&app, &u))).await;
+    settled(&app, u.tenant_id).await;
+    let after = logged(&app, u.tenant_id, last).await;
+    assert!(after.len() >= 5 * 3, "the parked period's changes and the live ones: {}", after.len());
+    let got = changes_through(&mut back, after.last().unwrap()["id"].as_i64().unwrap()).await;
+    assert_eq!(got, after, "no gap, no duplicate, in order");
+    assert!(back.next_within(Duration::from_millis(300)).await.is_none(), "nothing twice");
+}

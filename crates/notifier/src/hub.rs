@@ -15,11 +15,17 @@
 //! registers (getting cursor `C`) before it replays: the live queue then carries exactly
 //! the changes after `C`, and the replay reads `(since, C]` from the table — no gap, no
 //! duplicate.
+//!
+//! **Parked while nobody listens.** With no socket registered for [`PARK_AFTER`], the
+//! reader stops reading (a process serving no dashboard spends no query per change on
+//! the stream). The next registration wakes it: it finds the log's end again as at its
+//! start ([`Tail::at_end`]: the transactions running then have ended, ≥ 100 ms) and the
+//! socket is served from there — its `since` replay reads what came before from the table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use attune_core::change_log::{Change, Tail};
@@ -27,7 +33,7 @@ use attune_core::domain::ExecutionStatus;
 use attune_core::wakeup::Channel;
 use attune_core::{Context, Shutdown};
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,6 +52,8 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How long a subscription waits for the reader to start before the socket is told to
 /// come back later.
 const READY_WAIT: Duration = Duration::from_secs(30);
+/// With no socket registered this long, the reader parks (see the module's doc).
+pub const PARK_AFTER: Duration = Duration::from_secs(10);
 /// At shutdown, how long the sockets get to send their close frames (1001) before the
 /// reader returns anyway.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -63,6 +71,12 @@ struct Inner {
     state: Mutex<State>,
     /// True once the reader has its starting point (registrations wait for it).
     ready: watch::Sender<bool>,
+    /// Mirrors `State::following`, for registrations waiting for the reader to resume.
+    following: watch::Sender<bool>,
+    /// Poked by a registration that found the reader parked.
+    wanted: Notify,
+    /// See [`PARK_AFTER`].
+    park_after: Duration,
     /// Cancelled when the reader stops: every socket closes (1001).
     closing: CancellationToken,
     /// Every open connection (registered or not), so the drain can wait for their closes.
@@ -72,8 +86,11 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// Every change up to this id has been fanned out. Meaningful once `ready`.
+    /// Every change up to this id has been fanned out. Meaningful while `following`.
     cursor: i64,
+    /// True while the reader follows the log (false before it starts and while parked):
+    /// only then may a socket register, taking `cursor` as its seam.
+    following: bool,
     /// The registered sockets, by tenant.
     tenants: HashMap<i64, HashMap<u64, Slot>>,
 }
@@ -151,11 +168,28 @@ impl Hub {
                 socket_buffer,
                 state: Mutex::new(State::default()),
                 ready: watch::Sender::new(false),
+                following: watch::Sender::new(false),
+                wanted: Notify::new(),
+                park_after: PARK_AFTER,
                 closing: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 next_id: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The same hub parking after `idle` without sockets instead of [`PARK_AFTER`] (tests
+    /// shorten it). Before [`Hub::run`] only.
+    pub fn park_after(self, idle: Duration) -> Hub {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("park_after before the hub is shared"));
+        inner.park_after = idle;
+        Hub { inner: Arc::new(inner) }
+    }
+
+    /// True while the reader follows the change log (false before it starts and while it
+    /// is parked for want of sockets).
+    pub fn following(&self) -> bool {
+        self.inner.lock().following
     }
 
     pub fn context(&self) -> &Context {
@@ -186,21 +220,33 @@ impl Hub {
 
     /// Registers a socket of `caller` for live delivery of `subscription`'s changes.
     pub async fn register(&self, caller: &Caller, subscription: Subscription) -> Result<Registration, NotReady> {
-        let mut ready = self.inner.ready.subscribe();
-        tokio::select! {
-            r = ready.wait_for(|r| *r) => r.map(|_| ()).map_err(|_| NotReady)?,
-            _ = tokio::time::sleep(READY_WAIT) => return Err(NotReady),
-            _ = self.inner.closing.cancelled() => return Err(NotReady),
+        let mut following = self.inner.following.subscribe();
+        let give_up = tokio::time::sleep(READY_WAIT);
+        tokio::pin!(give_up);
+        loop {
+            {
+                // Registering and the reader parking take the same lock: a socket is either
+                // registered while the reader follows, or the reader resumes for it.
+                let mut state = self.inner.lock();
+                if state.following {
+                    let (queue_tx, queue) = mpsc::channel(self.inner.socket_buffer);
+                    let (evict, evicted) = oneshot::channel();
+                    let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                    let slot = Slot { subscription, execution_id: caller.execution_id, queue: queue_tx, evict };
+                    state.tenants.entry(caller.tenant_id).or_default().insert(id, slot);
+                    let live_after = state.cursor;
+                    drop(state);
+                    let hub = self.inner.clone();
+                    return Ok(Registration { hub, tenant_id: caller.tenant_id, id, live_after, queue, evicted });
+                }
+            }
+            self.inner.wanted.notify_one();
+            tokio::select! {
+                r = following.wait_for(|f| *f) => r.map(|_| ()).map_err(|_| NotReady)?,
+                _ = &mut give_up => return Err(NotReady),
+                _ = self.inner.closing.cancelled() => return Err(NotReady),
+            }
         }
-        let (queue_tx, queue) = mpsc::channel(self.inner.socket_buffer);
-        let (evict, evicted) = oneshot::channel();
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot { subscription, execution_id: caller.execution_id, queue: queue_tx, evict };
-        let mut state = self.inner.lock();
-        state.tenants.entry(caller.tenant_id).or_default().insert(id, slot);
-        let live_after = state.cursor;
-        drop(state);
-        Ok(Registration { hub: self.inner.clone(), tenant_id: caller.tenant_id, id, live_after, queue, evicted })
     }
 
     /// The reader: tails the change log from its end and fans every change out, until
@@ -228,7 +274,17 @@ impl Hub {
         tracing::info!(cursor = tail.cursor(), "notifier: streaming the change log");
         let mut gap_retry = GAP_RETRY;
         let mut failing = false;
+        let mut idle_since: Option<Instant> = None;
         while !shutdown.is_cancelled() {
+            if self.park_if_idle(&mut idle_since) {
+                tracing::debug!("notifier: no sockets; parked");
+                match self.resume(shutdown).await {
+                    Some(resumed) => tail = resumed,
+                    None => break,
+                }
+                tracing::debug!(cursor = tail.cursor(), "notifier: resumed for a socket");
+                continue;
+            }
             match tail.next(&ctx.pool, BATCH).await {
                 Ok(changes) => {
                     if std::mem::take(&mut failing) {
@@ -264,6 +320,58 @@ impl Hub {
         Ok(())
     }
 
+    /// Parks the reader when no socket has been registered for `park_after` (tracked in
+    /// `idle_since`); true when it did.
+    fn park_if_idle(&self, idle_since: &mut Option<Instant>) -> bool {
+        let mut state = self.inner.lock();
+        if !state.tenants.is_empty() {
+            *idle_since = None;
+            return false;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.inner.park_after {
+            return false;
+        }
+        state.following = false;
+        self.inner.following.send_replace(false);
+        *idle_since = None;
+        true
+    }
+
+    /// Parked: waits for a registration, then finds the log's end again and follows from
+    /// there; None at shutdown.
+    async fn resume(&self, shutdown: &Shutdown) -> Option<Tail> {
+        tokio::select! {
+            _ = self.inner.wanted.notified() => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        self.anchor(shutdown).await
+    }
+
+    /// The tail at the log's end, with the hub following from there; None at shutdown.
+    async fn anchor(&self, shutdown: &Shutdown) -> Option<Tail> {
+        loop {
+            let started = tokio::select! {
+                started = Tail::at_end(&self.inner.ctx.pool) => started,
+                _ = shutdown.cancelled() => return None,
+            };
+            match started {
+                Ok(tail) => {
+                    let mut state = self.inner.lock();
+                    state.cursor = tail.cursor();
+                    state.following = true;
+                    self.inner.following.send_replace(true);
+                    return Some(tail);
+                }
+                Err(e) => tracing::warn!(error = %e, "notifier: cannot find the end of the change log; retrying"),
+            }
+            pause(RETRY, shutdown).await;
+            if shutdown.is_cancelled() {
+                return None;
+            }
+        }
+    }
+
     /// Closes every socket (1001: reconnect with `since`) and waits, bounded, for them.
     async fn drain(&self) {
         let connections = &self.inner.connections;
@@ -277,24 +385,9 @@ impl Hub {
 
     /// The tail at the log's end, and the hub ready from there; None at shutdown.
     async fn start(&self, shutdown: &Shutdown) -> Option<Tail> {
-        loop {
-            let started = tokio::select! {
-                started = Tail::at_end(&self.inner.ctx.pool) => started,
-                _ = shutdown.cancelled() => return None,
-            };
-            match started {
-                Ok(tail) => {
-                    self.inner.lock().cursor = tail.cursor();
-                    self.inner.ready.send_replace(true);
-                    return Some(tail);
-                }
-                Err(e) => tracing::warn!(error = %e, "notifier: cannot find the end of the change log; retrying"),
-            }
-            pause(RETRY, shutdown).await;
-            if shutdown.is_cancelled() {
-                return None;
-            }
-        }
+        let tail = self.anchor(shutdown).await?;
+        self.inner.ready.send_replace(true);
+        Some(tail)
     }
 
     /// Hands `changes` (in id order) to the matching sockets and moves the cursor to
@@ -416,6 +509,8 @@ mod tests {
         };
         let hub = Hub::new(Context::new(config, pool, keys));
         hub.inner.ready.send_replace(true);
+        hub.inner.lock().following = true;
+        hub.inner.following.send_replace(true);
         hub
     }
 
