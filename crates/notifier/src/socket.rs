@@ -393,9 +393,8 @@ impl Connection {
     }
 
     /// Sends `first` and the live messages queued behind it (at most [`LIVE_BATCH`]) as
-    /// frames of one write: under load a socket's messages arrive in bursts, and one
-    /// write (one system call, one wake-up of the peer) per burst instead of per message
-    /// is what keeps a hundred sockets at 500 changes/s within the CPU of a small host.
+    /// frames of one write: under load a socket's messages arrive in bursts, and a burst
+    /// then costs one system call and one wake-up of the peer instead of one per message.
     async fn send_live(&mut self, first: Live, guards: &mut Guards) -> Result<(), End> {
         let mut next = Some(first);
         let mut fed = 0;
