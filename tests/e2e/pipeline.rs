@@ -623,3 +623,34 @@ def run(params):
     assert_eq!(after.status, 401, "{:?}", after.body);
     assert!(after.body["error"]["message"].as_str().unwrap().contains("no longer running"), "{:?}", after.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_refuses_a_database_that_is_not_the_servers() {
+    // `attune bench` times the work from the database: pointed at another one it would
+    // wait for work that never shows. It says so instead, and runs against the right one.
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("bencher").await;
+    let other = attune_tests::TestDb::new().await;
+    let bench = |database_url: String| {
+        let mut env = app.process_env();
+        env.insert("ATTUNE_DATABASE_URL".into(), database_url);
+        let args = ["bench", "--events", "3", "--concurrency", "1", "--url", &app.url, "--login", &u.login];
+        std::process::Command::new(attune_tests::processes::attune_binary())
+            .args(args)
+            .args(["--password", attune_tests::PASSWORD])
+            .envs(env)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("attune bench runs")
+    };
+    let wrong = tokio::task::block_in_place(|| bench(other.url()));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success(), "{stderr}");
+    assert!(stderr.contains("is not the one the server at"), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "the message says what to change: {stderr}");
+
+    let right = tokio::task::block_in_place(|| bench(app.db.url()));
+    let stdout = String::from_utf8_lossy(&right.stdout);
+    assert!(right.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&right.stderr));
+    assert!(stdout.contains("failed executions:       0"), "{stdout}");
+}

@@ -99,6 +99,28 @@ impl Api {
     }
 }
 
+/// The bench reads its timings from the database; one that is not the server's would
+/// never see the work finish (the bench would wait for nothing). Checked by the bench
+/// pack: made through the API, it must be in the database the bench reads.
+async fn same_database(api: &Api, pool: &PgPool) -> anyhow::Result<()> {
+    api.ensure("/api/v1/packs", json!({"ref": "bench", "version": "1.0.0", "description": "attune bench"})).await?;
+    let (_, pack) = api.call(reqwest::Method::GET, "/api/v1/packs/ref/bench", None).await?;
+    let id = pack["id"].as_i64().context("the bench pack's id")?;
+    let here: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.pack WHERE id = $1 AND ref = 'bench')")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .context("cannot read the database the bench uses")?;
+    if !here {
+        bail!(
+            "the database this bench reads is not the one the server at {} uses (its bench pack, id {id}, is not \
+             in it): point DATABASE_URL or ATTUNE_DATA_DIR at the server's database, or unset DATABASE_URL",
+            api.base
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -> anyhow::Result<()> {
     let base = args.url.clone().unwrap_or_else(|| format!("http://{}:{}", config.api.host, config.api.port));
     let password = match args.password.clone().or_else(|| config.auth.admin_password.clone()) {
@@ -119,6 +141,7 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     }
     let token = login.json::<Value>().await?["access_token"].as_str().unwrap_or_default().to_string();
     let api = Api { http: http.clone(), base: base.clone(), token: token.clone() };
+    same_database(&api, pool).await?;
 
     if args.mode == Mode::Timers {
         return timers(&api, pool, &args).await;
