@@ -548,7 +548,7 @@ async fn a_hub_without_sockets_parks_and_the_next_socket_resumes_it_missing_noth
     // The pipeline with a hub of the test's own that parks after 300 ms without sockets.
     let app = TestApp::spawn_pipeline().await;
     let u = app.register("parker").await;
-    let hub = attune_notifier::Hub::new(app.ctx.clone()).park_after(Duration::from_millis(300));
+    let hub = attune_notifier::Hub::parking_after(app.ctx.clone(), Duration::from_millis(300));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let router = hub.router();

@@ -71,7 +71,9 @@ struct Inner {
     state: Mutex<State>,
     /// True once the reader has its starting point (registrations wait for it).
     ready: watch::Sender<bool>,
-    /// Mirrors `State::following`, for registrations waiting for the reader to resume.
+    /// True while the reader follows the log (false before it starts and while parked):
+    /// only then may a socket register, taking the cursor as its seam. Changed and read
+    /// for a registration under the state's lock; registrations wait on it.
     following: watch::Sender<bool>,
     /// Poked by a registration that found the reader parked.
     wanted: Notify,
@@ -86,11 +88,8 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// Every change up to this id has been fanned out. Meaningful while `following`.
+    /// Every change up to this id has been fanned out. Meaningful while `Inner::following`.
     cursor: i64,
-    /// True while the reader follows the log (false before it starts and while parked):
-    /// only then may a socket register, taking `cursor` as its seam.
-    following: bool,
     /// The registered sockets, by tenant.
     tenants: HashMap<i64, HashMap<u64, Slot>>,
 }
@@ -161,6 +160,12 @@ impl Hub {
     /// A hub for `ctx`'s database, with `ctx.config.notifier.socket_buffer` per socket.
     /// Nothing is read until [`Hub::run`] runs.
     pub fn new(ctx: Context) -> Hub {
+        Hub::parking_after(ctx, PARK_AFTER)
+    }
+
+    /// As [`Hub::new`], parking after `idle` without sockets instead of [`PARK_AFTER`]
+    /// (tests shorten it).
+    pub fn parking_after(ctx: Context, idle: Duration) -> Hub {
         let socket_buffer = ctx.config.notifier.socket_buffer.max(1);
         Hub {
             inner: Arc::new(Inner {
@@ -170,7 +175,7 @@ impl Hub {
                 ready: watch::Sender::new(false),
                 following: watch::Sender::new(false),
                 wanted: Notify::new(),
-                park_after: PARK_AFTER,
+                park_after: idle,
                 closing: CancellationToken::new(),
                 connections: TaskTracker::new(),
                 next_id: AtomicU64::new(0),
@@ -178,18 +183,10 @@ impl Hub {
         }
     }
 
-    /// The same hub parking after `idle` without sockets instead of [`PARK_AFTER`] (tests
-    /// shorten it). Before [`Hub::run`] only.
-    pub fn park_after(self, idle: Duration) -> Hub {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| panic!("park_after before the hub is shared"));
-        inner.park_after = idle;
-        Hub { inner: Arc::new(inner) }
-    }
-
     /// True while the reader follows the change log (false before it starts and while it
     /// is parked for want of sockets).
     pub fn following(&self) -> bool {
-        self.inner.lock().following
+        *self.inner.following.borrow()
     }
 
     pub fn context(&self) -> &Context {
@@ -228,7 +225,7 @@ impl Hub {
                 // Registering and the reader parking take the same lock: a socket is either
                 // registered while the reader follows, or the reader resumes for it.
                 let mut state = self.inner.lock();
-                if state.following {
+                if *self.inner.following.borrow() {
                     let (queue_tx, queue) = mpsc::channel(self.inner.socket_buffer);
                     let (evict, evicted) = oneshot::channel();
                     let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -323,7 +320,8 @@ impl Hub {
     /// Parks the reader when no socket has been registered for `park_after` (tracked in
     /// `idle_since`); true when it did.
     fn park_if_idle(&self, idle_since: &mut Option<Instant>) -> bool {
-        let mut state = self.inner.lock();
+        // Held until the flag is down: a registration sees the hub follow, or parked.
+        let state = self.inner.lock();
         if !state.tenants.is_empty() {
             *idle_since = None;
             return false;
@@ -332,7 +330,6 @@ impl Hub {
         if since.elapsed() < self.inner.park_after {
             return false;
         }
-        state.following = false;
         self.inner.following.send_replace(false);
         *idle_since = None;
         true
@@ -359,7 +356,6 @@ impl Hub {
                 Ok(tail) => {
                     let mut state = self.inner.lock();
                     state.cursor = tail.cursor();
-                    state.following = true;
                     self.inner.following.send_replace(true);
                     return Some(tail);
                 }
@@ -509,7 +505,6 @@ mod tests {
         };
         let hub = Hub::new(Context::new(config, pool, keys));
         hub.inner.ready.send_replace(true);
-        hub.inner.lock().following = true;
         hub.inner.following.send_replace(true);
         hub
     }

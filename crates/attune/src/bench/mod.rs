@@ -106,11 +106,13 @@ async fn same_database(api: &Api, pool: &PgPool) -> anyhow::Result<()> {
     api.ensure("/api/v1/packs", json!({"ref": "bench", "version": "1.0.0", "description": "attune bench"})).await?;
     let (_, pack) = api.call(reqwest::Method::GET, "/api/v1/packs/ref/bench", None).await?;
     let id = pack["id"].as_i64().context("the bench pack's id")?;
-    let here: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM attune.pack WHERE id = $1 AND ref = 'bench')")
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .context("cannot read the database the bench uses")?;
+    let here = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM attune.pack WHERE id = $1 AND ref = 'bench') AS "here!""#,
+        id
+    )
+    .fetch_one(pool)
+    .await
+    .context("cannot read the database the bench uses")?;
     if !here {
         bail!(
             "the database this bench reads is not the one the server at {} uses (its bench pack, id {id}, is not \
@@ -149,8 +151,8 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     if args.mode == Mode::Workflow {
         return workflow::run(&api, pool, &args).await;
     }
-    // The bench pack: one webhook trigger, one enabled rule for the chosen mode.
-    api.ensure("/api/v1/packs", json!({"ref": "bench", "version": "1.0.0", "description": "attune bench"})).await?;
+    // The bench pack (made by `same_database`): one webhook trigger, one enabled rule for
+    // the chosen mode.
     api.ensure("/api/v1/triggers", json!({"ref": "bench.hook", "type": "webhook"})).await?;
     api.ensure("/api/v1/actions", json!({"ref": "bench.true", "runner_type": "shell", "command": "true"})).await?;
     api.ensure("/api/v1/rules", json!({"ref": "bench.noop", "trigger": "bench.hook", "action": "core.noop"})).await?;
