@@ -7,9 +7,11 @@
 //! events/s, executions/s, and percentiles of webhook accepted → running and → finished.
 //! `--mode stream` runs the noop pipeline with `--sockets` WebSocket clients subscribed to
 //! executions and adds the stream's delivery latency ([`stream`]). `--mode workflow` runs
-//! the workflow scenarios of [`workflow`] instead.
+//! the workflow scenarios of [`workflow`] instead, `--mode python` submits warm python
+//! executions through the API ([`submit`]).
 
 mod stream;
+mod submit;
 mod workflow;
 
 use std::sync::Arc;
@@ -26,6 +28,9 @@ pub enum Mode {
     Noop,
     /// webhook → rule → a shell action (`true`): one child process per execution
     Shell,
+    /// `POST /api/v1/executions` of a warm python action (`run(params)` returning `{}`):
+    /// submit → finished
+    Python,
     /// `--timers` interval timers at 1 s for `--seconds`: fire-time precision
     Timers,
     /// the noop pipeline with `--sockets` WebSocket clients on `/ws`: delivery latency
@@ -99,6 +104,36 @@ impl Api {
     }
 }
 
+/// Runs `job(i)` for each of the `--events`, at most `--concurrency` at once, each started
+/// on the `--rate` schedule when there is one; the outcomes in the order they ended.
+async fn fire<T, Fut>(args: &BenchArgs, job: impl Fn(usize) -> Fut) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let started = Instant::now();
+    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.events {
+        if let Some(rate) = args.rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = slots.clone().acquire_owned().await?;
+        let run = job(i);
+        tasks.spawn(async move {
+            let outcome = run.await;
+            drop(permit);
+            outcome
+        });
+    }
+    let mut outcomes = Vec::with_capacity(args.events);
+    while let Some(joined) = tasks.join_next().await {
+        outcomes.push(joined?);
+    }
+    Ok(outcomes)
+}
+
 /// The bench reads its timings from the database; one that is not the server's would
 /// never see the work finish (the bench would wait for nothing). Checked by the bench
 /// pack: made through the API, it must be in the database the bench reads.
@@ -151,6 +186,9 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     if args.mode == Mode::Workflow {
         return workflow::run(&api, pool, &args).await;
     }
+    if args.mode == Mode::Python {
+        return submit::run(&api, pool, &args).await;
+    }
     // The bench pack (made by `same_database`): one webhook trigger, one enabled rule for
     // the chosen mode.
     api.ensure("/api/v1/triggers", json!({"ref": "bench.hook", "type": "webhook"})).await?;
@@ -190,33 +228,14 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         args.mode
     );
     let started = Instant::now();
-    let slots = Arc::new(Semaphore::new(args.concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..args.events {
-        if let Some(rate) = args.rate {
-            let due = started + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let permit = slots.clone().acquire_owned().await?;
+    let accepted = fire(&args, |i| {
         let (http, hook) = (http.clone(), hook.clone());
-        tasks.spawn(async move {
-            let ok = http
-                .post(&hook)
-                .json(&json!({"n": i}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16() == 202)
-                .unwrap_or(false);
-            drop(permit);
-            ok
-        });
-    }
-    let mut rejected = 0;
-    while let Some(r) = tasks.join_next().await {
-        if !matches!(r, Ok(true)) {
-            rejected += 1;
+        async move {
+            http.post(&hook).json(&json!({"n": i})).send().await.map(|r| r.status().as_u16() == 202).unwrap_or(false)
         }
-    }
+    })
+    .await?;
+    let rejected = accepted.iter().filter(|ok| !**ok).count();
     let fired = started.elapsed();
     if rejected > 0 {
         bail!("{rejected} of {} webhook requests were not accepted", args.events);
@@ -260,6 +279,10 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
     );
     println!("accepted → running  ms:  p50 {r50:.1}  p95 {r95:.1}  p99 {r99:.1}");
     println!("accepted → finished ms:  p50 {f50:.1}  p95 {f95:.1}  p99 {f99:.1}");
+    println!(
+        "created → finished ms:   p50 {:.1}  p95 {:.1}  p99 {:.1} (the execution's own life)",
+        row.life_p50, row.life_p95, row.life_p99
+    );
     println!("failed executions:       {failed}");
     if let Some(listeners) = listeners {
         let (sockets, latencies) = listeners.finish().await?;

@@ -8,7 +8,11 @@
 //! - `concurrent`: 50 workflows of 20 sequential `core.noop` tasks started at once: total
 //!   time, and no task lost or run twice;
 //! - `items`: one with-items task over 10,000 items at concurrency 50 running `core.noop`:
-//!   time, every item exactly once, and the most items running at once.
+//!   time, every item exactly once, and the most items running at once;
+//! - `py40` (not in `all`): one workflow of 40 sequential python tasks that each sleep
+//!   8 ms in the worker's warm interpreters (pack `bench_py`, uploaded as for `--mode
+//!   python`), three runs after one that starts the interpreter: the flow the runtimes
+//!   issue compares with Prefect (`bench/peers/prefect/`).
 //!
 //! With `--server-pid`, the server process's resident memory (`VmRSS`, and `VmHWM`, its
 //! high-water mark, reset before each scenario when the kernel allows) is read from
@@ -31,8 +35,10 @@ pub enum Scenario {
     Concurrent,
     /// one with-items task over 10,000 items at concurrency 50
     Items,
-    /// all three, in that order
+    /// all three above, in that order
     All,
+    /// 40 sequential warm python tasks of ~8 ms each (three runs after a warm-up)
+    Py40,
 }
 
 /// Tasks of the `seq100` workflow.
@@ -43,6 +49,9 @@ const TASKS: usize = 20;
 /// Items of the `items` scenario, and how many may run at once.
 const ITEMS: usize = 10_000;
 const ITEM_CONCURRENCY: usize = 50;
+/// Tasks of the `py40` workflow, and its timed runs.
+const PYTHON_TASKS: usize = 40;
+const PYTHON_RUNS: usize = 3;
 /// How long a scenario may take before the bench gives up on it.
 const DEADLINE: Duration = Duration::from_secs(1800);
 
@@ -74,6 +83,7 @@ pub async fn run(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<(
             Scenario::Seq100 => seq100(api, pool, &mut failed).await?,
             Scenario::Concurrent => concurrent(api, pool, &mut failed).await?,
             Scenario::Items => items(api, pool, &mut failed).await?,
+            Scenario::Py40 => py40(api, pool, &mut failed).await?,
             Scenario::All => unreachable!("expanded above"),
         }
         if let (Some(memory), Some(before)) = (&memory, before) {
@@ -89,13 +99,56 @@ pub async fn run(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<(
 
 /// A workflow action `reference` of `n` sequential `core.noop` tasks t1..tn.
 fn chain(reference: &str, n: usize) -> Value {
+    chain_of(reference, n, "core.noop")
+}
+
+/// A workflow action `reference` of `n` sequential tasks t1..tn running `action`.
+fn chain_of(reference: &str, n: usize, action: &str) -> Value {
     let tasks: Vec<Value> = (1..=n)
         .map(|i| match i {
-            1 => json!({"name": "t1", "action": "core.noop"}),
-            _ => json!({"name": format!("t{i}"), "action": "core.noop", "depends_on": [format!("t{}", i - 1)]}),
+            1 => json!({"name": "t1", "action": action}),
+            _ => json!({"name": format!("t{i}"), "action": action, "depends_on": [format!("t{}", i - 1)]}),
         })
         .collect();
     json!({"ref": reference, "runner_type": "workflow", "workflow": {"tasks": tasks}})
+}
+
+async fn py40(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::Result<()> {
+    println!("py40: one workflow of {PYTHON_TASKS} sequential warm python tasks of ~8 ms (bench_py.work)");
+    super::submit::python_pack(api).await?;
+    api.ensure("/api/v1/actions", chain_of("bench_wf.py40", PYTHON_TASKS, "bench_py.work")).await?;
+    // The first run starts the interpreter (its import is not the flow's time).
+    let warm_up = start(api, "bench_wf.py40", 1).await?;
+    wait(pool, &warm_up).await?;
+    let mut times = Vec::new();
+    for run in 1..=PYTHON_RUNS {
+        let ids = start(api, "bench_wf.py40", 1).await?;
+        wait(pool, &ids).await?;
+        let f = sqlx::query_file!("../../sql/bench/workflow_figures.sql", &ids).fetch_one(pool).await?;
+        let n = PYTHON_TASKS as i64;
+        println!(
+            "  run {run}: workflow created → finished {:.3} s ({:.2} ms per task, of which ~8 ms the task's own sleep)",
+            f.total_s,
+            f.total_s * 1000.0 / PYTHON_TASKS as f64
+        );
+        let ok = f.workflows_succeeded == 1 && f.children == n && f.children_succeeded == n && f.distinct_slots == n;
+        check(
+            failed,
+            "py40",
+            ok,
+            format!(
+                "run {run}: workflow succeeded: {}; children {} (distinct tasks {}), succeeded {} (expected {n} of each)",
+                f.workflows_succeeded == 1,
+                f.children,
+                f.distinct_slots,
+                f.children_succeeded
+            ),
+        );
+        times.push(f.total_s);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("  median of {PYTHON_RUNS}:                  {:.3} s", times[times.len() / 2]);
+    Ok(())
 }
 
 async fn seq100(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::Result<()> {
