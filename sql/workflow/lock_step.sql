@@ -6,10 +6,13 @@
 -- snapshot is taken in by the next step (its completion wakes the engine again).
 -- `timed_out` is set when the workflow has run longer than its action's timeout;
 -- `definitions_version` tells the engine whether the actions it cached are still current.
+-- $2 is the version of the workflow's state the engine holds (-1: none): while the stored
+-- state still has it, its definition, task states, variables and with-items lists are not
+-- sent again (NULL); `version` is NULL when the workflow has no state (not started).
 WITH parent AS (
     SELECT e.id, e.tenant_id, e.status, e.parameters, e.secret_params,
            ws.definition, ws.tasks, ws.variables, ws.failed_tasks, ws.depth, ws.active,
-           ws.abort_error, ws.items,
+           ws.abort_error, ws.items, ws.version,
            CASE WHEN e.status IN ('running', 'paused')
                  AND e.started_at + make_interval(secs => a.timeout_seconds) < now()
                 THEN a.timeout_seconds END AS timed_out
@@ -27,9 +30,12 @@ WITH parent AS (
 )
 SELECT p.id AS "id!", p.tenant_id AS "tenant_id!", p.status AS "status!: ExecutionStatus",
        p.parameters AS "parameters!", p.secret_params,
-       p.definition AS "definition?", p.tasks AS "tasks?", p.variables AS "variables?",
+       CASE WHEN p.version = $2 THEN NULL ELSE p.definition END AS "definition?",
+       CASE WHEN p.version = $2 THEN NULL ELSE p.tasks END AS "tasks?",
+       CASE WHEN p.version = $2 THEN NULL ELSE p.variables END AS "variables?",
        p.failed_tasks AS "failed_tasks?", p.depth AS "depth?", p.active AS "active?", p.abort_error AS "abort_error?",
-       p.items AS "items?", p.timed_out AS "timed_out?",
+       CASE WHEN p.version = $2 THEN NULL ELSE p.items END AS "items?", p.timed_out AS "timed_out?",
+       p.version AS "version?",
        (SELECT COALESCE(jsonb_agg(jsonb_build_object('task', workflow_task, 'item_index', item_index,
                                                      'status', status, 'result', result) ORDER BY id),
                         '[]')

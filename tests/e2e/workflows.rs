@@ -538,6 +538,49 @@ async fn simultaneous_completions_never_start_a_task_twice() {
     }
 }
 
+/// Each engine keeps the state it saved of the workflows it stepped and writes back only
+/// the task states that changed; with three executors taking turns on one workflow, a step
+/// often finds the state saved by another engine. Every step must then work from the stored
+/// state: a chain of 16 tasks, each adding one to the variable the previous one published,
+/// ends with 16, every task ran once, and the stored task states are all there.
+#[tokio::test]
+async fn executors_taking_turns_on_a_workflow_carry_its_whole_state() {
+    let app = TestApp::spawn_pipeline().await;
+    app.start_executor();
+    app.start_executor();
+    let u = setup(&app, "wfturns").await;
+    let add = "def run(params):\n    return {'n': params['n'] + 1}\n";
+    action(&app, &u, json!({"ref": "wf.add", "runner_type": "python", "code": add})).await;
+    let tasks: Vec<Value> = (0..16)
+        .map(|i| {
+            let mut task = json!({"name": format!("s{i:02}"), "action": "wf.add",
+                                  "input": {"n": if i == 0 { "{{ execution.params.start }}" } else { "{{ n }}" }},
+                                  "publish": {"n": "{{ result.output.n }}"}});
+            if i > 0 {
+                task["depends_on"] = json!([format!("s{:02}", i - 1)]);
+            }
+            task
+        })
+        .collect();
+    workflow(&app, &u, "turns", json!({"tasks": tasks, "output": {"n": "{{ n }}"}})).await;
+    for round in 0..3 {
+        let ex = run(&app, &u, "wf.turns", json!({"start": round * 100})).await;
+        assert_eq!(ex["status"], "succeeded", "{ex}");
+        assert_eq!(ex["result"]["output"], json!({"n": round * 100 + 16}), "{ex}");
+        let ran = tasks_of(&app, id(&ex)).await;
+        assert_eq!(ran.len(), 16, "each task once: {ran:?}");
+        let states: Value = sqlx::query_scalar("SELECT tasks FROM attune.workflow_state WHERE execution_id = $1")
+            .bind(id(&ex))
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+        let states = states.as_object().unwrap();
+        assert_eq!(states.len(), 16, "every task's state stored: {states:?}");
+        assert!(states.values().all(|t| t["status"] == "succeeded"), "{states:?}");
+        assert_eq!(states["s15"]["result"]["output"], json!({"n": round * 100 + 16}));
+    }
+}
+
 #[tokio::test]
 async fn with_items_over_many_items_runs_each_once_in_batches() {
     let app = TestApp::spawn_pipeline().await;

@@ -35,7 +35,7 @@ pub enum TaskStatus {
 }
 
 /// With-items progress of one task.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Items {
     pub total: usize,
     /// The next item to start.
@@ -54,7 +54,7 @@ pub struct Items {
     pub first_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskState {
     pub status: TaskStatus,
     pub attempt: u32,

@@ -40,14 +40,13 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
         .subscribe_tagged(&[Channel::Scheduled, Channel::Change, Channel::Cancel], Tags::runners([Workflow]))
         .await?;
     while !shutdown.is_cancelled() {
+        // The round's look sees everything committed before it, so a wake-up that came
+        // before is spent; one that comes during the round (a task that ended meanwhile)
+        // is kept and costs another round. The engine's own pokes do not wake it, unless
+        // the round left it more to do at once.
+        wakeup.clear();
         match round(&engine, &scheduled, &cancel, &change).await {
-            Ok(true) => {
-                // Look again at once (more work than a round takes, child workflows to
-                // start); that look sees everything committed before it, so the wake-ups
-                // meanwhile — the engine's own pokes among them — are spent.
-                wakeup.clear();
-                continue;
-            }
+            Ok(true) => continue,
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "workflow engine round failed; it is retried");
@@ -63,8 +62,8 @@ pub async fn run(ctx: Context, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One round: start claimed workflows, then step those with pending work. True when
-/// something moved (run another round at once).
+/// One round: start claimed workflows, then step those with pending work. True when the
+/// engine has more to do at once (run another round without waiting).
 async fn round(engine: &step::Engine, scheduled: &Hint, cancel: &Hint, change: &Hint) -> Result<bool, sqlx::Error> {
     let look = engine.look().await?;
     let mut pokes = engine.start_round(look.start).await?;
@@ -72,12 +71,18 @@ async fn round(engine: &step::Engine, scheduled: &Hint, cancel: &Hint, change: &
     pokes.scheduled = pokes.scheduled.with(stepped.scheduled);
     pokes.cancel |= stepped.cancel;
     pokes.progress |= stepped.progress;
+    pokes.again |= stepped.again;
+    // Child workflows admitted wake the engines (this one too) by their runner type.
     scheduled.poke_tagged(pokes.scheduled);
     if pokes.cancel {
         cancel.poke();
     }
-    if pokes.progress {
+    if pokes.again {
+        // The engines too (another executor may hold the parent's next step).
         change.poke();
+    } else if pokes.progress {
+        // For the change-log readers only.
+        change.poke_tagged(Tags::CHANGES);
     }
-    Ok(pokes.progress)
+    Ok(pokes.again)
 }

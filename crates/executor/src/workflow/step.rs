@@ -3,12 +3,12 @@
 //! its ended children, creating the next with-items batch, or carrying out a cancel. The
 //! decisions are [`Flow`]'s; this module loads and stores them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use attune_core::admission::{admit_rendered, ActionTerms};
 use attune_core::datastore::{load_for_templates, TemplateItems};
-use attune_core::domain::templates::value_reads;
+use attune_core::domain::templates::{value_reads, DatastoreReads};
 use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::unseal_parameters;
@@ -37,6 +37,10 @@ pub struct Pokes {
     pub cancel: bool,
     /// Something changed at all (and the change log grew).
     pub progress: bool,
+    /// The engine has more to do at once: a with-items batch to create, a full batch
+    /// taken (more may wait), or a nested workflow that ended or changed status (its
+    /// parent's step) — the engines are woken for it, not only the change-log readers.
+    pub again: bool,
 }
 
 impl Pokes {
@@ -44,6 +48,7 @@ impl Pokes {
         self.scheduled = self.scheduled.with(other.scheduled);
         self.cancel |= other.cancel;
         self.progress |= other.progress;
+        self.again |= other.again;
     }
 }
 
@@ -51,6 +56,7 @@ pub struct Engine {
     ctx: Ctx,
     env: Environment<'static>,
     actions: ActionCache,
+    states: StateCache,
 }
 
 /// A child that ended, as `lock_step.sql` hands it over.
@@ -106,6 +112,45 @@ impl ActionCache {
     }
 }
 
+/// A workflow's state as this engine last saved it (`version`).
+struct Saved {
+    version: i64,
+    def: WorkflowDef,
+    /// What the definition's templates read of the datastore.
+    reads: DatastoreReads,
+    tasks: BTreeMap<String, TaskState>,
+    vars: Map<String, Value>,
+    items: Map<String, Value>,
+}
+
+/// The states of the workflows this engine stepped lately, as it saved them: a step of a
+/// workflow whose stored version is still the one saved here (no other executor stepped it
+/// since) takes its definition, task states, variables and with-items lists from here
+/// rather than reading and parsing them again — for a long workflow the largest part of a
+/// step — and writes back only the task states that changed.
+#[derive(Default)]
+struct StateCache {
+    saved: Mutex<HashMap<i64, Saved>>,
+}
+
+/// Most workflows the state cache keeps (it starts over beyond).
+const STATE_CACHE_ENTRIES: usize = 1024;
+
+impl StateCache {
+    /// The saved state of workflow `id`, taken out (put back once the step has committed).
+    fn take(&self, id: i64) -> Option<Saved> {
+        self.saved.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+    }
+
+    fn put(&self, id: i64, saved: Saved) {
+        let mut states = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        if states.len() >= STATE_CACHE_ENTRIES {
+            states.clear();
+        }
+        states.insert(id, saved);
+    }
+}
+
 /// The workflow being stepped.
 struct Parent {
     id: i64,
@@ -124,7 +169,7 @@ pub struct Look {
 
 impl Engine {
     pub fn new(ctx: Ctx) -> Engine {
-        Engine { ctx, env: environment(), actions: ActionCache::default() }
+        Engine { ctx, env: environment(), actions: ActionCache::default(), states: StateCache::default() }
     }
 
     /// What a round has to do, in one look (no lock): whether a workflow waits to be
@@ -141,7 +186,9 @@ impl Engine {
         }
         let mut tx = self.ctx.pool.begin().await?;
         let rows = sqlx::query_file!("../../sql/workflow/claim_scheduled.sql", START_BATCH).fetch_all(&mut *tx).await?;
-        let mut pokes = Pokes { progress: !rows.is_empty(), ..Pokes::default() };
+        let mut pokes =
+            Pokes { progress: !rows.is_empty(), again: rows.len() as i64 == START_BATCH, ..Pokes::default() };
+        let mut started = Vec::new();
         for row in rows {
             let plain = unseal_parameters(&self.ctx.keys.encryption, &row.parameters, row.secret_params.as_deref());
             let depth = row.parent_depth.map_or(0, |d| d + 1);
@@ -155,29 +202,47 @@ impl Engine {
                 definition(&row.action_ref, row.workflow.as_ref(), row.with_items.as_deref(), &params, depth)
             });
             match flow {
-                Ok(flow) => pokes.merge(self.apply_start(&mut tx, &parent, flow).await?),
+                Ok(flow) => {
+                    let (p, saved) = self.apply_start(&mut tx, &parent, flow).await?;
+                    pokes.merge(p);
+                    started.extend(saved.map(|saved| (parent.id, saved)));
+                }
                 Err(error) => {
                     let result = json!({"exit_code": null, "output": null, "error": error, "truncated": false,
                                         "failure_reason": "invalid_workflow"});
                     finish(&mut tx, parent.id, ExecutionStatus::Failed, &result).await?;
+                    // A nested one: its parent's step.
+                    pokes.again |= depth > 0;
                 }
             }
         }
         tx.commit().await?;
+        for (id, saved) in started {
+            self.states.put(id, saved);
+        }
         Ok(pokes)
     }
 
-    async fn apply_start(&self, tx: &mut PgConnection, parent: &Parent, mut flow: Flow) -> Result<Pokes, sqlx::Error> {
+    /// Starts `flow`: its first tasks, and its state saved whole. The state to cache once
+    /// committed, unless it ended at once.
+    async fn apply_start(
+        &self,
+        tx: &mut PgConnection,
+        parent: &Parent,
+        mut flow: Flow,
+    ) -> Result<(Pokes, Option<Saved>), sqlx::Error> {
         let actions = load_actions(tx, parent.tenant_id, &flow.action_refs()).await?;
-        let items = self.load_items(tx, parent.tenant_id, &flow.def).await?;
+        let reads = value_reads(&serde_json::to_value(&flow.def).unwrap_or(Value::Null));
+        let items = self.load_items(tx, parent.tenant_id, &reads).await?;
         let cx = Context::new(&self.env, &actions, parent.id, &parent.params, items.as_ref());
         flow.start(&cx);
-        self.apply(tx, parent, flow, &cx, &actions).await
+        let (pokes, version) = self.apply(tx, parent, &mut flow, &cx, &actions, None).await?;
+        Ok((pokes, version.map(|version| saved(version, flow, reads))))
     }
 
     /// The workflows with pending work (from the look), each stepped in its own transaction.
     pub async fn step_round(&self, ids: Vec<i64>) -> Result<Pokes, sqlx::Error> {
-        let mut pokes = Pokes::default();
+        let mut pokes = Pokes { again: ids.len() as i64 >= PENDING_BATCH, ..Pokes::default() };
         for id in ids {
             pokes.merge(self.step(id).await?);
         }
@@ -186,10 +251,16 @@ impl Engine {
 
     /// Advances workflow `id` under its row's lock (skipped when another executor holds it).
     pub async fn step(&self, id: i64) -> Result<Pokes, sqlx::Error> {
+        let cached = self.states.take(id);
+        let known = cached.as_ref().map_or(-1, |c| c.version);
         let mut tx = self.ctx.pool.begin().await?;
-        let Some(row) = sqlx::query_file!("../../sql/workflow/lock_step.sql", id).fetch_optional(&mut *tx).await?
+        let Some(row) =
+            sqlx::query_file!("../../sql/workflow/lock_step.sql", id, known).fetch_optional(&mut *tx).await?
         else {
             tx.commit().await?;
+            if let Some(cached) = cached {
+                self.states.put(id, cached);
+            }
             return Ok(Pokes::default());
         };
         let ended: Vec<EndedChild> = match serde_json::from_value(row.ended) {
@@ -197,37 +268,41 @@ impl Engine {
             Err(e) => return Err(sqlx::Error::Decode(format!("a workflow's ended children: {e}").into())),
         };
         let consumed = !ended.is_empty();
-        let (Some(definition), false) = (row.definition, row.status.is_terminal()) else {
+        let (Some(version), false) = (row.version, row.status.is_terminal()) else {
             tx.commit().await?;
             return Ok(Pokes { progress: consumed, ..Pokes::default() });
         };
-        let def: WorkflowDef = match serde_json::from_value(definition) {
-            Ok(def) => def,
-            Err(e) => {
-                let error = format!("the stored workflow state cannot be read: {e}");
+        // The state as this engine saved it, unless another executor stepped it since (then
+        // `lock_step.sql` returned it).
+        let state = match cached {
+            Some(cached) if cached.version == version => Ok(cached),
+            _ => stored_state(version, row.definition, row.tasks, row.variables, row.items),
+        };
+        let state = match state {
+            Ok(state) => state,
+            Err(error) => {
                 let result = json!({"exit_code": null, "output": null, "error": error, "truncated": false});
                 finish(&mut tx, id, ExecutionStatus::Failed, &result).await?;
                 tx.commit().await?;
                 return Ok(Pokes { progress: true, ..Pokes::default() });
             }
         };
-        let mut flow = Flow::new(def, object(row.variables), row.depth.unwrap_or(0));
-        flow.tasks = row
-            .tasks
-            .and_then(|t| serde_json::from_value::<std::collections::BTreeMap<String, TaskState>>(t).ok())
-            .unwrap_or_default();
+        let reads = state.reads;
+        let mut flow = Flow::new(state.def, state.vars, row.depth.unwrap_or(0));
+        flow.tasks = state.tasks;
+        flow.items = state.items;
         flow.failed_tasks = row.failed_tasks.unwrap_or(0);
         flow.active = row.active.unwrap_or(0);
         flow.abort_error = row.abort_error;
-        flow.items = object(row.items);
         let canceling = row.status == ExecutionStatus::Canceling;
         let params = unseal_parameters(&self.ctx.keys.encryption, &row.parameters, row.secret_params.as_deref())
             .unwrap_or(Value::Null);
         let parent = Parent { id, tenant_id: row.tenant_id, canceling, params };
         let actions = self.actions.get(&mut tx, parent.tenant_id, flow.action_refs(), row.definitions_version).await?;
-        let items = self.load_items(&mut tx, parent.tenant_id, &flow.def).await?;
+        let items = self.load_items(&mut tx, parent.tenant_id, &reads).await?;
         let cx = Context::new(&self.env, &actions, parent.id, &parent.params, items.as_ref());
         let before = (flow.active, flow.abort_error.is_some());
+        let tasks_before = flow.tasks.clone();
         if canceling {
             flow.abort("canceled".into());
         } else if let Some(seconds) = row.timed_out {
@@ -240,21 +315,28 @@ impl Engine {
         }
         flow.resume(&cx);
         let changed = consumed || !flow.created.is_empty() || before != (flow.active, flow.abort_error.is_some());
-        let mut pokes = self.apply(&mut tx, &parent, flow, &cx, &actions).await?;
+        let (mut pokes, version) = self.apply(&mut tx, &parent, &mut flow, &cx, &actions, Some(&tasks_before)).await?;
         tx.commit().await?;
+        if let Some(version) = version {
+            self.states.put(id, saved(version, flow, reads));
+        }
         pokes.progress |= changed;
         Ok(pokes)
     }
 
-    /// Writes a step's decisions: new children, cancels, the state, and the end.
+    /// Writes a step's decisions: new children, cancels, the state, and the end. At a
+    /// workflow's start (`tasks_before` None) its state is saved whole; at a later step only
+    /// the task states that differ from `tasks_before`. Returns the state's new version,
+    /// None when the workflow ended.
     async fn apply(
         &self,
         tx: &mut PgConnection,
         parent: &Parent,
-        mut flow: Flow,
+        flow: &mut Flow,
         cx: &Context<'_>,
         actions: &Actions,
-    ) -> Result<Pokes, sqlx::Error> {
+        tasks_before: Option<&BTreeMap<String, TaskState>>,
+    ) -> Result<(Pokes, Option<i64>), sqlx::Error> {
         let mut pokes = Pokes::default();
         let created = std::mem::take(&mut flow.created);
         if !created.is_empty() {
@@ -270,10 +352,17 @@ impl Engine {
             pokes.progress = true;
         }
         let outcome = flow.outcome(cx, parent.canceling);
-        let tasks = serde_json::to_value(&flow.tasks).unwrap_or(Value::Null);
-        let definition = serde_json::to_value(&flow.def).unwrap_or(Value::Null);
+        let (definition, tasks) = match tasks_before {
+            None => (Some(serde_json::to_value(&flow.def).unwrap_or(Value::Null)), serde_json::to_value(&flow.tasks)),
+            Some(before) => {
+                let changed: BTreeMap<&String, &TaskState> =
+                    flow.tasks.iter().filter(|(name, state)| before.get(*name) != Some(*state)).collect();
+                (None, serde_json::to_value(changed))
+            }
+        };
+        let tasks = tasks.unwrap_or(Value::Null);
         // Also paused while a task waits on a human, running again once none does.
-        let synced = sqlx::query_file_scalar!(
+        let saved = sqlx::query_file!(
             "../../sql/workflow/save_state.sql",
             parent.id,
             parent.tenant_id,
@@ -283,19 +372,23 @@ impl Engine {
             flow.failed_tasks,
             flow.depth,
             flow.active,
-            flow.abort_error,
-            Value::Object(flow.items.clone()),
+            flow.abort_error.as_deref(),
+            // Sent only when they changed (a new with-items list).
+            (tasks_before.is_none() || flow.items_changed).then(|| Value::Object(flow.items.clone())),
             flow.wants_step,
-            flow.items_changed,
         )
         .fetch_one(&mut *tx)
         .await?;
-        pokes.progress |= synced;
+        pokes.progress |= saved.synced;
+        pokes.again = flow.wants_step || (saved.synced && flow.depth > 0);
         if let Some(outcome) = outcome {
             finish(tx, parent.id, outcome.status, &outcome.result).await?;
             pokes.progress = true;
+            // A nested workflow ended: its parent's step.
+            pokes.again |= flow.depth > 0;
+            return Ok((pokes, None));
         }
-        Ok(pokes)
+        Ok((pokes, Some(saved.version)))
     }
 
     async fn insert_children(
@@ -367,13 +460,12 @@ impl Engine {
         &self,
         tx: &mut PgConnection,
         tenant_id: i64,
-        def: &WorkflowDef,
+        reads: &DatastoreReads,
     ) -> Result<Option<TemplateItems>, sqlx::Error> {
-        let reads = value_reads(&serde_json::to_value(def).unwrap_or(Value::Null));
         if reads.is_empty() {
             return Ok(None);
         }
-        let wanted = HashMap::from([(tenant_id, reads)]);
+        let wanted = HashMap::from([(tenant_id, reads.clone())]);
         let mut loaded = load_for_templates(tx, &self.ctx.keys.encryption, &wanted).await?;
         Ok(Some(loaded.remove(&tenant_id).unwrap_or_default()))
     }
@@ -424,6 +516,28 @@ fn definition(
         }
         (None, None) => Err(format!("action {action_ref} has no workflow definition")),
     }
+}
+
+/// The state to cache after a committed step.
+fn saved(version: i64, flow: Flow, reads: DatastoreReads) -> Saved {
+    Saved { version, def: flow.def, reads, tasks: flow.tasks, vars: flow.vars, items: flow.items }
+}
+
+/// A workflow's state as stored (`lock_step.sql` returned it: this engine had not cached
+/// it, or another executor stepped the workflow since); an error names what cannot be read.
+fn stored_state(
+    version: i64,
+    definition: Option<Value>,
+    tasks: Option<Value>,
+    variables: Option<Value>,
+    items: Option<Value>,
+) -> Result<Saved, String> {
+    let definition = definition.ok_or("the stored workflow state has no definition")?;
+    let def: WorkflowDef =
+        serde_json::from_value(definition).map_err(|e| format!("the stored workflow state cannot be read: {e}"))?;
+    let reads = value_reads(&serde_json::to_value(&def).unwrap_or(Value::Null));
+    let tasks = tasks.and_then(|t| serde_json::from_value::<BTreeMap<String, TaskState>>(t).ok()).unwrap_or_default();
+    Ok(Saved { version, def, reads, tasks, vars: object(variables), items: object(items) })
 }
 
 fn object(v: Option<Value>) -> Map<String, Value> {
