@@ -16,8 +16,8 @@ pub struct ApiState {
     pub auth_throttle: Arc<AuthThrottle>,
     /// Wakes the rule engine after an event is committed.
     pub event_hint: Hint,
-    /// Wakes the scheduler after a manual run is committed.
-    pub requested_hint: Hint,
+    /// Wakes the workers (by runner type) after a manual run is committed, admitted.
+    pub scheduled_hint: Hint,
     /// Wakes the workers after a cancel request is committed.
     pub cancel_hint: Hint,
     /// Wakes the workflow engine and the change-log readers after a change the API made
@@ -42,7 +42,7 @@ impl ApiState {
             auth_throttle: Arc::new(AuthThrottle::default()),
             event_hint,
             ingest,
-            requested_hint: ctx.notifier.hint(Channel::Requested),
+            scheduled_hint: ctx.notifier.hint(Channel::Scheduled),
             cancel_hint: ctx.notifier.hint(Channel::Cancel),
             change_hint: ctx.notifier.hint(Channel::Change),
             ctx,

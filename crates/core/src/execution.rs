@@ -1,10 +1,10 @@
-//! Creating executions (manual runs; later workflow tasks).
+//! Creating executions (manual runs) and moving `requested` ones on once admitted.
 //! Secret parameters are sealed before they are stored; `parameters` keeps them masked.
 
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use crate::domain::RunnerType;
+use crate::domain::{ExecutionStatus, RunnerType};
 use crate::keyring::Keyring;
 
 pub const MASK: &str = "********";
@@ -60,6 +60,52 @@ pub fn unseal_parameters(keys: &Keyring, parameters: &Value, sealed: Option<&[u8
         map.extend(secrets);
     }
     Ok(out)
+}
+
+/// The admission of a `requested` execution ([`crate::admission::admit`]), to record with
+/// [`schedule`].
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub id: i64,
+    /// `scheduled` or `failed`.
+    pub status: ExecutionStatus,
+    /// Defaults applied, secret ones masked (a failed one keeps what it was given).
+    pub parameters: Value,
+    pub secret_params: Option<Vec<u8>>,
+    /// The failure (`error`, `failure_reason`) when `failed`.
+    pub result: Option<Value>,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+}
+
+/// Moves `requested` executions on as decided — `scheduled` (for the workers) or `failed`
+/// — with their audit entries (`execution.scheduled`/`execution.failed`, actor `service`)
+/// and change-log rows, in one statement (`sql/execution/schedule.sql`). The caller wakes
+/// the workers after its commit.
+pub async fn schedule(conn: &mut PgConnection, decisions: &[Decision]) -> Result<(), sqlx::Error> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = decisions.iter().map(|d| d.id).collect();
+    let statuses: Vec<ExecutionStatus> = decisions.iter().map(|d| d.status).collect();
+    let parameters: Vec<Value> = decisions.iter().map(|d| d.parameters.clone()).collect();
+    let secret_params: Vec<Option<Vec<u8>>> = decisions.iter().map(|d| d.secret_params.clone()).collect();
+    let results: Vec<Option<Value>> = decisions.iter().map(|d| d.result.clone()).collect();
+    let max_attempts: Vec<i32> = decisions.iter().map(|d| d.max_attempts).collect();
+    let timeout_seconds: Vec<i32> = decisions.iter().map(|d| d.timeout_seconds).collect();
+    sqlx::query_file!(
+        "../../sql/execution/schedule.sql",
+        &ids,
+        &statuses as &[ExecutionStatus],
+        &parameters,
+        &secret_params as &[Option<Vec<u8>>],
+        &results as &[Option<Value>],
+        &max_attempts,
+        &timeout_seconds,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// New executions as the columns of `sql/execution/insert.sql`.

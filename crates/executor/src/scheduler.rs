@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use attune_core::admission::{admit, ActionTerms};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
-use attune_core::execution::unseal_parameters;
+use attune_core::execution::{schedule, unseal_parameters, Decision};
 use attune_core::wakeup::{Channel, Hint, Tags};
 use attune_core::{Context, Shutdown};
 use serde_json::Value;
@@ -34,46 +34,6 @@ struct Requested {
     action_timeout: Option<i32>,
     preset_timeout: Option<i32>,
     retry: Option<Value>,
-}
-
-/// The decision for one execution.
-struct Decision {
-    id: i64,
-    runner_type: RunnerType,
-    status: ExecutionStatus,
-    parameters: Value,
-    secret_params: Option<Vec<u8>>,
-    result: Option<Value>,
-    max_attempts: i32,
-    timeout_seconds: i32,
-}
-
-/// The binds of `schedule.sql`: one array per column, built in one pass over the decisions.
-#[derive(Default)]
-struct ScheduleColumns {
-    ids: Vec<i64>,
-    statuses: Vec<ExecutionStatus>,
-    parameters: Vec<Value>,
-    secret_params: Vec<Option<Vec<u8>>>,
-    results: Vec<Option<Value>>,
-    max_attempts: Vec<i32>,
-    timeout_seconds: Vec<i32>,
-}
-
-impl ScheduleColumns {
-    fn of(decisions: Vec<Decision>) -> ScheduleColumns {
-        let mut c = ScheduleColumns::default();
-        for d in decisions {
-            c.ids.push(d.id);
-            c.statuses.push(d.status);
-            c.parameters.push(d.parameters);
-            c.secret_params.push(d.secret_params);
-            c.results.push(d.result);
-            c.max_attempts.push(d.max_attempts);
-            c.timeout_seconds.push(d.timeout_seconds);
-        }
-        c
-    }
 }
 
 pub struct Scheduler {
@@ -128,33 +88,28 @@ impl Scheduler {
         }
         // One parsed schema per action per batch.
         let mut schemas: HashMap<i64, Result<ParamSchema, String>> = HashMap::new();
-        let decisions: Vec<Decision> = requested.into_iter().map(|r| self.decide(r, &mut schemas)).collect();
         // Who to wake: the workers of the runner types admitted.
-        let admitted =
-            Tags::runners(decisions.iter().filter(|d| d.status == ExecutionStatus::Scheduled).map(|d| d.runner_type));
-        let c = ScheduleColumns::of(decisions);
-        sqlx::query_file!(
-            "../../sql/executor/schedule.sql",
-            &c.ids,
-            &c.statuses as &[ExecutionStatus],
-            &c.parameters,
-            &c.secret_params as &[Option<Vec<u8>>],
-            &c.results as &[Option<Value>],
-            &c.max_attempts,
-            &c.timeout_seconds,
-        )
-        .execute(&mut *tx)
-        .await?;
+        let mut admitted = Tags::NONE;
+        let mut decisions = Vec::with_capacity(requested.len());
+        for r in requested {
+            let runner_type = r.runner_type;
+            let decision = self.decide(r, &mut schemas);
+            if decision.status == ExecutionStatus::Scheduled {
+                admitted = admitted.with(Tags::runners([runner_type]));
+            }
+            decisions.push(decision);
+        }
+        schedule(&mut tx, &decisions).await?;
         tx.commit().await?;
-        if let (false, Some(hint)) = (c.ids.is_empty(), &self.changes) {
+        if let (false, Some(hint)) = (decisions.is_empty(), &self.changes) {
             // For the change-log readers only: no workflow's task is admitted here.
             hint.poke_tagged(Tags::CHANGES);
         }
         if let Some(hint) = &self.scheduled {
             hint.poke_tagged(admitted);
         }
-        tracing::debug!(rows = c.ids.len(), ms = started.elapsed().as_millis() as u64, "scheduler round");
-        Ok(c.ids.len())
+        tracing::debug!(rows = decisions.len(), ms = started.elapsed().as_millis() as u64, "scheduler round");
+        Ok(decisions.len())
     }
 
     fn decide(&self, r: Requested, schemas: &mut HashMap<i64, Result<ParamSchema, String>>) -> Decision {
@@ -175,7 +130,6 @@ impl Scheduler {
         let admission = admit(&self.ctx, &terms, plain);
         Decision {
             id: r.id,
-            runner_type: r.runner_type,
             status: admission.status,
             // A failed one keeps what it was given (secrets still sealed).
             parameters: if admission.status == ExecutionStatus::Failed { r.parameters } else { admission.parameters },

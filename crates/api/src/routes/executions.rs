@@ -3,7 +3,8 @@
 use attune_core::admission::{admit, ActionTerms};
 use attune_core::audit;
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
-use attune_core::execution::{self, NewExecution};
+use attune_core::execution::{self, Decision, NewExecution};
+use attune_core::wakeup::Tags;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -214,6 +215,7 @@ async fn create(
         }
         Some(_) => return Err(ApiError::Unprocessable(admission.error().unwrap_or("not admitted").to_string())),
     }
+    let (admitted_parameters, admitted_secrets) = (admission.parameters.clone(), admission.secret_params.clone());
     let new = NewExecution {
         tenant_id: who.tenant_id,
         action_id: action.id,
@@ -231,9 +233,23 @@ async fn create(
     let id = execution::insert(&mut tx, &[new]).await?[0];
     let data = json!({"action": action.r#ref});
     audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "execution.requested", "execution", id, data).await?;
+    // The answer shows the execution as created (`requested`).
     let view = fetch(&mut tx, who.tenant_id, id).await?;
+    // Admitted above with the scheduler's rules, so scheduled in the same transaction (its
+    // `execution.scheduled` audit entry and change-log row as the scheduler writes them):
+    // the workers take it at once, without a round of the scheduler in between.
+    let decision = Decision {
+        id,
+        status: ExecutionStatus::Scheduled,
+        parameters: admitted_parameters,
+        secret_params: admitted_secrets,
+        result: None,
+        max_attempts: admission.max_attempts,
+        timeout_seconds: admission.timeout_seconds,
+    };
+    execution::schedule(&mut tx, &[decision]).await?;
     tx.commit().await?;
-    state.requested_hint.poke();
+    state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type]));
     Ok((StatusCode::CREATED, Json(view)))
 }
 
