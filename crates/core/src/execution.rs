@@ -4,15 +4,16 @@
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
+use crate::audit::Actor;
 use crate::domain::{ExecutionStatus, RunnerType};
 use crate::keyring::Keyring;
 
 pub const MASK: &str = "********";
 
-/// An execution to create in `requested`, its parameters admitted
-/// ([`crate::admission::admit`]): defaults applied, secret ones masked and sealed.
+/// A manual run to create: its action, its parameters admitted
+/// ([`crate::admission::admit`]: defaults applied, secret ones masked and sealed), who asked.
 #[derive(Debug, Clone)]
-pub struct NewExecution {
+pub struct NewRun {
     pub tenant_id: i64,
     pub action_id: i64,
     pub action_ref: String,
@@ -21,11 +22,20 @@ pub struct NewExecution {
     pub parameters: Value,
     /// The secret parameters, sealed.
     pub secret_params: Option<Vec<u8>>,
-    pub enforcement_id: Option<i64>,
-    pub rule_id: Option<i64>,
-    pub rule_ref: Option<String>,
+    /// None for an execution's own token (no identity behind it).
     pub requested_by: Option<i64>,
-    pub parent_id: Option<i64>,
+    /// The audit entry's actor.
+    pub actor: Actor,
+}
+
+/// A manual run as created.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: i64,
+    pub parameters: Value,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Splits the secret parameters out: (masked parameters, sealed secrets if any).
@@ -108,64 +118,31 @@ pub async fn schedule(conn: &mut PgConnection, decisions: &[Decision]) -> Result
     Ok(())
 }
 
-/// New executions as the columns of `sql/execution/insert.sql`.
-#[derive(Default)]
-struct Columns {
-    tenant_ids: Vec<i64>,
-    action_ids: Vec<i64>,
-    action_refs: Vec<String>,
-    runner_types: Vec<RunnerType>,
-    parameters: Vec<Value>,
-    secret_params: Vec<Option<Vec<u8>>>,
-    enforcement_ids: Vec<Option<i64>>,
-    rule_ids: Vec<Option<i64>>,
-    rule_refs: Vec<Option<String>>,
-    requested_by: Vec<Option<i64>>,
-    parent_ids: Vec<Option<i64>>,
-}
-
-impl Columns {
-    fn of(rows: &[NewExecution]) -> Columns {
-        let mut c = Columns::default();
-        for r in rows {
-            c.tenant_ids.push(r.tenant_id);
-            c.action_ids.push(r.action_id);
-            c.action_refs.push(r.action_ref.clone());
-            c.runner_types.push(r.runner_type);
-            c.parameters.push(r.parameters.clone());
-            c.secret_params.push(r.secret_params.clone());
-            c.enforcement_ids.push(r.enforcement_id);
-            c.rule_ids.push(r.rule_id);
-            c.rule_refs.push(r.rule_ref.clone());
-            c.requested_by.push(r.requested_by);
-            c.parent_ids.push(r.parent_id);
-        }
-        c
-    }
-}
-
-/// Inserts `rows` in one statement; returns their ids in order.
-pub async fn insert(conn: &mut PgConnection, rows: &[NewExecution]) -> Result<Vec<i64>, sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let c = Columns::of(rows);
-    sqlx::query_file_scalar!(
-        "../../sql/execution/insert.sql",
-        &c.tenant_ids,
-        &c.action_ids,
-        &c.action_refs,
-        &c.runner_types as &[RunnerType],
-        &c.parameters,
-        &c.secret_params as &[Option<Vec<u8>>],
-        &c.enforcement_ids as &[Option<i64>],
-        &c.rule_ids as &[Option<i64>],
-        &c.rule_refs as &[Option<String>],
-        &c.requested_by as &[Option<i64>],
-        &c.parent_ids as &[Option<i64>],
+/// Creates a manual run `requested`, with its change-log row and its audit entry, in one
+/// statement (`sql/execution/run.sql`).
+pub async fn create_run(conn: &mut PgConnection, run: &NewRun) -> Result<Created, sqlx::Error> {
+    let row = sqlx::query_file!(
+        "../../sql/execution/run.sql",
+        run.tenant_id,
+        run.action_id,
+        run.action_ref,
+        run.runner_type as RunnerType,
+        run.parameters,
+        run.secret_params.as_deref(),
+        run.requested_by,
+        run.actor.kind.as_str(),
+        run.actor.id.as_deref(),
+        run.actor.login.as_deref(),
     )
-    .fetch_all(conn)
-    .await
+    .fetch_one(conn)
+    .await?;
+    Ok(Created {
+        id: row.id,
+        parameters: row.parameters,
+        attempt: row.attempt,
+        max_attempts: row.max_attempts,
+        created_at: row.created_at,
+    })
 }
 
 #[cfg(test)]

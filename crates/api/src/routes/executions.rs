@@ -3,7 +3,7 @@
 use attune_core::admission::{admit, ActionTerms};
 use attune_core::audit;
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
-use attune_core::execution::{self, Decision, NewExecution};
+use attune_core::execution::{self, Decision, NewRun};
 use attune_core::wakeup::Tags;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -215,34 +215,47 @@ async fn create(
         }
         Some(_) => return Err(ApiError::Unprocessable(admission.error().unwrap_or("not admitted").to_string())),
     }
-    let (admitted_parameters, admitted_secrets) = (admission.parameters.clone(), admission.secret_params.clone());
-    let new = NewExecution {
+    let run = NewRun {
         tenant_id: who.tenant_id,
         action_id: action.id,
         action_ref: action.r#ref.clone(),
         runner_type: action.runner_type,
-        parameters: admission.parameters,
-        secret_params: admission.secret_params,
-        enforcement_id: None,
-        rule_id: None,
-        rule_ref: None,
+        parameters: admission.parameters.clone(),
+        secret_params: admission.secret_params.clone(),
         // An execution's own token has no identity behind it.
         requested_by: who.execution_id.is_none().then_some(who.identity_id),
-        parent_id: None,
+        actor: who.actor(),
     };
-    let id = execution::insert(&mut tx, &[new]).await?[0];
-    let data = json!({"action": action.r#ref});
-    audit::record_one(&mut tx, Some(who.tenant_id), &who.actor(), "execution.requested", "execution", id, data).await?;
-    // The answer shows the execution as created (`requested`).
-    let view = fetch(&mut tx, who.tenant_id, id).await?;
+    let created = execution::create_run(&mut tx, &run).await?;
+    // The answer: the execution as created (`requested`).
+    let view = ExecutionView {
+        id: created.id,
+        action_ref: action.r#ref,
+        status: ExecutionStatus::Requested,
+        parameters: created.parameters,
+        result: None,
+        parent_id: None,
+        enforcement_id: None,
+        rule_ref: None,
+        attempt: created.attempt,
+        max_attempts: created.max_attempts,
+        created_at: created.created_at,
+        scheduled_at: None,
+        started_at: None,
+        finished_at: None,
+        worker: None,
+        workflow_task: None,
+        item_index: None,
+        depth: None,
+    };
     // Admitted above with the scheduler's rules, so scheduled in the same transaction (its
     // `execution.scheduled` audit entry and change-log row as the scheduler writes them):
     // the workers take it at once, without a round of the scheduler in between.
     let decision = Decision {
-        id,
+        id: created.id,
         status: ExecutionStatus::Scheduled,
-        parameters: admitted_parameters,
-        secret_params: admitted_secrets,
+        parameters: admission.parameters,
+        secret_params: admission.secret_params,
         result: None,
         max_attempts: admission.max_attempts,
         timeout_seconds: admission.timeout_seconds,
