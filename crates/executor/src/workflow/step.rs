@@ -134,7 +134,7 @@ struct StateCache {
 }
 
 /// Most workflows the state cache keeps (it starts over beyond).
-const STATE_CACHE_ENTRIES: usize = 1024;
+const STATE_CACHE_ENTRIES: usize = 256;
 
 impl StateCache {
     /// The saved state of workflow `id`, taken out (put back once the step has committed).
