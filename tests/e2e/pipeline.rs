@@ -319,6 +319,55 @@ async fn t3_28_execution_audit_trail() {
     assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "in time order: {stamps:?}");
 }
 
+/// Manual runs are scheduled by the API in their own transaction; the scheduler takes what
+/// another writer leaves `requested` (an API of an earlier version during a rolling upgrade,
+/// a row inserted by hand): it admits each with the same rules — defaults applied, then
+/// run — or fails it naming the bad parameter, without a worker.
+#[tokio::test]
+async fn executions_another_writer_left_requested_are_admitted_by_the_scheduler() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("leftover").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "p", "version": "1.0.0"})).await.status, 201);
+    action(
+        &app,
+        &u,
+        json!({"ref": "p.greet", "runner_type": "shell", "command": "echo \"$ATTUNE_PARAM_WHO\"",
+               "parameters": {"who": {"type": "string", "default": "world"}, "n": {"type": "integer"}}}),
+    )
+    .await;
+    let insert = |parameters: Value| {
+        let (pool, tenant) = (app.pool().clone(), u.tenant_id);
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO attune.execution (tenant_id, action_id, action_ref, runner_type, parameters)
+                 SELECT $1, id, ref, runner_type, $2 FROM attune.action WHERE ref = 'p.greet' AND tenant_id = $1
+                 RETURNING id",
+            )
+            .bind(tenant)
+            .bind(parameters)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let good = insert(json!({})).await;
+    let bad = insert(json!({"n": "not a number"})).await;
+    // Inserted by hand, nobody poked the scheduler: it finds them on its own.
+    let ran = app.finished_execution(&u, good).await;
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert_eq!(ran["parameters"], json!({"who": "world"}), "defaults applied: {ran}");
+    assert_eq!(ran["result"]["stdout"], "world\n", "{ran}");
+    let refused = app.finished_execution(&u, bad).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(refused["worker"].is_null(), "never reached a worker: {refused}");
+    let error = refused["result"]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("parameter n: "), "names the parameter: {error}");
+    let audit = app.get(&u, &format!("/api/v1/audit?entity_type=execution&entity_id={good}")).await;
+    let trail: Vec<&str> =
+        audit.body["data"].as_array().unwrap().iter().rev().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(trail, ["execution.scheduled", "execution.started", "execution.succeeded"]);
+}
+
 #[tokio::test]
 async fn an_event_no_rule_matches_is_processed_and_creates_nothing() {
     let app = TestApp::spawn_pipeline().await;
