@@ -8,7 +8,12 @@
 -- `definitions_version` tells the engine whether the actions it cached are still current.
 -- $2 is the version of the workflow's state the engine holds (-1: none): while the stored
 -- state still has it, its definition, task states, variables and with-items lists are not
--- sent again (NULL); `version` is NULL when the workflow has no state (not started).
+-- sent again (NULL). A workflow without state (not started) has no step: no row.
+-- The state row is locked too, and that is what makes it current: under READ COMMITTED a
+-- row read by a join comes from the statement's snapshot, so a step another executor
+-- committed between that snapshot and this lock would be read as it was before (its
+-- task states, its count of running tasks) and then overwritten; a row locked here is
+-- re-read at its latest version.
 WITH parent AS (
     SELECT e.id, e.tenant_id, e.status, e.parameters, e.secret_params,
            ws.definition, ws.tasks, ws.variables, ws.failed_tasks, ws.depth, ws.active,
@@ -17,10 +22,10 @@ WITH parent AS (
                  AND e.started_at + make_interval(secs => a.timeout_seconds) < now()
                 THEN a.timeout_seconds END AS timed_out
       FROM attune.execution e
-      LEFT JOIN attune.workflow_state ws ON ws.execution_id = e.id
+      JOIN attune.workflow_state ws ON ws.execution_id = e.id
       LEFT JOIN attune.action a ON a.id = e.action_id
      WHERE e.id = $1
-       FOR UPDATE OF e SKIP LOCKED
+       FOR UPDATE OF e, ws SKIP LOCKED
 ), ended AS (
     UPDATE attune.execution c
        SET consumed_at = clock_timestamp()

@@ -249,7 +249,8 @@ impl Engine {
         Ok(pokes)
     }
 
-    /// Advances workflow `id` under its row's lock (skipped when another executor holds it).
+    /// Advances workflow `id` under the lock of its row and of its state's row (skipped when
+    /// another executor holds them, or when it has no state yet).
     pub async fn step(&self, id: i64) -> Result<Pokes, sqlx::Error> {
         let cached = self.states.take(id);
         let known = cached.as_ref().map_or(-1, |c| c.version);
