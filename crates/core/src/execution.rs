@@ -92,17 +92,23 @@ pub struct Decision {
 /// — with their audit entries (`execution.scheduled`/`execution.failed`, actor `service`)
 /// and change-log rows, in one statement (`sql/execution/schedule.sql`). The caller wakes
 /// the workers after its commit.
-pub async fn schedule(conn: &mut PgConnection, decisions: &[Decision]) -> Result<(), sqlx::Error> {
+pub async fn schedule(conn: &mut PgConnection, decisions: Vec<Decision>) -> Result<(), sqlx::Error> {
     if decisions.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = decisions.iter().map(|d| d.id).collect();
-    let statuses: Vec<ExecutionStatus> = decisions.iter().map(|d| d.status).collect();
-    let parameters: Vec<Value> = decisions.iter().map(|d| d.parameters.clone()).collect();
-    let secret_params: Vec<Option<Vec<u8>>> = decisions.iter().map(|d| d.secret_params.clone()).collect();
-    let results: Vec<Option<Value>> = decisions.iter().map(|d| d.result.clone()).collect();
-    let max_attempts: Vec<i32> = decisions.iter().map(|d| d.max_attempts).collect();
-    let timeout_seconds: Vec<i32> = decisions.iter().map(|d| d.timeout_seconds).collect();
+    let n = decisions.len();
+    let (mut ids, mut statuses, mut parameters) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut secret_params, mut results) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut max_attempts, mut timeout_seconds) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for d in decisions {
+        ids.push(d.id);
+        statuses.push(d.status);
+        parameters.push(d.parameters);
+        secret_params.push(d.secret_params);
+        results.push(d.result);
+        max_attempts.push(d.max_attempts);
+        timeout_seconds.push(d.timeout_seconds);
+    }
     sqlx::query_file!(
         "../../sql/execution/schedule.sql",
         &ids,

@@ -99,17 +99,18 @@ impl Scheduler {
             }
             decisions.push(decision);
         }
-        schedule(&mut tx, &decisions).await?;
+        let rows = decisions.len();
+        schedule(&mut tx, decisions).await?;
         tx.commit().await?;
-        if let (false, Some(hint)) = (decisions.is_empty(), &self.changes) {
+        if let (false, Some(hint)) = (rows == 0, &self.changes) {
             // For the change-log readers only: no workflow's task is admitted here.
             hint.poke_tagged(Tags::CHANGES);
         }
         if let Some(hint) = &self.scheduled {
             hint.poke_tagged(admitted);
         }
-        tracing::debug!(rows = decisions.len(), ms = started.elapsed().as_millis() as u64, "scheduler round");
-        Ok(decisions.len())
+        tracing::debug!(rows, ms = started.elapsed().as_millis() as u64, "scheduler round");
+        Ok(rows)
     }
 
     fn decide(&self, r: Requested, schemas: &mut HashMap<i64, Result<ParamSchema, String>>) -> Decision {

@@ -260,7 +260,7 @@ async fn create(
         max_attempts: admission.max_attempts,
         timeout_seconds: admission.timeout_seconds,
     };
-    execution::schedule(&mut tx, &[decision]).await?;
+    execution::schedule(&mut tx, vec![decision]).await?;
     tx.commit().await?;
     state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type]));
     Ok((StatusCode::CREATED, Json(view)))
