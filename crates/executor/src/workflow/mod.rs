@@ -14,9 +14,11 @@
 //! - [`flow`]: the state machine (which tasks start, policies, with-items, the end).
 //! - [`context`]: the template context and rendering.
 //! - [`step`]: loading and storing one step.
+//! - [`state`]: the states the engine saved, kept between steps.
 
 pub mod context;
 pub mod flow;
+pub mod state;
 pub mod step;
 
 use std::time::Duration;

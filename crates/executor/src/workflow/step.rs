@@ -21,6 +21,7 @@ use sqlx::PgConnection;
 
 use super::context::Context;
 use super::flow::{environment, ActionInfo, Actions, Ended, Flow, TaskState};
+use super::state::{object, saved, stored_state, Saved, StateCache};
 
 /// Workflows started per transaction.
 pub const START_BATCH: i64 = 50;
@@ -109,45 +110,6 @@ impl ActionCache {
         }
         cached.1.insert(key, actions.clone());
         Ok(actions)
-    }
-}
-
-/// A workflow's state as this engine last saved it (`version`).
-struct Saved {
-    version: i64,
-    def: WorkflowDef,
-    /// What the definition's templates read of the datastore.
-    reads: DatastoreReads,
-    tasks: BTreeMap<String, TaskState>,
-    vars: Map<String, Value>,
-    items: Map<String, Value>,
-}
-
-/// The states of the workflows this engine stepped lately, as it saved them: a step of a
-/// workflow whose stored version is still the one saved here (no other executor stepped it
-/// since) takes its definition, task states, variables and with-items lists from here
-/// rather than reading and parsing them again — for a long workflow the largest part of a
-/// step — and writes back only the task states that changed.
-#[derive(Default)]
-struct StateCache {
-    saved: Mutex<HashMap<i64, Saved>>,
-}
-
-/// Most workflows the state cache keeps (it starts over beyond).
-const STATE_CACHE_ENTRIES: usize = 256;
-
-impl StateCache {
-    /// The saved state of workflow `id`, taken out (put back once the step has committed).
-    fn take(&self, id: i64) -> Option<Saved> {
-        self.saved.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
-    }
-
-    fn put(&self, id: i64, saved: Saved) {
-        let mut states = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        if states.len() >= STATE_CACHE_ENTRIES {
-            states.clear();
-        }
-        states.insert(id, saved);
     }
 }
 
@@ -516,35 +478,6 @@ fn definition(
             Ok(Flow::new(def, object(Some(params.clone())), depth))
         }
         (None, None) => Err(format!("action {action_ref} has no workflow definition")),
-    }
-}
-
-/// The state to cache after a committed step.
-fn saved(version: i64, flow: Flow, reads: DatastoreReads) -> Saved {
-    Saved { version, def: flow.def, reads, tasks: flow.tasks, vars: flow.vars, items: flow.items }
-}
-
-/// A workflow's state as stored (`lock_step.sql` returned it: this engine had not cached
-/// it, or another executor stepped the workflow since); an error names what cannot be read.
-fn stored_state(
-    version: i64,
-    definition: Option<Value>,
-    tasks: Option<Value>,
-    variables: Option<Value>,
-    items: Option<Value>,
-) -> Result<Saved, String> {
-    let definition = definition.ok_or("the stored workflow state has no definition")?;
-    let def: WorkflowDef =
-        serde_json::from_value(definition).map_err(|e| format!("the stored workflow state cannot be read: {e}"))?;
-    let reads = value_reads(&serde_json::to_value(&def).unwrap_or(Value::Null));
-    let tasks = tasks.and_then(|t| serde_json::from_value::<BTreeMap<String, TaskState>>(t).ok()).unwrap_or_default();
-    Ok(Saved { version, def, reads, tasks, vars: object(variables), items: object(items) })
-}
-
-fn object(v: Option<Value>) -> Map<String, Value> {
-    match v {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
     }
 }
 
