@@ -65,9 +65,9 @@ pub fn stored_state(
     items: Option<Value>,
 ) -> Result<Saved, String> {
     let definition = definition.ok_or("the stored workflow state has no definition")?;
+    let reads = value_reads(&definition);
     let def: WorkflowDef =
         serde_json::from_value(definition).map_err(|e| format!("the stored workflow state cannot be read: {e}"))?;
-    let reads = value_reads(&serde_json::to_value(&def).unwrap_or(Value::Null));
     let tasks = tasks.and_then(|t| serde_json::from_value::<BTreeMap<String, TaskState>>(t).ok()).unwrap_or_default();
     Ok(Saved { version, def, reads, tasks, vars: object(variables), items: object(items) })
 }

@@ -113,6 +113,14 @@ impl ActionCache {
     }
 }
 
+/// What a step saves of a workflow's state.
+enum Save<'a> {
+    /// At its start: all of it, with its definition (as stored).
+    Whole(Value),
+    /// At a later step: the task states that differ from these (the state it began with).
+    ChangedSince(&'a BTreeMap<String, TaskState>),
+}
+
 /// The workflow being stepped.
 struct Parent {
     id: i64,
@@ -194,11 +202,13 @@ impl Engine {
         mut flow: Flow,
     ) -> Result<(Pokes, Option<Saved>), sqlx::Error> {
         let actions = load_actions(tx, parent.tenant_id, &flow.action_refs()).await?;
-        let reads = value_reads(&serde_json::to_value(&flow.def).unwrap_or(Value::Null));
+        // The definition as stored, once: for its datastore reads and for the state row.
+        let definition = serde_json::to_value(&flow.def).unwrap_or(Value::Null);
+        let reads = value_reads(&definition);
         let items = self.load_items(tx, parent.tenant_id, &reads).await?;
         let cx = Context::new(&self.env, &actions, parent.id, &parent.params, items.as_ref());
         flow.start(&cx);
-        let (pokes, version) = self.apply(tx, parent, &mut flow, &cx, &actions, None).await?;
+        let (pokes, version) = self.apply(tx, parent, &mut flow, &cx, &actions, Save::Whole(definition)).await?;
         Ok((pokes, version.map(|version| saved(version, flow, reads))))
     }
 
@@ -278,7 +288,8 @@ impl Engine {
         }
         flow.resume(&cx);
         let changed = consumed || !flow.created.is_empty() || before != (flow.active, flow.abort_error.is_some());
-        let (mut pokes, version) = self.apply(&mut tx, &parent, &mut flow, &cx, &actions, Some(&tasks_before)).await?;
+        let (mut pokes, version) =
+            self.apply(&mut tx, &parent, &mut flow, &cx, &actions, Save::ChangedSince(&tasks_before)).await?;
         tx.commit().await?;
         if let Some(version) = version {
             self.states.put(id, saved(version, flow, reads));
@@ -287,10 +298,8 @@ impl Engine {
         Ok(pokes)
     }
 
-    /// Writes a step's decisions: new children, cancels, the state, and the end. At a
-    /// workflow's start (`tasks_before` None) its state is saved whole; at a later step only
-    /// the task states that differ from `tasks_before`. Returns the state's new version,
-    /// None when the workflow ended.
+    /// Writes a step's decisions: new children, cancels, the state (as `save` says), and
+    /// the end. Returns the state's new version, None when the workflow ended.
     async fn apply(
         &self,
         tx: &mut PgConnection,
@@ -298,7 +307,7 @@ impl Engine {
         flow: &mut Flow,
         cx: &Context<'_>,
         actions: &Actions,
-        tasks_before: Option<&BTreeMap<String, TaskState>>,
+        save: Save<'_>,
     ) -> Result<(Pokes, Option<i64>), sqlx::Error> {
         let mut pokes = Pokes::default();
         let created = std::mem::take(&mut flow.created);
@@ -315,9 +324,10 @@ impl Engine {
             pokes.progress = true;
         }
         let outcome = flow.outcome(cx, parent.canceling);
-        let (definition, tasks) = match tasks_before {
-            None => (Some(serde_json::to_value(&flow.def).unwrap_or(Value::Null)), serde_json::to_value(&flow.tasks)),
-            Some(before) => {
+        let whole = matches!(save, Save::Whole(_));
+        let (definition, tasks) = match save {
+            Save::Whole(definition) => (Some(definition), serde_json::to_value(&flow.tasks)),
+            Save::ChangedSince(before) => {
                 let changed: BTreeMap<&String, &TaskState> =
                     flow.tasks.iter().filter(|(name, state)| before.get(*name) != Some(*state)).collect();
                 (None, serde_json::to_value(changed))
@@ -337,7 +347,7 @@ impl Engine {
             flow.active,
             flow.abort_error.as_deref(),
             // Sent only when they changed (a new with-items list).
-            (tasks_before.is_none() || flow.items_changed).then(|| Value::Object(flow.items.clone())),
+            (whole || flow.items_changed).then(|| Value::Object(flow.items.clone())),
             flow.wants_step,
         )
         .fetch_one(&mut *tx)
