@@ -131,19 +131,13 @@ async fn py40(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::Res
             f.total_s,
             f.total_s * 1000.0 / PYTHON_TASKS as f64
         );
-        let ok = f.workflows_succeeded == 1 && f.children == n && f.children_succeeded == n && f.distinct_slots == n;
-        check(
-            failed,
-            "py40",
-            ok,
-            format!(
-                "run {run}: workflow succeeded: {}; children {} (distinct tasks {}), succeeded {} (expected {n} of each)",
-                f.workflows_succeeded == 1,
-                f.children,
-                f.distinct_slots,
-                f.children_succeeded
-            ),
-        );
+        let chain = Chain {
+            succeeded: f.workflows_succeeded == 1,
+            children: f.children,
+            distinct: f.distinct_slots,
+            children_succeeded: f.children_succeeded,
+        };
+        chain.check(failed, "py40", &format!("run {run}: "), n);
         times.push(f.total_s);
     }
     times.sort_by(f64::total_cmp);
@@ -170,19 +164,13 @@ async fn seq100(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::R
         "  workflow created → t1 created {:.2} ms; t{SEQUENTIAL} finished → workflow finished {:.2} ms",
         t.workflow_start_p50, t.workflow_end_p50
     );
-    let ok = f.workflows_succeeded == 1 && f.children == n && f.children_succeeded == n && f.distinct_slots == n;
-    check(
-        failed,
-        "seq100",
-        ok,
-        format!(
-            "workflow succeeded: {}; children {} (distinct tasks {}), succeeded {} (expected {n} of each)",
-            f.workflows_succeeded == 1,
-            f.children,
-            f.distinct_slots,
-            f.children_succeeded
-        ),
-    );
+    let chain = Chain {
+        succeeded: f.workflows_succeeded == 1,
+        children: f.children,
+        distinct: f.distinct_slots,
+        children_succeeded: f.children_succeeded,
+    };
+    chain.check(failed, "seq100", "", n);
     Ok(())
 }
 
@@ -304,6 +292,27 @@ async fn wait(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
             bail!("{unfinished} of {} workflow(s) did not end within {} s", ids.len(), DEADLINE.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The figures of one workflow of sequential tasks.
+struct Chain {
+    succeeded: bool,
+    children: i64,
+    /// Distinct tasks among the children (fewer: a task ran twice).
+    distinct: i64,
+    children_succeeded: i64,
+}
+
+impl Chain {
+    /// Checks that the workflow succeeded with one succeeded child per each of its `n` tasks.
+    fn check(&self, failed: &mut Vec<String>, scenario: &str, prefix: &str, n: i64) {
+        let ok = self.succeeded && self.children == n && self.children_succeeded == n && self.distinct == n;
+        let detail = format!(
+            "{prefix}workflow succeeded: {}; children {} (distinct tasks {}), succeeded {} (expected {n} of each)",
+            self.succeeded, self.children, self.distinct, self.children_succeeded
+        );
+        check(failed, scenario, ok, detail);
     }
 }
 
