@@ -1,23 +1,41 @@
--- A manual run (`POST /api/v1/executions`), one statement: the execution created
--- `requested` (its action $2 = $3, runner $4; parameters admitted, secret ones masked in $5
--- and sealed in $6; requested by identity $7, NULL for an execution's own token), its
--- `execution.created` change-log row, and its `execution.requested` audit entry (actor
--- type $8, id $9, login $10). Returns the row as created; the API then schedules it in the
--- same transaction (`schedule.sql`).
-WITH created AS (
+-- A manual run (`POST /api/v1/executions`), admitted by the API with the scheduler's rules,
+-- in one statement: the execution inserted `scheduled` for the workers (its action $2 = $3,
+-- runner $4; parameters admitted, secret ones masked in $5 and sealed in $6; requested by
+-- identity $7, NULL for an execution's own token; $11 attempts, $12 s timeout), with the
+-- same trail as a run the scheduler admits: change-log rows `execution.created` (the row as
+-- requested) then `execution.status_changed` (scheduled), audit entries
+-- `execution.requested` (actor type $8, id $9, login $10) then `execution.scheduled`
+-- (actor `service` `executor`). One row written once, where an insert `requested` and an
+-- update to `scheduled` wrote it twice (and planned a second statement per run).
+WITH now AS (
+    SELECT clock_timestamp() AS at
+), created AS (
     INSERT INTO attune.execution AS e
-        (tenant_id, action_id, action_ref, runner_type, parameters, secret_params, requested_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+        (tenant_id, action_id, action_ref, runner_type, parameters, secret_params, requested_by,
+         max_attempts, timeout_seconds, status, scheduled_at, updated_at)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $11, $12, 'scheduled', now.at, now.at
+      FROM now
     RETURNING e.id, e.tenant_id, e.action_ref, e.parameters, e.attempt, e.max_attempts, e.created_at,
               attune.execution_change(e) AS change
 ), logged AS (
+    -- In this order (the log's ids are drawn as the rows are inserted): created, then scheduled.
     INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
-    SELECT tenant_id, 'execution', id, 'execution.created', change FROM created
+    SELECT c.tenant_id, 'execution', c.id, s.event, s.data
+      FROM created c,
+           LATERAL (VALUES (1, 'execution.created',
+                            c.change || jsonb_build_object('status', 'requested', 'scheduled_at', NULL,
+                                                           'updated_at', c.change -> 'created_at')),
+                           (2, 'execution.status_changed', c.change)) AS s(n, event, data)
+     ORDER BY s.n
 ), audited AS (
     INSERT INTO attune.audit_log (tenant_id, actor_type, actor_id, actor_login, action, entity_type, entity_id, data)
-    SELECT tenant_id, $8, $9, $10, 'execution.requested', 'execution', id::text,
-           jsonb_build_object('action', action_ref)
-      FROM created
+    SELECT c.tenant_id, s.actor_type, s.actor_id, s.actor_login, s.action, 'execution', c.id::text,
+           jsonb_build_object('action', c.action_ref)
+      FROM created c,
+           LATERAL (VALUES (1, $8, $9, $10, 'execution.requested'),
+                           (2, 'service', 'executor', NULL, 'execution.scheduled'))
+                AS s(n, actor_type, actor_id, actor_login, action)
+     ORDER BY s.n
 )
 SELECT id AS "id!", parameters AS "parameters!", attempt AS "attempt!", max_attempts AS "max_attempts!",
        created_at AS "created_at!"

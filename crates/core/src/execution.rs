@@ -1,4 +1,5 @@
-//! Creating executions (manual runs) and moving `requested` ones on once admitted.
+//! Creating executions (manual runs, admitted at once) and moving `requested` ones on once
+//! admitted.
 //! Secret parameters are sealed before they are stored; `parameters` keeps them masked.
 
 use serde_json::{Map, Value};
@@ -11,7 +12,8 @@ use crate::keyring::Keyring;
 pub const MASK: &str = "********";
 
 /// A manual run to create: its action, its parameters admitted
-/// ([`crate::admission::admit`]: defaults applied, secret ones masked and sealed), who asked.
+/// ([`crate::admission::admit`]: defaults applied, secret ones masked and sealed), its
+/// attempts and timeout as admitted, who asked.
 #[derive(Debug, Clone)]
 pub struct NewRun {
     pub tenant_id: i64,
@@ -22,9 +24,11 @@ pub struct NewRun {
     pub parameters: Value,
     /// The secret parameters, sealed.
     pub secret_params: Option<Vec<u8>>,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
     /// None for an execution's own token (no identity behind it).
     pub requested_by: Option<i64>,
-    /// The audit entry's actor.
+    /// The `execution.requested` audit entry's actor.
     pub actor: Actor,
 }
 
@@ -124,8 +128,9 @@ pub async fn schedule(conn: &mut PgConnection, decisions: Vec<Decision>) -> Resu
     Ok(())
 }
 
-/// Creates a manual run `requested`, with its change-log row and its audit entry, in one
-/// statement (`sql/execution/run.sql`).
+/// Creates an admitted manual run `scheduled`, with the change-log rows and audit entries of
+/// its creation (`requested`) and its scheduling, in one statement
+/// (`sql/execution/run.sql`). The caller wakes the workers after its commit.
 pub async fn create_run(conn: &mut PgConnection, run: &NewRun) -> Result<Created, sqlx::Error> {
     let row = sqlx::query_file!(
         "../../sql/execution/run.sql",
@@ -139,6 +144,8 @@ pub async fn create_run(conn: &mut PgConnection, run: &NewRun) -> Result<Created
         run.actor.kind.as_str(),
         run.actor.id.as_deref(),
         run.actor.login.as_deref(),
+        run.max_attempts,
+        run.timeout_seconds,
     )
     .fetch_one(conn)
     .await?;

@@ -3,7 +3,7 @@
 use attune_core::admission::{admit, ActionTerms};
 use attune_core::audit;
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
-use attune_core::execution::{self, Decision, NewRun};
+use attune_core::execution::{self, NewRun};
 use attune_core::wakeup::Tags;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -220,14 +220,19 @@ async fn create(
         action_id: action.id,
         action_ref: action.r#ref.clone(),
         runner_type: action.runner_type,
-        parameters: admission.parameters.clone(),
-        secret_params: admission.secret_params.clone(),
+        parameters: admission.parameters,
+        secret_params: admission.secret_params,
+        max_attempts: admission.max_attempts,
+        timeout_seconds: admission.timeout_seconds,
         // An execution's own token has no identity behind it.
         requested_by: who.execution_id.is_none().then_some(who.identity_id),
         actor: who.actor(),
     };
+    // Admitted above with the scheduler's rules, so created `scheduled` (with the trail of
+    // its request and its scheduling, as the scheduler writes it): the workers take it at
+    // once, without a round of the scheduler in between.
     let created = execution::create_run(&mut tx, &run).await?;
-    // The answer: the execution as created (`requested`).
+    // The answer: the execution as requested.
     let view = ExecutionView {
         id: created.id,
         action_ref: action.r#ref,
@@ -248,19 +253,6 @@ async fn create(
         item_index: None,
         depth: None,
     };
-    // Admitted above with the scheduler's rules, so scheduled in the same transaction (its
-    // `execution.scheduled` audit entry and change-log row as the scheduler writes them):
-    // the workers take it at once, without a round of the scheduler in between.
-    let decision = Decision {
-        id: created.id,
-        status: ExecutionStatus::Scheduled,
-        parameters: admission.parameters,
-        secret_params: admission.secret_params,
-        result: None,
-        max_attempts: admission.max_attempts,
-        timeout_seconds: admission.timeout_seconds,
-    };
-    execution::schedule(&mut tx, vec![decision]).await?;
     tx.commit().await?;
     state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type]));
     Ok((StatusCode::CREATED, Json(view)))
