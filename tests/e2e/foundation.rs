@@ -222,3 +222,21 @@ async fn status_and_kind_checks_match_the_core_enums() {
         assert_eq!(allowed_values(&db, table, column).await, expected, "{table}.{column}");
     }
 }
+
+/// A pooled connection is handed out without a check while it was used within the last
+/// `TRUSTED_IDLE` (no round trip of its own per statement), and checked — and replaced when
+/// its server session is gone — once it sat idle longer.
+#[tokio::test]
+async fn a_pooled_connection_that_died_while_idle_is_replaced() {
+    let db = TestDb::new().await;
+    let pool = attune_core::db::connect_with(db.connect_options(), 1).await.unwrap();
+    let backend = || async { sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool).await };
+    let first = backend().await.unwrap();
+    assert_eq!(backend().await.unwrap(), first, "one connection, reused");
+    let killed: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(first).fetch_one(&db.pool).await.unwrap();
+    assert!(killed);
+    tokio::time::sleep(attune_core::db::TRUSTED_IDLE + std::time::Duration::from_millis(200)).await;
+    let second = backend().await.expect("the dead connection is found by the check and replaced");
+    assert_ne!(second, first);
+}

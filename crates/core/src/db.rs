@@ -47,13 +47,32 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 /// so it keeps re-planning the hot path's statements for each execution instead — measured
 /// at 200 webhooks/s, accepted → running p50 7.9 → 3.8 ms, and 3,962 → 4,193 executions/s
 /// at full speed (docs/benchmarks.md, "History").
+///
+/// A connection taken from the pool is checked (a round trip) only when it sat idle for
+/// [`TRUSTED_IDLE`] or longer: sqlx's default checks every one, which cost each statement
+/// run on the pool a round trip of its own — a hand-off from the API to a worker to its
+/// completion paid three. A connection that broke while in use is closed by sqlx on the
+/// error; one that broke while idle (the server restarted) is found by the check.
 pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= TRUSTED_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
         .await
 }
+
+/// A pooled connection used this recently is handed out without a check (HikariCP's
+/// "alive bypass window" is the same idea, 500 ms).
+pub const TRUSTED_IDLE: Duration = Duration::from_secs(1);
 
 /// Applies every pending migration as the pool's role, then grants the service role what
 /// it needs ([`grant_service_role`]: only when that role exists and this one owns the
