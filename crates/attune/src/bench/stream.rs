@@ -47,6 +47,10 @@ impl Listeners {
                 .with_context(|| format!("cannot open {url}"))?;
             let subscribe = json!({"type": "subscribe", "entity_types": ["execution"]});
             socket.send(Message::text(subscribe.to_string())).await?;
+            // Live from the acknowledgement on: a notifier that had no socket finds the
+            // log's end again first, and changes written before that are not this
+            // socket's live ones (docs/streaming.md). The pipeline starts after every ack.
+            acknowledged(&mut socket).await.with_context(|| format!("subscribing on {url}"))?;
             tasks.spawn(async move {
                 let mut latencies = Vec::with_capacity(expected);
                 let deadline = tokio::time::Instant::now() + limit;
@@ -91,4 +95,24 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Waits (at most 10 s) for the server's `subscribed` acknowledgement on `socket`.
+async fn acknowledged<S>(socket: &mut S) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let wait = async {
+        while let Some(message) = socket.next().await {
+            let Message::Text(text) = message? else { continue };
+            let reply: serde_json::Value = serde_json::from_str(&text)?;
+            match reply["type"].as_str() {
+                Some("subscribed") => return Ok(()),
+                Some("error") => bail!("subscription refused: {}", reply["error"]),
+                _ => {}
+            }
+        }
+        bail!("socket closed before the subscription was acknowledged")
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.context("no acknowledgement within 10 s")?
 }
