@@ -224,19 +224,34 @@ async fn status_and_kind_checks_match_the_core_enums() {
 }
 
 /// A pooled connection is handed out without a check while it was used within the last
-/// `TRUSTED_IDLE` (no round trip of its own per statement), and checked — and replaced when
-/// its server session is gone — once it sat idle longer.
+/// `TRUSTED_IDLE` (no round trip of its own per statement: a session that died meanwhile
+/// fails that one statement, and the pool then opens a new one), and checked — and
+/// replaced when its server session is gone — once it sat idle longer.
 #[tokio::test]
 async fn a_pooled_connection_that_died_while_idle_is_replaced() {
     let db = TestDb::new().await;
     let pool = attune_core::db::connect_with(db.connect_options(), 1).await.unwrap();
     let backend = || async { sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool).await };
+    let admin = &db.pool;
+    let kill = |pid: i32| async move {
+        let killed: bool =
+            sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)").bind(pid).fetch_one(admin).await.unwrap();
+        assert!(killed);
+    };
     let first = backend().await.unwrap();
     assert_eq!(backend().await.unwrap(), first, "one connection, reused");
-    let killed: bool =
-        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(first).fetch_one(&db.pool).await.unwrap();
-    assert!(killed);
-    tokio::time::sleep(attune_core::db::TRUSTED_IDLE + std::time::Duration::from_millis(200)).await;
-    let second = backend().await.expect("the dead connection is found by the check and replaced");
+
+    // Used just now: not checked, so the dead session fails one statement. (sqlx checks a
+    // connection as it goes back to the pool, in the background: let that finish first.)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    kill(first).await;
+    assert!(backend().await.is_err(), "a connection used within the window is handed out unchecked");
+    let second = backend().await.expect("the broken connection was closed; a new one serves");
     assert_ne!(second, first);
+
+    // Idle longer than the window: checked, replaced, no statement fails.
+    kill(second).await;
+    tokio::time::sleep(attune_core::db::TRUSTED_IDLE + std::time::Duration::from_millis(200)).await;
+    let third = backend().await.expect("the dead connection is found by the check and replaced");
+    assert_ne!(third, second);
 }
