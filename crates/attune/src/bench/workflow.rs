@@ -124,20 +124,14 @@ async fn py40(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::Res
     for run in 1..=PYTHON_RUNS {
         let ids = start(api, "bench_wf.py40", 1).await?;
         wait(pool, &ids).await?;
-        let f = sqlx::query_file!("../../sql/bench/workflow_figures.sql", &ids).fetch_one(pool).await?;
+        let f = figures(pool, &ids).await?;
         let n = PYTHON_TASKS as i64;
         println!(
             "  run {run}: workflow created → finished {:.3} s ({:.2} ms per task, of which ~8 ms the task's own sleep)",
             f.total_s,
             f.total_s * 1000.0 / PYTHON_TASKS as f64
         );
-        let chain = Chain {
-            succeeded: f.workflows_succeeded == 1,
-            children: f.children,
-            distinct: f.distinct_slots,
-            children_succeeded: f.children_succeeded,
-        };
-        chain.check(failed, "py40", &format!("run {run}: "), n);
+        f.check_chain(failed, "py40", &format!("run {run}: "), n);
         times.push(f.total_s);
     }
     times.sort_by(f64::total_cmp);
@@ -149,7 +143,7 @@ async fn seq100(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::R
     println!("seq100: one workflow of {SEQUENTIAL} sequential core.noop tasks");
     let ids = start(api, "bench_wf.seq100", 1).await?;
     wait(pool, &ids).await?;
-    let f = sqlx::query_file!("../../sql/bench/workflow_figures.sql", &ids).fetch_one(pool).await?;
+    let f = figures(pool, &ids).await?;
     let t = sqlx::query_file!("../../sql/bench/workflow_transitions.sql", &ids).fetch_one(pool).await?;
     let n = SEQUENTIAL as i64;
     println!(
@@ -164,13 +158,7 @@ async fn seq100(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::R
         "  workflow created → t1 created {:.2} ms; t{SEQUENTIAL} finished → workflow finished {:.2} ms",
         t.workflow_start_p50, t.workflow_end_p50
     );
-    let chain = Chain {
-        succeeded: f.workflows_succeeded == 1,
-        children: f.children,
-        distinct: f.distinct_slots,
-        children_succeeded: f.children_succeeded,
-    };
-    chain.check(failed, "seq100", "", n);
+    f.check_chain(failed, "seq100", "", n);
     Ok(())
 }
 
@@ -178,7 +166,7 @@ async fn concurrent(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyho
     println!("concurrent: {WORKFLOWS} workflows of {TASKS} sequential core.noop tasks, started at once");
     let ids = start(api, "bench_wf.seq20", WORKFLOWS).await?;
     wait(pool, &ids).await?;
-    let f = sqlx::query_file!("../../sql/bench/workflow_figures.sql", &ids).fetch_one(pool).await?;
+    let f = figures(pool, &ids).await?;
     let t = sqlx::query_file!("../../sql/bench/workflow_transitions.sql", &ids).fetch_one(pool).await?;
     let n = (WORKFLOWS * TASKS) as i64;
     println!("  first created → last finished: {:.3} s ({:.0} tasks/s)", f.total_s, n as f64 / f.total_s.max(1e-9));
@@ -214,7 +202,7 @@ async fn items(api: &Api, pool: &PgPool, failed: &mut Vec<String>) -> anyhow::Re
     println!("items: one with-items task over {ITEMS} items at concurrency {ITEM_CONCURRENCY} (core.noop)");
     let ids = start(api, "bench_wf.items", 1).await?;
     wait(pool, &ids).await?;
-    let f = sqlx::query_file!("../../sql/bench/workflow_figures.sql", &ids).fetch_one(pool).await?;
+    let f = figures(pool, &ids).await?;
     let most = sqlx::query_file_scalar!("../../sql/bench/workflow_peak_running.sql", ids[0]).fetch_one(pool).await?;
     let n = ITEMS as i64;
     println!(
@@ -295,22 +283,36 @@ async fn wait(pool: &PgPool, ids: &[i64]) -> anyhow::Result<()> {
     }
 }
 
-/// The figures of one workflow of sequential tasks.
-struct Chain {
-    succeeded: bool,
+/// What `sql/bench/workflow_figures.sql` counts of the workflows run.
+struct Figures {
+    workflows: i64,
+    workflows_succeeded: i64,
+    total_s: f64,
     children: i64,
-    /// Distinct tasks among the children (fewer: a task ran twice).
-    distinct: i64,
     children_succeeded: i64,
+    /// Distinct (workflow, task, item) among the children (fewer: one ran twice).
+    distinct_slots: i64,
+    fewest_children: i64,
+    most_children: i64,
+    distinct_items: i64,
+    item_min: Option<i32>,
+    item_max: Option<i32>,
 }
 
-impl Chain {
-    /// Checks that the workflow succeeded with one succeeded child per each of its `n` tasks.
-    fn check(&self, failed: &mut Vec<String>, scenario: &str, prefix: &str, n: i64) {
-        let ok = self.succeeded && self.children == n && self.children_succeeded == n && self.distinct == n;
+/// The figures of the workflows `ids`.
+async fn figures(pool: &PgPool, ids: &[i64]) -> sqlx::Result<Figures> {
+    sqlx::query_file_as!(Figures, "../../sql/bench/workflow_figures.sql", ids).fetch_one(pool).await
+}
+
+impl Figures {
+    /// Checks that the one workflow of a sequential chain of `n` tasks succeeded with one
+    /// succeeded child per task.
+    fn check_chain(&self, failed: &mut Vec<String>, scenario: &str, prefix: &str, n: i64) {
+        let succeeded = self.workflows_succeeded == 1;
+        let ok = succeeded && self.children == n && self.children_succeeded == n && self.distinct_slots == n;
         let detail = format!(
-            "{prefix}workflow succeeded: {}; children {} (distinct tasks {}), succeeded {} (expected {n} of each)",
-            self.succeeded, self.children, self.distinct, self.children_succeeded
+            "{prefix}workflow succeeded: {succeeded}; children {} (distinct tasks {}), succeeded {} (expected {n} of each)",
+            self.children, self.distinct_slots, self.children_succeeded
         );
         check(failed, scenario, ok, detail);
     }
