@@ -242,10 +242,16 @@ echo "end $ATTUNE_EXECUTION_ID" >> "$ATTUNE_PARAM_DIR/log""#
     let p = app.pool();
     let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await.unwrap() };
     eventually("every execution to end", Duration::from_secs(120), || async {
-        let open =
-            count("SELECT count(*) FROM attune.execution WHERE status NOT IN ('succeeded', 'failed', 'canceled')");
-        let made = count("SELECT count(*) FROM attune.execution");
-        (open.await == 0 && made.await == EVENTS as i64).then_some(())
+        // Both counts from one snapshot: counted apart, an execution created between the
+        // two reads was in neither the open ones nor missing from the total.
+        let (open, made): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status NOT IN ('succeeded', 'failed', 'canceled')), count(*)
+               FROM attune.execution",
+        )
+        .fetch_one(p)
+        .await
+        .unwrap();
+        (open == 0 && made == EVENTS as i64).then_some(())
     })
     .await;
     assert_eq!(count("SELECT count(*) FROM attune.event").await, EVENTS as i64);
