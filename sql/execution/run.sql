@@ -16,15 +16,15 @@ WITH now AS (
     SELECT $1, $2, $3, $4, $5, $6, $7, $11, $12, 'scheduled', now.at, now.at
       FROM now
     RETURNING e.id, e.tenant_id, e.action_ref, e.parameters, e.attempt, e.max_attempts, e.created_at,
-              attune.execution_change(e) AS change
+              attune.execution_change(e) AS change,
+              attune.execution_change(jsonb_populate_record(e, jsonb_build_object(
+                  'status', 'requested', 'scheduled_at', NULL, 'updated_at', e.created_at))) AS requested
 ), logged AS (
     -- In this order (the log's ids are drawn as the rows are inserted): created, then scheduled.
     INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
     SELECT c.tenant_id, 'execution', c.id, s.event, s.data
       FROM created c,
-           LATERAL (VALUES (1, 'execution.created',
-                            c.change || jsonb_build_object('status', 'requested', 'scheduled_at', NULL,
-                                                           'updated_at', c.change -> 'created_at')),
+           LATERAL (VALUES (1, 'execution.created', c.requested),
                            (2, 'execution.status_changed', c.change)) AS s(n, event, data)
      ORDER BY s.n
 ), audited AS (

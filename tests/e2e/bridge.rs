@@ -307,7 +307,11 @@ async fn outbound_messages_carry_routing_key_tenant_header_persistence_and_the_c
         assert!(rows.contains(&change_id), "message {change_id} is one of the execution's rows");
         let change = Tail::after(change_id - 1).next(app.pool(), 1).await.unwrap();
         assert_eq!(change.len(), 1);
-        assert_eq!(body, &change[0].message(), "the body is the change log's message, as on the WebSocket");
+        assert_eq!(
+            body,
+            &serde_json::from_str::<Value>(&change[0].message()).unwrap(),
+            "the body is the change log's message, as on the WebSocket"
+        );
         assert_eq!(delivery.routing_key.as_str(), change[0].routing_key());
         assert_eq!(delivery.exchange.as_str(), "attune.events");
         assert_eq!(delivery.properties.delivery_mode(), &Some(2), "persistent");

@@ -23,32 +23,58 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sqlx::types::Json;
 use sqlx::PgPool;
 
 /// One change, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Change {
     pub id: i64,
     pub tenant_id: Option<i64>,
     pub entity_type: String,
     pub entity_id: i64,
     pub event: String,
-    pub data: Value,
+    /// The entity's row as the writer stored it (`json` text): passed into messages as it
+    /// is, never parsed on the way.
+    pub data: Json<Box<RawValue>>,
     pub created_at: DateTime<Utc>,
 }
 
+/// The message of the WebSocket stream and of the bridge (API.md "WebSocket stream").
+#[derive(Serialize)]
+struct Message<'a> {
+    id: i64,
+    event: &'a str,
+    entity_type: &'a str,
+    entity_id: i64,
+    data: &'a RawValue,
+    timestamp: DateTime<Utc>,
+}
+
 impl Change {
-    /// The message of the WebSocket stream and of the bridge (API.md "WebSocket stream").
-    pub fn message(&self) -> Value {
-        json!({
-            "id": self.id,
-            "event": self.event,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "data": self.data,
-            "timestamp": self.created_at,
-        })
+    /// The message of the WebSocket stream and of the bridge (API.md "WebSocket stream"),
+    /// as JSON text.
+    pub fn message(&self) -> String {
+        let message = Message {
+            id: self.id,
+            event: &self.event,
+            entity_type: &self.entity_type,
+            entity_id: self.entity_id,
+            data: &self.data.0,
+            timestamp: self.created_at,
+        };
+        serde_json::to_string(&message).expect("a message of strings, numbers and JSON text serialises")
+    }
+
+    /// The `status` field of the row, if it has one (an execution's, an inquiry's).
+    pub fn status(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Status {
+            status: Option<String>,
+        }
+        serde_json::from_str::<Status>(self.data.0.get()).ok()?.status
     }
 
     /// The bridge's routing key: `<entity_type>.<event name>`, e.g. `execution.status_changed`.

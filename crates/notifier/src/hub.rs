@@ -420,8 +420,8 @@ impl Hub {
             if !slot.subscription.matches(&change.entity_type, change.entity_id) {
                 continue;
             }
-            let message = message
-                .get_or_insert_with(|| Live { id: change.id, text: Utf8Bytes::from(change.message().to_string()) });
+            let message =
+                message.get_or_insert_with(|| Live { id: change.id, text: Utf8Bytes::from(change.message()) });
             match slot.queue.try_send(message.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -456,7 +456,7 @@ fn token_ended(slot: &Slot, change: &Change) -> Option<Eviction> {
     if change.entity_type != "execution" || change.entity_id != execution {
         return None;
     }
-    let status = change.data.get("status").and_then(|s| s.as_str()).and_then(|s| ExecutionStatus::parse(s).ok())?;
+    let status = change.status().and_then(|s| ExecutionStatus::parse(&s).ok())?;
     (!auth::runs(status)).then(|| Eviction { code: close::UNAUTHORIZED, reason: auth::execution_ended(execution) })
 }
 
@@ -481,7 +481,7 @@ mod tests {
             entity_type: entity_type.into(),
             entity_id,
             event: format!("{entity_type}.status_changed"),
-            data: json!({"status": status}),
+            data: sqlx::types::Json(serde_json::value::to_raw_value(&json!({"status": status})).unwrap()),
             created_at: chrono::Utc::now(),
         }
     }

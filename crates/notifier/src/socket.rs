@@ -373,7 +373,7 @@ impl Connection {
             };
             for change in &page {
                 if subscription.matches(&change.entity_type, change.entity_id) {
-                    self.send(Message::Text(change.message().to_string().into()), guards).await?;
+                    self.send(Message::Text(change.message().into()), guards).await?;
                 }
                 since = change.id;
             }
