@@ -22,7 +22,7 @@ DROP FUNCTION attune.execution_change(attune.execution),
 -- type naming those columns (attune.<entity>_message): one expression the planner inlines
 -- into the writing statement, its text compact. Made from the catalogue, so a migration
 -- that adds or drops a column of one of these tables calls this again; the test
--- `streaming::change_rows_carry_every_column_but_the_hidden_ones` compares each function
+-- `change_log::change_rows_carry_every_column_but_the_hidden_ones` compares each function
 -- with the row as jsonb and fails when one is stale.
 CREATE FUNCTION attune.define_change_functions() RETURNS void
 LANGUAGE plpgsql AS $define$
