@@ -18,8 +18,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long connecting and subscribing may take before the caller polls instead.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An open WebSocket to `/ws`.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 pub struct Stream {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Socket,
 }
 
 /// What the server sent next.
@@ -49,34 +52,18 @@ impl Stream {
         let bearer =
             HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "the token is not valid text".to_string())?;
         request.headers_mut().insert("authorization", bearer);
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
             WsError::Http(res) => format!("{url} answered HTTP {} (no stream served there)", res.status().as_u16()),
             other => format!("{url}: {other}"),
         })?;
-        let mut stream = Stream { ws };
-        let mut subscribe = json!({"type": "subscribe", "entity_types": entity_types});
-        if let Some(since) = since {
-            subscribe["since"] = json!(since);
-        }
-        stream.ws.send(Message::text(subscribe.to_string())).await.map_err(|e| format!("{url}: {e}"))?;
-        // The acknowledgement comes first; anything else means the stream is not usable.
-        loop {
-            match stream.read().await {
-                Some(Ok(v)) if v["type"] == "subscribed" => return Ok(stream),
-                Some(Ok(v)) if v["type"] == "error" => {
-                    return Err(format!("the stream refused the subscription: {}", v["error"]["message"]))
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(Some((code, reason)))) => return Err(format!("the stream closed at once ({code}: {reason})")),
-                Some(Err(None)) | None => return Err("the stream closed at once".into()),
-            }
-        }
+        subscribe(&mut ws, entity_types, since).await?;
+        Ok(Stream { ws })
     }
 
     /// The next change (control messages such as pongs are skipped).
     pub async fn next(&mut self) -> Next {
         loop {
-            match self.read().await {
+            match read(&mut self.ws).await {
                 Some(Ok(v)) if v.get("type").is_some() => continue,
                 Some(Ok(v)) => return Next::Change(v),
                 Some(Err(close)) => return Next::Closed(close),
@@ -85,22 +72,44 @@ impl Stream {
         }
     }
 
-    /// The next JSON message; Err(close) when the socket ended.
-    async fn read(&mut self) -> Option<Result<Value, Option<(u16, String)>>> {
-        loop {
-            return Some(match self.ws.next().await? {
-                Ok(Message::Text(text)) => match serde_json::from_str(&text) {
-                    Ok(v) => Ok(v),
-                    Err(_) => continue,
-                },
-                Ok(Message::Close(frame)) => Err(frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
-                Ok(_) => continue,
-                Err(_) => Err(None),
-            });
-        }
-    }
-
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// Subscribes `ws` to `entity_types` (after change `since`, when given) and waits for the
+/// server's acknowledgement, which comes first: changes are live for the socket from there
+/// on. Err says why the stream is not usable (refused, or closed).
+pub async fn subscribe(ws: &mut Socket, entity_types: &[&str], since: Option<i64>) -> Result<(), String> {
+    let mut subscribe = json!({"type": "subscribe", "entity_types": entity_types});
+    if let Some(since) = since {
+        subscribe["since"] = json!(since);
+    }
+    ws.send(Message::text(subscribe.to_string())).await.map_err(|e| format!("cannot send the subscription: {e}"))?;
+    loop {
+        match read(ws).await {
+            Some(Ok(v)) if v["type"] == "subscribed" => return Ok(()),
+            Some(Ok(v)) if v["type"] == "error" => {
+                return Err(format!("the stream refused the subscription: {}", v["error"]["message"]))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(Some((code, reason)))) => return Err(format!("the stream closed at once ({code}: {reason})")),
+            Some(Err(None)) | None => return Err("the stream closed at once".into()),
+        }
+    }
+}
+
+/// The next JSON message on `ws`; Err(close) when the socket ended.
+async fn read(ws: &mut Socket) -> Option<Result<Value, Option<(u16, String)>>> {
+    loop {
+        return Some(match ws.next().await? {
+            Ok(Message::Text(text)) => match serde_json::from_str(&text) {
+                Ok(v) => Ok(v),
+                Err(_) => continue,
+            },
+            Ok(Message::Close(frame)) => Err(frame.map(|f| (u16::from(f.code), f.reason.to_string()))),
+            Ok(_) => continue,
+            Err(_) => Err(None),
+        });
     }
 }

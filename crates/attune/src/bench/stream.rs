@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use futures::{SinkExt, StreamExt};
-use serde_json::json;
+use attune_cli::stream::subscribe;
+use futures::StreamExt;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -21,6 +21,9 @@ struct Stamped<'a> {
     #[serde(borrow)]
     timestamp: Option<&'a str>,
 }
+
+/// How long a socket's subscription may take to be acknowledged.
+const ACK_LIMIT: Duration = Duration::from_secs(10);
 
 /// What one socket saw: the latency of each message in ms.
 pub type Latencies = Vec<f64>;
@@ -45,12 +48,13 @@ impl Listeners {
             let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
                 .await
                 .with_context(|| format!("cannot open {url}"))?;
-            let subscribe = json!({"type": "subscribe", "entity_types": ["execution"]});
-            socket.send(Message::text(subscribe.to_string())).await?;
             // Live from the acknowledgement on: a notifier that had no socket finds the
             // log's end again first, and changes written before that are not this
             // socket's live ones (docs/streaming.md). The pipeline starts after every ack.
-            acknowledged(&mut socket).await.with_context(|| format!("subscribing on {url}"))?;
+            tokio::time::timeout(ACK_LIMIT, subscribe(&mut socket, &["execution"], None))
+                .await
+                .map_err(|_| anyhow::anyhow!("subscribing on {url}: no acknowledgement within {ACK_LIMIT:?}"))?
+                .map_err(|e| anyhow::anyhow!("subscribing on {url}: {e}"))?;
             tasks.spawn(async move {
                 let mut latencies = Vec::with_capacity(expected);
                 let deadline = tokio::time::Instant::now() + limit;
@@ -95,24 +99,4 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
-}
-
-/// Waits (at most 10 s) for the server's `subscribed` acknowledgement on `socket`.
-async fn acknowledged<S>(socket: &mut S) -> anyhow::Result<()>
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let wait = async {
-        while let Some(message) = socket.next().await {
-            let Message::Text(text) = message? else { continue };
-            let reply: serde_json::Value = serde_json::from_str(&text)?;
-            match reply["type"].as_str() {
-                Some("subscribed") => return Ok(()),
-                Some("error") => bail!("subscription refused: {}", reply["error"]),
-                _ => {}
-            }
-        }
-        bail!("socket closed before the subscription was acknowledged")
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.context("no acknowledgement within 10 s")?
 }
