@@ -227,7 +227,7 @@ async fn all_received(listener: &Listener, pool: &PgPool, topic: &str, limit: Du
 /// cursor never runs ahead of RabbitMQ's confirms.
 async fn delivered_up_to(listener: &Listener, pool: &PgPool, topic: &str, at: i64) {
     let stored: BTreeSet<i64> = ids_of(pool, topic).await.into_iter().filter(|id| *id <= at).collect();
-    eventually(&format!("every row up to the stored cursor {at} to be delivered"), Duration::from_secs(20), || async {
+    eventually(&format!("every row up to the stored cursor {at} to be delivered"), Duration::from_secs(60), || async {
         let received: BTreeSet<i64> = listener.ids().into_iter().collect();
         stored.is_subset(&received).then_some(())
     })

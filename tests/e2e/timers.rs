@@ -207,7 +207,7 @@ async fn t3_24_one_second_timer_for_a_minute() {
     .fetch_one(app.pool())
     .await
     .unwrap();
-    eventually("the last executions to finish", Duration::from_secs(5), || async {
+    eventually("the last executions to finish", Duration::from_secs(30), || async {
         let open: i64 = sqlx::query_scalar("SELECT count(*) FROM attune.execution WHERE finished_at IS NULL")
             .fetch_one(app.pool())
             .await
