@@ -58,6 +58,67 @@ async fn the_tail_waits_for_a_row_committed_late_and_passes_a_rolled_back_one() 
     assert_eq!(got, vec![fourth], "id {lost} never came, {fourth} did");
 }
 
+#[tokio::test]
+async fn rows_past_gaps_are_fetched_once_however_long_they_last() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let mut tail = Tail::after(0);
+    // Two writers in flight, A then C, each with committed rows after it.
+    let mut all = Vec::new();
+    let mut a = pool.begin().await.unwrap();
+    all.push(append(&mut a, 0).await);
+    let mut commit_one = async |n, all: &mut Vec<i64>| {
+        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
+        // A read after each commit, as the writers' pokes cause.
+        assert!(drain(&mut tail, pool).await.is_empty(), "nothing past a row in flight");
+    };
+    for n in 1..=2 {
+        commit_one(n, &mut all).await;
+    }
+    let mut c = pool.begin().await.unwrap();
+    all.push(append(&mut c, 3).await);
+    for n in 4..=6 {
+        commit_one(n, &mut all).await;
+    }
+    for _ in 0..10 {
+        assert!(drain(&mut tail, pool).await.is_empty());
+    }
+    assert_eq!(tail.fetched(), 5, "each row past the gaps fetched once, not once per read");
+    c.commit().await.unwrap();
+    assert!(drain(&mut tail, pool).await.is_empty(), "A is still in flight");
+    assert_eq!(tail.fetched(), 6, "C's row, and only it, read when it came");
+    a.commit().await.unwrap();
+    assert_eq!(drain(&mut tail, pool).await, all, "every row, in id order, once A committed");
+    assert_eq!(tail.fetched(), 7);
+}
+
+#[tokio::test]
+async fn a_gap_wider_than_a_read_is_delivered_in_pieces_in_order() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let mut tail = Tail::after(0);
+    let mut a = pool.begin().await.unwrap();
+    let mut all = Vec::new();
+    for n in 0..15 {
+        all.push(append(&mut a, n).await);
+    }
+    let mut b = pool.begin().await.unwrap();
+    for n in 15..20 {
+        all.push(append(&mut b, n).await);
+    }
+    b.commit().await.unwrap();
+    assert!(tail.next(pool, 10).await.unwrap().is_empty(), "15 rows in flight before the 5 committed");
+    a.commit().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < all.len() {
+        let got: Vec<i64> = tail.next(pool, 10).await.unwrap().into_iter().map(|c| c.id).collect();
+        assert!(!got.is_empty(), "every row is committed: each read delivers some ({seen:?} so far)");
+        seen.extend(got);
+    }
+    assert_eq!(seen, all, "every row once, in id order, across reads of at most 10");
+    assert!(drain(&mut tail, pool).await.is_empty());
+}
+
 /// The transaction id of `conn`'s transaction (assigning it now).
 async fn xid(conn: &mut sqlx::PgConnection) -> i64 {
     sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint").fetch_one(conn).await.unwrap()

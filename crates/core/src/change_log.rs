@@ -13,7 +13,9 @@
 //! still-missing id will never appear (a rollback, or a sequence value never used): the
 //! gap is passed over — after [`GAP_GRACE`] at least, for the moment between a writer
 //! taking its id and getting its transaction id. A gap whose row commits lasts as long as
-//! that writer's transaction: milliseconds.
+//! that writer's transaction: milliseconds. The rows already committed past a gap are
+//! held meanwhile, and the reads that wait ask only for the ids around and after them
+//! (`sql/change_log/after.sql`), so a busy log is fetched once, not once per wake-up.
 //!
 //! The bound is not the snapshot's `xmax`: PostgreSQL makes that the latest *completed*
 //! transaction id + 1, and a writer that got its transaction id after the last commit
@@ -104,12 +106,18 @@ pub const GAP_GRACE: Duration = Duration::from_millis(100);
 pub struct Tail {
     cursor: i64,
     gap: Option<Gap>,
+    /// Rows read past a gap (the one at `cursor + 1`, and maybe others after it), in id
+    /// order: committed, so final. While a gap is waited for, writers go on committing and
+    /// poking; each read asks for the ids around these and after them, not for these again.
+    ahead: Vec<Change>,
+    /// Rows fetched from the database so far.
+    fetched: u64,
 }
 
 impl Tail {
     /// Delivers the rows after `cursor` (0: from the oldest retained row).
     pub fn after(cursor: i64) -> Tail {
-        Tail { cursor, gap: None }
+        Tail { cursor, gap: None, ahead: Vec::new(), fetched: 0 }
     }
 
     /// A tail that starts at the end of the log, once every row up to there is final: it
@@ -132,6 +140,12 @@ impl Tail {
         self.cursor
     }
 
+    /// Rows fetched from the database so far (each row past a gap once, however long the
+    /// gap is waited for).
+    pub fn fetched(&self) -> u64 {
+        self.fetched
+    }
+
     /// True while the last [`Tail::next`] stopped at a gap still being waited out: the
     /// reader should ask again soon rather than wait for a wake-up (a rolled-back writer
     /// sends none).
@@ -140,19 +154,64 @@ impl Tail {
         self.gap.is_some_and(|gap| gap.id == self.cursor + 1)
     }
 
-    /// The next rows, at most `limit`, in id order; empty when there is nothing new yet.
+    /// The next rows in id order; empty when there is nothing new yet. Each id range read
+    /// (the ranges around the rows held past gaps, and the end of the log) gives at most
+    /// `limit` rows, and at most `limit` rows are held.
     pub async fn next(&mut self, pool: &PgPool, limit: i64) -> Result<Vec<Change>, sqlx::Error> {
-        let rows = sqlx::query_file!("../../sql/change_log/after.sql", self.cursor, limit).fetch_all(pool).await?;
+        // The ranges not held, ends excluded: from the cursor to the first row held, between
+        // held rows that are not contiguous, from the last one to the end of the log.
+        let mut after = vec![self.cursor];
+        let mut before = Vec::new();
+        for held in &self.ahead {
+            let last = after.last_mut().expect("one range at least");
+            if held.id == *last + 1 {
+                *last = held.id;
+            } else {
+                before.push(held.id);
+                after.push(held.id);
+            }
+        }
+        before.push(i64::MAX);
+        let rows = sqlx::query_file!("../../sql/change_log/after.sql", &after, &before, limit).fetch_all(pool).await?;
+        // One row at least: the snapshot's xmin, with or without a change.
+        let Some(xmin) = rows.first().map(|row| row.xmin) else {
+            return Ok(Vec::new());
+        };
+        let mut per_range = vec![(0_i64, 0_i64); after.len()];
+        let mut read = std::mem::take(&mut self.ahead);
+        for row in rows {
+            let (Some(range), Some(id), Some(entity_type), Some(entity_id), Some(event), Some(data), Some(created_at)) =
+                (row.range, row.id, row.entity_type, row.entity_id, row.event, row.data, row.created_at)
+            else {
+                continue;
+            };
+            if let Some((count, last)) = usize::try_from(range - 1).ok().and_then(|i| per_range.get_mut(i)) {
+                *count += 1;
+                *last = (*last).max(id);
+            }
+            self.fetched += 1;
+            read.push(Change { id, tenant_id: row.tenant_id, entity_type, entity_id, event, data, created_at });
+        }
+        read.sort_by_key(|change| change.id);
+        // A range cut by the limit was seen only up to its last row read: past that, this
+        // read's snapshot decides nothing.
+        let seen_until =
+            per_range.iter().filter(|(count, _)| *count >= limit).map(|(_, last)| *last).min().unwrap_or(i64::MAX);
+
         let mut cursor = self.cursor;
         let mut gap = self.gap;
         let mut new_gap = false;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            if row.id != cursor + 1 {
-                // The snapshot these rows were read in decides: a row committed before it
-                // would be among them.
+        let mut out = Vec::with_capacity(read.len());
+        let mut rest = read.into_iter().peekable();
+        while let Some(change) = rest.peek() {
+            if change.id > seen_until {
+                break;
+            }
+            if change.id != cursor + 1 {
+                // The snapshot the ids up to this row were read in decides: a row committed
+                // before it would be among them.
                 match gap {
-                    Some(g) if g.id == cursor + 1 && row.xmin >= g.horizon && g.seen.elapsed() >= GAP_GRACE => {
+                    Some(g) if g.id == cursor + 1 && xmin >= g.horizon && g.seen.elapsed() >= GAP_GRACE => {
                         gap = None;
                     }
                     Some(g) if g.id == cursor + 1 => break,
@@ -162,19 +221,16 @@ impl Tail {
                     }
                 }
             }
-            cursor = row.id;
-            out.push(Change {
-                id: row.id,
-                tenant_id: row.tenant_id,
-                entity_type: row.entity_type,
-                entity_id: row.entity_id,
-                event: row.event,
-                data: row.data,
-                created_at: row.created_at,
-            });
+            let change = rest.next().expect("peeked");
+            cursor = change.id;
+            out.push(change);
         }
+        // What is left lies past a gap (or past what this read saw): held for the next reads,
+        // the lowest `limit` rows (the others are read again).
+        self.ahead = rest.take(usize::try_from(limit).unwrap_or(0)).collect();
         if new_gap {
-            // Taken after the read that saw the gap; a failure here moves nothing.
+            // Taken after the read that saw the gap; a failure here moves nothing (the
+            // cursor stays: the rows up to the gap are read again).
             let horizon = sqlx::query_file_scalar!("../../sql/change_log/horizon.sql").fetch_one(pool).await?;
             gap = Some(Gap { id: cursor + 1, horizon, seen: Instant::now() });
         }

@@ -287,7 +287,7 @@ impl Hub {
                     if std::mem::take(&mut failing) {
                         tracing::info!("notifier: reading the change log again");
                     }
-                    let full = changes.len() as i64 == BATCH;
+                    let full = changes.len() as i64 >= BATCH;
                     if !changes.is_empty() {
                         gap_retry = GAP_RETRY;
                     }
