@@ -1,5 +1,6 @@
--- The change log after a reader's cursor: the rows in each id range ($1[i], $2[i]), ends
--- excluded, at most $3 per range, each with its range's number (from 1). The reader
+-- The change log after a reader's cursor: the rows in the id ranges ($1[i], $2[i]), ends
+-- excluded and ranges in id order, the lowest $3 of them (at most $3 read per range), so a
+-- read cut by the limit saw every id up to its last row and none after. The reader
 -- (attune_core::change_log::Tail) holds the rows it read past gaps while it waits for them
 -- and asks only for what it does not hold: the ranges between the cursor, the rows held
 -- and the end of the log (with nothing held, one range: the cursor to the end).
@@ -8,11 +9,11 @@
 -- but the xmin: the reader passes a gap once this xmin is at or past the gap's horizon
 -- (horizon.sql), also when nothing new came (a rolled-back writer). It is the snapshot the
 -- ranges were read in, so a row whose transaction ended before it is among them.
-SELECT c.range AS "range?", c.id AS "id?", c.tenant_id, c.entity_type AS "entity_type?", c.entity_id AS "entity_id?",
+SELECT c.id AS "id?", c.tenant_id, c.entity_type AS "entity_type?", c.entity_id AS "entity_id?",
        c.event AS "event?", c.data AS "data?: Json<Box<RawValue>>", c.created_at AS "created_at?", s.xmin AS "xmin!"
   FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) s
   LEFT JOIN LATERAL (
-        SELECT r.range, l.*
+        SELECT l.*
           FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r(after, before, range)
          CROSS JOIN LATERAL (
                 SELECT id, tenant_id, entity_type, entity_id, event, data, created_at
@@ -20,4 +21,6 @@ SELECT c.range AS "range?", c.id AS "id?", c.tenant_id, c.entity_type AS "entity
                  WHERE id > r.after AND id < r.before
                  ORDER BY id
                  LIMIT $3) l
+         ORDER BY r.range, l.id
+         LIMIT $3
        ) c ON true

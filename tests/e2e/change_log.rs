@@ -21,7 +21,11 @@ async fn append(conn: &mut sqlx::PgConnection, n: i64) -> i64 {
 }
 
 async fn drain(tail: &mut Tail, pool: &PgPool) -> Vec<i64> {
-    tail.next(pool, 1000).await.unwrap().into_iter().map(|c| c.id).collect()
+    drain_by(tail, pool, 1000).await
+}
+
+async fn drain_by(tail: &mut Tail, pool: &PgPool, limit: i64) -> Vec<i64> {
+    tail.next(pool, limit).await.unwrap().into_iter().map(|c| c.id).collect()
 }
 
 #[tokio::test]
@@ -119,6 +123,37 @@ async fn a_gap_wider_than_a_read_is_delivered_in_pieces_in_order() {
     assert!(drain(&mut tail, pool).await.is_empty());
 }
 
+#[tokio::test]
+async fn reads_cut_by_the_limit_between_held_rows_deliver_everything_in_order() {
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let mut tail = Tail::after(0);
+    // A and C in flight, committed rows after each: the reads hold some, cut others.
+    let mut all = Vec::new();
+    let mut a = pool.begin().await.unwrap();
+    all.push(append(&mut a, 0).await);
+    for n in 1..=2 {
+        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
+    }
+    let mut c = pool.begin().await.unwrap();
+    all.push(append(&mut c, 3).await);
+    for n in 4..=8 {
+        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
+        assert!(drain_by(&mut tail, pool, 3).await.is_empty(), "nothing past a row in flight");
+    }
+    c.commit().await.unwrap();
+    assert!(drain_by(&mut tail, pool, 3).await.is_empty(), "A is still in flight");
+    a.commit().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < all.len() {
+        let got = drain_by(&mut tail, pool, 3).await;
+        assert!(!got.is_empty(), "every row is committed: each read delivers some ({seen:?} so far)");
+        seen.extend(got);
+    }
+    assert_eq!(seen, all, "every row once, in id order, across reads of at most 3");
+    assert!(drain_by(&mut tail, pool, 3).await.is_empty());
+}
+
 /// The transaction id of `conn`'s transaction (assigning it now).
 async fn xid(conn: &mut sqlx::PgConnection) -> i64 {
     sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint").fetch_one(conn).await.unwrap()
@@ -190,10 +225,11 @@ async fn concurrent_writers_committing_out_of_order_lose_nothing_and_repeat_noth
             }
         }));
     }
+    // Reads of at most 5 rows: many are cut by the limit, between rows held past gaps.
     let mut tail = Tail::after(0);
     let mut seen = Vec::new();
     while writers.iter().any(|w| !w.is_finished()) {
-        seen.extend(drain(&mut tail, &pool).await);
+        seen.extend(drain_by(&mut tail, &pool, 5).await);
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     for w in writers {
@@ -203,7 +239,7 @@ async fn concurrent_writers_committing_out_of_order_lose_nothing_and_repeat_noth
         sqlx::query_scalar("SELECT id FROM attune.change_log ORDER BY id").fetch_all(&pool).await.unwrap();
     let last = *all.last().unwrap();
     while seen.last() != Some(&last) {
-        seen.extend(drain(&mut tail, &pool).await);
+        seen.extend(drain_by(&mut tail, &pool, 5).await);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert_eq!(seen, all, "every committed row exactly once, in id order");

@@ -1,8 +1,9 @@
 //! Outbound: the change log, published to the topic exchange `attune.events` with
 //! publisher confirms, at least once.
 //!
-//! The loop, while this process holds the publisher lock ([`crate::leader`]): read up to
-//! [`BATCH`] rows after the cursor ([`Tail`]: never past a row still in flight), publish
+//! The loop, while this process holds the publisher lock ([`crate::leader`]): read the next
+//! rows after the cursor ([`Tail`]: never past a row still in flight; [`BATCH`] fetched at
+//! most, with up to as many held past a gap), publish
 //! them all, await all their confirms, then store the cursor. A crash or a RabbitMQ outage
 //! between a publish and the cursor's write costs a re-publish of that batch, never a loss.
 //! A nacked batch is published again from the stored cursor. A lost connection is retried
@@ -27,7 +28,8 @@ use crate::leader::Leadership;
 /// The exchange every change is published to.
 pub const EXCHANGE: &str = "attune.events";
 
-/// Rows published before their confirms are awaited together.
+/// Rows fetched per read of the change log; a read's rows (up to twice this, with those
+/// held past a gap) are published before their confirms are awaited together.
 pub const BATCH: i64 = 1000;
 
 /// The safety-net poll when no wake-up comes (NOTIFY is only a hint).

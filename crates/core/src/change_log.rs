@@ -140,8 +140,8 @@ impl Tail {
         self.cursor
     }
 
-    /// Rows fetched from the database so far (each row past a gap once, however long the
-    /// gap is waited for).
+    /// Rows fetched from the database so far (a row held past a gap is not fetched again
+    /// while the gap is waited for).
     pub fn fetched(&self) -> u64 {
         self.fetched
     }
@@ -154,10 +154,11 @@ impl Tail {
         self.gap.is_some_and(|gap| gap.id == self.cursor + 1)
     }
 
-    /// The next rows in id order; empty when there is nothing new yet. Each id range read
-    /// (the ranges around the rows held past gaps, and the end of the log) gives at most
-    /// `limit` rows, and at most `limit` rows are held.
+    /// The next rows in id order; empty when there is nothing new yet. At most `limit`
+    /// rows are fetched per call and at most `limit` held past gaps, so one call delivers
+    /// up to twice `limit` (the rows held, once their gap is filled, and the new ones).
     pub async fn next(&mut self, pool: &PgPool, limit: i64) -> Result<Vec<Change>, sqlx::Error> {
+        let limit = limit.max(1);
         // The ranges not held, ends excluded: from the cursor to the first row held, between
         // held rows that are not contiguous, from the last one to the end of the log.
         let mut after = vec![self.cursor];
@@ -177,26 +178,24 @@ impl Tail {
         let Some(xmin) = rows.first().map(|row| row.xmin) else {
             return Ok(Vec::new());
         };
-        let mut per_range = vec![(0_i64, 0_i64); after.len()];
+        let mut fetched: i64 = 0;
+        let mut last_fetched = 0_i64;
         let mut read = std::mem::take(&mut self.ahead);
         for row in rows {
-            let (Some(range), Some(id), Some(entity_type), Some(entity_id), Some(event), Some(data), Some(created_at)) =
-                (row.range, row.id, row.entity_type, row.entity_id, row.event, row.data, row.created_at)
+            let (Some(id), Some(entity_type), Some(entity_id), Some(event), Some(data), Some(created_at)) =
+                (row.id, row.entity_type, row.entity_id, row.event, row.data, row.created_at)
             else {
                 continue;
             };
-            if let Some((count, last)) = usize::try_from(range - 1).ok().and_then(|i| per_range.get_mut(i)) {
-                *count += 1;
-                *last = (*last).max(id);
-            }
             self.fetched += 1;
+            fetched += 1;
+            last_fetched = last_fetched.max(id);
             read.push(Change { id, tenant_id: row.tenant_id, entity_type, entity_id, event, data, created_at });
         }
         read.sort_by_key(|change| change.id);
-        // A range cut by the limit was seen only up to its last row read: past that, this
-        // read's snapshot decides nothing.
-        let seen_until =
-            per_range.iter().filter(|(count, _)| *count >= limit).map(|(_, last)| *last).min().unwrap_or(i64::MAX);
+        // A read cut by the limit saw the ids up to its last row, none after it: past that,
+        // this read's snapshot decides nothing.
+        let seen_until = if fetched >= limit { last_fetched } else { i64::MAX };
 
         let mut cursor = self.cursor;
         let mut gap = self.gap;
@@ -229,8 +228,8 @@ impl Tail {
         // the lowest `limit` rows (the others are read again).
         self.ahead = rest.take(usize::try_from(limit).unwrap_or(0)).collect();
         if new_gap {
-            // Taken after the read that saw the gap; a failure here moves nothing (the
-            // cursor stays: the rows up to the gap are read again).
+            // Taken after the read that saw the gap. On a failure the cursor and the gap
+            // stay as they were: the rows delivered here are read again next time.
             let horizon = sqlx::query_file_scalar!("../../sql/change_log/horizon.sql").fetch_one(pool).await?;
             gap = Some(Gap { id: cursor + 1, horizon, seen: Instant::now() });
         }

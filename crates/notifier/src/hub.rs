@@ -40,7 +40,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{self, Caller};
 use crate::protocol::{close, Subscription};
 
-/// Changes read per tail query; a full batch is followed at once by the next.
+/// Changes fetched per tail query (a call may also deliver up to as many held past a gap);
+/// a full batch is followed at once by the next.
 const BATCH: i64 = 1000;
 /// The fallback when no wake-up comes (NOTIFY is only a hint).
 const POLL: Duration = Duration::from_millis(200);
