@@ -62,28 +62,50 @@ async fn the_tail_waits_for_a_row_committed_late_and_passes_a_rolled_back_one() 
     assert_eq!(got, vec![fourth], "id {lost} never came, {fourth} did");
 }
 
+/// Writers A then C left in flight, `after_a` and then `after_c` rows committed after each;
+/// after each commit `tail` reads (at most `limit` rows, as the writers' pokes cause) and
+/// delivers nothing past A's row. Returns A, C and every id written, in id order.
+async fn two_writers_in_flight<'p>(
+    pool: &'p PgPool,
+    tail: &mut Tail,
+    limit: i64,
+    after_a: i64,
+    after_c: i64,
+) -> (sqlx::Transaction<'p, sqlx::Postgres>, sqlx::Transaction<'p, sqlx::Postgres>, Vec<i64>) {
+    let mut all = Vec::new();
+    let mut a = pool.begin().await.unwrap();
+    all.push(append(&mut a, 0).await);
+    for n in 1..=after_a {
+        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
+        assert!(drain_by(tail, pool, limit).await.is_empty(), "nothing past a row in flight");
+    }
+    let mut c = pool.begin().await.unwrap();
+    all.push(append(&mut c, after_a + 1).await);
+    for n in after_a + 2..=after_a + 1 + after_c {
+        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
+        assert!(drain_by(tail, pool, limit).await.is_empty(), "nothing past a row in flight");
+    }
+    (a, c, all)
+}
+
+/// Reads `tail` at most `limit` rows at a time until `n` rows came, each read delivering
+/// some (every row is committed).
+async fn drain_all(tail: &mut Tail, pool: &PgPool, limit: i64, n: usize) -> Vec<i64> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let got = drain_by(tail, pool, limit).await;
+        assert!(!got.is_empty(), "every row is committed: each read delivers some ({seen:?} so far)");
+        seen.extend(got);
+    }
+    seen
+}
+
 #[tokio::test]
 async fn rows_past_gaps_are_fetched_once_however_long_they_last() {
     let db = TestDb::new().await;
     let pool = &db.pool;
     let mut tail = Tail::after(0);
-    // Two writers in flight, A then C, each with committed rows after it.
-    let mut all = Vec::new();
-    let mut a = pool.begin().await.unwrap();
-    all.push(append(&mut a, 0).await);
-    let mut commit_one = async |n, all: &mut Vec<i64>| {
-        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
-        // A read after each commit, as the writers' pokes cause.
-        assert!(drain(&mut tail, pool).await.is_empty(), "nothing past a row in flight");
-    };
-    for n in 1..=2 {
-        commit_one(n, &mut all).await;
-    }
-    let mut c = pool.begin().await.unwrap();
-    all.push(append(&mut c, 3).await);
-    for n in 4..=6 {
-        commit_one(n, &mut all).await;
-    }
+    let (a, c, all) = two_writers_in_flight(pool, &mut tail, 1000, 2, 3).await;
     for _ in 0..10 {
         assert!(drain(&mut tail, pool).await.is_empty());
     }
@@ -111,14 +133,9 @@ async fn a_gap_wider_than_a_read_is_delivered_in_pieces_in_order() {
         all.push(append(&mut b, n).await);
     }
     b.commit().await.unwrap();
-    assert!(tail.next(pool, 10).await.unwrap().is_empty(), "15 rows in flight before the 5 committed");
+    assert!(drain_by(&mut tail, pool, 10).await.is_empty(), "15 rows in flight before the 5 committed");
     a.commit().await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < all.len() {
-        let got: Vec<i64> = tail.next(pool, 10).await.unwrap().into_iter().map(|c| c.id).collect();
-        assert!(!got.is_empty(), "every row is committed: each read delivers some ({seen:?} so far)");
-        seen.extend(got);
-    }
+    let seen = drain_all(&mut tail, pool, 10, all.len()).await;
     assert_eq!(seen, all, "every row once, in id order, across reads of at most 10");
     assert!(drain(&mut tail, pool).await.is_empty());
 }
@@ -128,28 +145,12 @@ async fn reads_cut_by_the_limit_between_held_rows_deliver_everything_in_order() 
     let db = TestDb::new().await;
     let pool = &db.pool;
     let mut tail = Tail::after(0);
-    // A and C in flight, committed rows after each: the reads hold some, cut others.
-    let mut all = Vec::new();
-    let mut a = pool.begin().await.unwrap();
-    all.push(append(&mut a, 0).await);
-    for n in 1..=2 {
-        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
-    }
-    let mut c = pool.begin().await.unwrap();
-    all.push(append(&mut c, 3).await);
-    for n in 4..=8 {
-        all.push(append(&mut pool.acquire().await.unwrap(), n).await);
-        assert!(drain_by(&mut tail, pool, 3).await.is_empty(), "nothing past a row in flight");
-    }
+    // The reads hold some rows past the gaps and are cut by the limit between others.
+    let (a, c, all) = two_writers_in_flight(pool, &mut tail, 3, 2, 5).await;
     c.commit().await.unwrap();
     assert!(drain_by(&mut tail, pool, 3).await.is_empty(), "A is still in flight");
     a.commit().await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < all.len() {
-        let got = drain_by(&mut tail, pool, 3).await;
-        assert!(!got.is_empty(), "every row is committed: each read delivers some ({seen:?} so far)");
-        seen.extend(got);
-    }
+    let seen = drain_all(&mut tail, pool, 3, all.len()).await;
     assert_eq!(seen, all, "every row once, in id order, across reads of at most 3");
     assert!(drain_by(&mut tail, pool, 3).await.is_empty());
 }
