@@ -218,3 +218,85 @@ async fn the_service_role_runs_the_maintenance_and_no_request_or_reporting_role_
     }
     sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
 }
+
+/// The ids (event, enforcement, execution) of the one succeeded execution of `action`.
+async fn one_run(app: &TestApp, u: &User, action: &str) -> (i64, i64, i64) {
+    let x = eventually(&format!("{action} to succeed"), WAIT, || async {
+        let list = app.get(u, &format!("/api/v1/executions?action={action}&status=succeeded")).await;
+        list.body["data"].get(0).cloned()
+    })
+    .await;
+    let enforcement = x["enforcement_id"].as_i64().expect("an enforcement");
+    let event = app.get(u, &format!("/api/v1/enforcements/{enforcement}")).await.body["event_id"].as_i64();
+    (event.expect("an event"), enforcement, x["id"].as_i64().unwrap())
+}
+
+/// History names its tenant and definitions by id (migrations/20261201000002): deleting a
+/// trigger, rule and action through the API (a tenant's role, under row-level security)
+/// keeps their history, with the id cleared as the foreign keys' `ON DELETE SET NULL` did.
+#[tokio::test]
+async fn deleted_definitions_leave_their_history_with_the_id_cleared() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("links").await;
+    assert_eq!(app.post(&u, "/api/v1/packs", json!({"ref": "h", "version": "1.0.0"})).await.status, 201);
+    let t = app.post(&u, "/api/v1/triggers", json!({"ref": "h.hook", "type": "webhook"})).await;
+    let a =
+        app.post(&u, "/api/v1/actions", json!({"ref": "h.say", "runner_type": "shell", "command": "echo hi"})).await;
+    let r = app.post(&u, "/api/v1/rules", json!({"ref": "h.run", "trigger": "h.hook", "action": "h.say"})).await;
+    assert_eq!((t.status, a.status, r.status), (201, 201, 201), "{:?} {:?} {:?}", t.body, a.body, r.body);
+    app.fire(t.body["webhook_url"].as_str().unwrap(), json!({})).await;
+    let (event, enforcement, execution) = one_run(&app, &u, "h.say").await;
+    let links = || async {
+        sqlx::query_as::<_, (Option<i64>, Option<i64>, Option<i64>, Option<i64>, String, Option<String>)>(
+            "SELECT ev.trigger_id, en.rule_id, x.rule_id, x.action_id, x.action_ref, x.rule_ref
+               FROM attune.event ev, attune.enforcement en, attune.execution x
+              WHERE ev.id = $1 AND en.id = $2 AND x.id = $3",
+        )
+        .bind(event)
+        .bind(enforcement)
+        .bind(execution)
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+    };
+    let ids = |body: &Value| body["id"].as_i64();
+    let before = links().await;
+    assert_eq!(
+        (before.0, before.1, before.2, before.3),
+        (ids(&t.body), ids(&r.body), ids(&r.body), ids(&a.body)),
+        "{before:?}"
+    );
+
+    for (kind, body) in [("rules", &r.body), ("actions", &a.body), ("triggers", &t.body)] {
+        let deleted = app.delete(&u, &format!("/api/v1/{kind}/{}", ids(body).unwrap())).await;
+        assert_eq!(deleted.status, 204, "DELETE {kind}: {:?}", deleted.body);
+    }
+    let after = links().await;
+    assert_eq!(after, (None, None, None, None, "h.say".into(), Some("h.run".into())));
+    let shown = app.get(&u, &format!("/api/v1/executions/{execution}")).await;
+    assert_eq!((shown.status, shown.body["action_ref"].as_str()), (200, Some("h.say")), "{:?}", shown.body);
+}
+
+/// A deleted tenant's events, enforcements and executions go with it, as the foreign keys'
+/// `ON DELETE CASCADE` did; another tenant's stay.
+#[tokio::test]
+async fn a_deleted_tenant_takes_its_history_with_it() {
+    let app = TestApp::spawn_pipeline().await;
+    let (gone, kept) = (app.register("gone").await, app.register("kept").await);
+    for u in [&gone, &kept] {
+        let hook = webhook_to_noop(&app, u).await;
+        fire_and_finish(&app, u, &hook).await;
+    }
+    let app = &app;
+    let history = |tenant: i64| async move {
+        let mut counts = Vec::new();
+        for table in ["event", "enforcement", "execution"] {
+            let sql = format!("SELECT count(*) FROM attune.{table} WHERE tenant_id = $1");
+            counts.push(count(app, &sql, tenant).await);
+        }
+        counts
+    };
+    assert_eq!((history(gone.tenant_id).await, history(kept.tenant_id).await), (vec![1, 1, 1], vec![1, 1, 1]));
+    sqlx::query("DELETE FROM attune.tenant WHERE id = $1").bind(gone.tenant_id).execute(app.pool()).await.unwrap();
+    assert_eq!((history(gone.tenant_id).await, history(kept.tenant_id).await), (vec![0, 0, 0], vec![1, 1, 1]));
+}

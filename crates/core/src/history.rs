@@ -133,9 +133,8 @@ pub struct Report {
     pub failed: Vec<(Family, String)>,
 }
 
-/// How long the maintenance waits for a table lock. A cut attaches a partition (which
-/// locks the tables its foreign keys name, the workers' heartbeat table among them) and a
-/// drop locks its parent exclusively for a moment; a statement queued behind a long
+/// How long the maintenance waits for a table lock. A cut attaches a partition and a drop
+/// locks its parent exclusively for a moment; a statement queued behind a long
 /// transaction would hold up everyone queued behind it, so the maintenance gives up instead
 /// and the next round retries.
 const LOCK_TIMEOUT: &str = "1s";

@@ -125,8 +125,8 @@ fn refusal(message: &Inbound, trigger: Option<(TriggerType, bool)>) -> Option<St
 }
 
 /// SQLSTATE classes about the row itself, which no retry changes: 22 (data exception, e.g.
-/// a value out of range or a string PostgreSQL's jsonb refuses) and 23 (integrity: the
-/// trigger was deleted meanwhile).
+/// a value out of range or a string PostgreSQL's jsonb refuses) and 23 (integrity: a
+/// constraint the row breaks).
 fn refuses_this_row(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
 }
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn only_row_errors_are_permanent() {
         assert!(refuses_this_row(Some("22P05")), "unsupported unicode escape in jsonb");
-        assert!(refuses_this_row(Some("23503")), "foreign key: the trigger is gone");
+        assert!(refuses_this_row(Some("23514")), "check constraint: the row breaks it");
         assert!(!refuses_this_row(Some("40001")), "serialization failure: retry");
         assert!(!refuses_this_row(Some("57P01")), "admin shutdown: retry");
         assert!(!refuses_this_row(None));
