@@ -13,8 +13,11 @@ WITH now AS (
     INSERT INTO attune.execution AS e
         (tenant_id, action_id, action_ref, runner_type, parameters, secret_params, requested_by,
          max_attempts, timeout_seconds, status, scheduled_at, updated_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $11, $12, 'scheduled', now.at, now.at
-      FROM now
+    SELECT $1, $2, $3,
+           -- An action with `with_items` runs as a with-items parent, by the workflow engine.
+           CASE WHEN a.with_items IS NOT NULL THEN 'workflow' ELSE $4 END,
+           $5, $6, $7, $11, $12, 'scheduled', now.at, now.at
+      FROM now LEFT JOIN attune.action a ON a.id = $2
     RETURNING e.id, e.tenant_id, e.action_ref, e.parameters, e.attempt, e.max_attempts, e.created_at,
               attune.execution_change(e) AS change,
               attune.execution_change(jsonb_populate_record(e, jsonb_build_object(

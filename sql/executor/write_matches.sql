@@ -18,11 +18,15 @@ WITH enf AS (
     INSERT INTO attune.execution AS e
         (tenant_id, action_id, action_ref, runner_type, parameters, secret_params, enforcement_id, rule_id, rule_ref,
          status, result, max_attempts, timeout_seconds, scheduled_at, finished_at)
-    SELECT enf.tenant_id, runs.action_id, runs.action_ref, runs.runner_type, runs.parameters, runs.secret_params,
+    SELECT enf.tenant_id, runs.action_id, runs.action_ref,
+           -- An action with `with_items` runs as a with-items parent, by the workflow engine.
+           CASE WHEN a.with_items IS NOT NULL THEN 'workflow' ELSE runs.runner_type END,
+           runs.parameters, runs.secret_params,
            enf.id, enf.rule_id, enf.rule_ref, runs.status, runs.result, runs.max_attempts, runs.timeout_seconds,
            CASE WHEN runs.status = 'scheduled' THEN clock_timestamp() END,
            CASE WHEN runs.status = 'failed' THEN clock_timestamp() END
       FROM enf JOIN runs ON runs.rule_id = enf.rule_id AND runs.event_id = enf.event_id
+      LEFT JOIN attune.action a ON a.id = runs.action_id
     RETURNING e.id, e.tenant_id, e.action_ref, e.rule_ref, e.enforcement_id, e.status, e.result,
               attune.execution_change(e) AS change
 ), audited AS (

@@ -9,7 +9,11 @@ WITH created AS (
         (tenant_id, parent_id, action_id, action_ref, runner_type, parameters, secret_params,
          workflow_task, item_index, run_after, status, result, max_attempts, timeout_seconds,
          scheduled_at, finished_at, requested_by)
-    SELECT r.tenant_id, r.parent_id, r.action_id, r.action_ref, r.runner_type, r.parameters, r.secret_params,
+    SELECT r.tenant_id, r.parent_id, r.action_id, r.action_ref,
+           -- A task of an action with `with_items` (not itself an item) is a with-items
+           -- parent, run by the workflow engine.
+           CASE WHEN r.item_index IS NULL AND a.with_items IS NOT NULL THEN 'workflow' ELSE r.runner_type END,
+           r.parameters, r.secret_params,
            r.task, r.item_index, clock_timestamp() + make_interval(secs => r.delay), r.status, r.result,
            r.max_attempts, r.timeout,
            CASE WHEN r.status = 'scheduled' THEN clock_timestamp() END,
@@ -20,6 +24,7 @@ WITH created AS (
            WITH ORDINALITY
            AS r(tenant_id, parent_id, action_id, action_ref, runner_type, parameters, secret_params, task, item_index,
                 delay, timeout, status, result, max_attempts, n)
+      LEFT JOIN attune.action a ON a.id = r.action_id
      ORDER BY r.n
     RETURNING e.id, e.tenant_id, e.action_ref, e.status, e.result, attune.execution_change(e) AS change
 ), audited AS (

@@ -134,6 +134,17 @@ async fn t1_5_with_items_action_runs_one_child_per_item() {
     let items: Vec<Value> =
         children(&app, &u, id(&parent)).await.iter().map(|k| k["parameters"]["item"].clone()).collect();
     assert_eq!(items, [json!("kiwi"), json!("lime")]);
+
+    // As a workflow's task: the task's execution is the parent of the items.
+    let mix = json!({"tasks": [{"name": "mix", "action": "wf.process_items", "input": {"items": ["fig", "plum"]}}]});
+    workflow(&app, &u, "fruit_salad", mix).await;
+    let flow = run(&app, &u, "wf.fruit_salad", json!({})).await;
+    assert_eq!(flow["status"], "succeeded", "{flow}");
+    let task = children(&app, &u, id(&flow)).await;
+    assert_eq!(task.len(), 1, "{task:?}");
+    let items: Vec<Value> =
+        children(&app, &u, id(&task[0])).await.iter().map(|k| k["parameters"]["item"].clone()).collect();
+    assert_eq!(items, [json!("fig"), json!("plum")]);
 }
 
 #[tokio::test]
