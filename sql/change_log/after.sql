@@ -9,8 +9,9 @@
 -- but the xmin: the reader passes a gap once this xmin is at or past the gap's horizon
 -- (horizon.sql), also when nothing new came (a rolled-back writer). It is the snapshot the
 -- ranges were read in, so a row whose transaction ended before it is among them.
+-- `data` is built here, from the snapshot the writer stored (attune.change_json).
 SELECT c.id AS "id?", c.tenant_id, c.entity_type AS "entity_type?", c.entity_id AS "entity_id?",
-       c.event AS "event?", c.data AS "data?: Json<Box<RawValue>>", c.created_at AS "created_at?", s.xmin AS "xmin!"
+       c.event AS "event?", attune.change_json(c.data) AS "data?: Json<Box<RawValue>>", c.created_at AS "created_at?", s.xmin AS "xmin!"
   FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) s
   LEFT JOIN LATERAL (
         SELECT l.*

@@ -46,8 +46,8 @@ WITH enf AS (
           FROM enf
         UNION ALL
         SELECT enf.tenant_id, 'rule', enf.rule_id, 'rule.triggered',
-               json_build_object('rule_id', enf.rule_id, 'rule_ref', enf.rule_ref, 'enforcement_id', enf.id,
-                                 'event_id', enf.event_id, 'event', ev.payload, 'trigger_ref', ev.trigger_ref),
+               attune.change_other(json_build_object('rule_id', enf.rule_id, 'rule_ref', enf.rule_ref,
+                   'enforcement_id', enf.id, 'event_id', enf.event_id, 'event', ev.payload, 'trigger_ref', ev.trigger_ref)),
                2, enf.id
           FROM enf
           JOIN attune.rule r ON r.id = enf.rule_id AND r.notify_on_trigger

@@ -166,7 +166,7 @@ fn header_text(d: &Got, name: &str) -> Option<String> {
 async fn append(pool: &PgPool, topic: &str, n: i64) -> Vec<i64> {
     sqlx::query_scalar(
         "INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
-         SELECT 1, $1, g, $1 || '.row', jsonb_build_object('n', g) FROM generate_series(1, $2::bigint) g
+         SELECT 1, $1, g, $1 || '.row', attune.change_other(json_build_object('n', g)) FROM generate_series(1, $2::bigint) g
          RETURNING id",
     )
     .bind(topic)

@@ -256,7 +256,7 @@ async fn an_execution_writes_each_of_its_changes() {
     app.finished_execution(&u, id).await;
     let rows: Vec<(String, String, i64)> = eventually("four changes", Duration::from_secs(10), || async {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT event, data ->> 'status', tenant_id FROM attune.change_log
+            "SELECT event, attune.change_json(data) ->> 'status', tenant_id FROM attune.change_log
               WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
         )
         .bind(id)
@@ -278,7 +278,7 @@ async fn an_execution_writes_each_of_its_changes() {
     );
     assert!(rows.iter().all(|(_, _, t)| *t == u.tenant_id));
     let data: serde_json::Value =
-        sqlx::query_scalar("SELECT data FROM attune.change_log WHERE entity_id = $1 AND entity_type = 'execution' ORDER BY id DESC LIMIT 1")
+        sqlx::query_scalar("SELECT attune.change_json(data) FROM attune.change_log WHERE entity_id = $1 AND entity_type = 'execution' ORDER BY id DESC LIMIT 1")
             .bind(id)
             .fetch_one(app.pool())
             .await
@@ -306,7 +306,7 @@ async fn change_rows_carry_every_column_but_the_hidden_ones() {
         [("execution", Some("secret_params")), ("event", None), ("enforcement", None), ("inquiry", None)]
     {
         let (same, new, old): (bool, serde_json::Value, serde_json::Value) = sqlx::query_as(&format!(
-            "SELECT attune.{entity}_change(r)::jsonb = o, attune.{entity}_change(r)::jsonb, o
+            "SELECT attune.change_json(attune.{entity}_change(r))::jsonb = o, attune.change_json(attune.{entity}_change(r))::jsonb, o
                FROM jsonb_populate_record(NULL::attune.{entity}, $1::jsonb) r,
                     LATERAL (SELECT (to_jsonb(r) - $2::text) || jsonb_build_object('{entity}_id', r.id) AS o) x"
         ))
@@ -321,4 +321,71 @@ async fn change_rows_carry_every_column_but_the_hidden_ones() {
             assert!(new.get(hidden).is_none(), "{entity}: {hidden} never leaves the database");
         }
     }
+}
+
+/// The log keeps values of the message types (migrations/20261201000004), so
+/// `attune.define_change_functions()` alters a type when its table changes instead of
+/// making it again: rows written after carry the new columns, rows written before still
+/// read, with an added column null and a dropped one gone (a retyped one is dropped and
+/// added again).
+#[tokio::test]
+async fn the_message_types_follow_a_changed_table_and_rows_written_before_still_read() {
+    let db = TestDb::new().await;
+    let write = |fields: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
+                 SELECT 1, 'event', r.id, 'event.created', attune.event_change(r)
+                   FROM jsonb_populate_record(NULL::attune.event, $1::jsonb) r",
+            )
+            .bind(format!(r#"{{"id": 5, "tenant_id": 1, "trigger_ref": "p.t"{fields}}}"#))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let change = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            sqlx::query("SELECT attune.define_change_functions()").execute(&pool).await.unwrap();
+        }
+    };
+    write("").await;
+    change("ALTER TABLE attune.event ADD COLUMN probe_a text, ADD COLUMN probe_b text").await;
+    write(r#", "probe_a": "a", "probe_b": "b""#).await;
+    change("ALTER TABLE attune.event DROP COLUMN probe_a, ALTER COLUMN probe_b TYPE int USING NULL").await;
+    write(r#", "probe_b": 7"#).await;
+
+    let read: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT attune.change_json(data)::jsonb FROM attune.change_log ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let picked: Vec<_> = read
+        .iter()
+        .map(|d| {
+            (d["event_id"].clone(), d["trigger_ref"].clone(), d.get("probe_a").cloned(), d.get("probe_b").cloned())
+        })
+        .collect();
+    let (five, t) = (json!(5), json!("p.t"));
+    assert_eq!(
+        picked,
+        [
+            (five.clone(), t.clone(), None, Some(json!(null))),
+            (five.clone(), t.clone(), None, Some(json!(null))),
+            (five, t, None, Some(json!(7))),
+        ],
+        "{read:?}"
+    );
+    // And the function still gives the row as it is now.
+    let same: bool = sqlx::query_scalar(
+        "SELECT attune.change_json(attune.event_change(r))::jsonb = to_jsonb(r) || jsonb_build_object('event_id', r.id)
+           FROM jsonb_populate_record(NULL::attune.event, '{\"id\": 9, \"probe_b\": 3}'::jsonb) r",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(same);
 }

@@ -320,7 +320,7 @@ async fn t3_9_a_workflow_pauses_at_each_approval() {
     assert_eq!(done["result"]["output"]["applied"], "CHG-7: maria and sam");
     // The workflow's own statuses, in order, from the change log.
     let statuses: Vec<String> = sqlx::query_scalar(
-        "SELECT data ->> 'status' FROM attune.change_log WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
+        "SELECT attune.change_json(data) ->> 'status' FROM attune.change_log WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
     )
     .bind(wf)
     .fetch_all(app.pool())

@@ -53,7 +53,7 @@ async fn settled(app: &TestApp, tenant: i64) {
 /// The change log of `tenant` after `since`, as the stream's messages.
 async fn logged(app: &TestApp, tenant: i64, since: i64) -> Vec<Value> {
     let rows: Vec<(i64, String, String, i64, Value, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "SELECT id, event, entity_type, entity_id, data, created_at FROM attune.change_log
+        "SELECT id, event, entity_type, entity_id, attune.change_json(data), created_at FROM attune.change_log
           WHERE tenant_id = $1 AND id > $2 ORDER BY id",
     )
     .bind(tenant)
@@ -491,7 +491,7 @@ async fn the_change_log_keeps_its_retention_and_since_replays_what_is_left() {
     let hook = webhook(&app, &u, "hook").await;
     sqlx::query(
         "INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
-         SELECT $1, 'event', g, 'event.created', '{}' FROM generate_series(1, 7) g",
+         SELECT $1, 'event', g, 'event.created', attune.change_other('{}') FROM generate_series(1, 7) g",
     )
     .bind(u.tenant_id)
     .execute(app.pool())

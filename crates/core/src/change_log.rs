@@ -38,8 +38,8 @@ pub struct Change {
     pub entity_type: String,
     pub entity_id: i64,
     pub event: String,
-    /// The entity's row as the writer stored it (`json` text): passed into messages as it
-    /// is, never parsed on the way.
+    /// The entity's row as the writer stored it, as JSON text (made by the reading query,
+    /// `attune.change_json`): passed into messages as it is, never parsed on the way.
     pub data: Json<Box<RawValue>>,
     pub created_at: DateTime<Utc>,
 }
