@@ -268,12 +268,15 @@ async fn emit(pool: &PgPool, sensor: &SensorRow, events: &Hint, line: &str) {
         payload,
         "sensor",
     )
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await;
     match inserted {
-        Ok(_) => {
+        Ok(Some(_)) => {
             attune_core::metrics::events_created("sensor", 1);
             events.poke()
+        }
+        Ok(None) => {
+            tracing::info!(sensor = %sensor.sensor_ref, "the sensor's trigger was deleted; its event is dropped")
         }
         Err(e) => tracing::error!(sensor = %sensor.sensor_ref, error = %e, "cannot store a sensor event"),
     }

@@ -46,13 +46,14 @@ pub async fn event(pool: &PgPool, message: &Inbound) -> Result<Stored, sqlx::Err
         message.payload,
         "amqp"
     )
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await;
     match inserted {
-        Ok(id) => {
+        Ok(Some(id)) => {
             attune_core::metrics::events_created("amqp", 1);
             Ok(Stored::Event(id))
         }
+        Ok(None) => Ok(Stored::Refused(format!("trigger `{}` was deleted", trigger.trigger_ref))),
         Err(sqlx::Error::Database(e)) if refuses_this_row(e.code().as_deref()) => {
             Ok(Stored::Refused(format!("the database refused the event: {}", excerpt(e.message(), 200))))
         }
