@@ -40,16 +40,23 @@ async fn webhook_to_noop(app: &TestApp, u: &User) -> String {
 
 /// Fires the webhook and waits for its execution to succeed; returns (event, execution).
 async fn fire_and_finish(app: &TestApp, u: &User, hook: &str) -> (i64, i64) {
+    let (event, _, execution) = fire_and_run(app, u, hook, "core.noop").await;
+    (event, execution)
+}
+
+/// Fires the webhook and waits for its execution of `action` to succeed; returns (event,
+/// enforcement, execution).
+async fn fire_and_run(app: &TestApp, u: &User, hook: &str, action: &str) -> (i64, i64, i64) {
     let event = app.fire(hook, json!({})).await;
-    let execution = eventually(&format!("event {event}'s execution to succeed"), WAIT, || async {
-        let list = app.get(u, "/api/v1/executions?action=core.noop&status=succeeded").await;
+    eventually(&format!("event {event}'s execution to succeed"), WAIT, || async {
+        let list = app.get(u, &format!("/api/v1/executions?action={action}&status=succeeded")).await;
         let data = list.body["data"].as_array().cloned().unwrap_or_default();
         let enforcements = app.get(u, &format!("/api/v1/enforcements?event={event}")).await;
         let enforcement = enforcements.body["data"].get(0).map(|e| e["id"].clone())?;
-        data.iter().find(|x| x["enforcement_id"] == enforcement).and_then(|x| x["id"].as_i64())
+        let execution = data.iter().find(|x| x["enforcement_id"] == enforcement).and_then(|x| x["id"].as_i64())?;
+        Some((event, enforcement.as_i64()?, execution))
     })
-    .await;
-    (event, execution)
+    .await
 }
 
 async fn status(app: &TestApp, u: &User, id: i64) -> Value {
@@ -219,18 +226,6 @@ async fn the_service_role_runs_the_maintenance_and_no_request_or_reporting_role_
     sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
 }
 
-/// The ids (event, enforcement, execution) of the one succeeded execution of `action`.
-async fn one_run(app: &TestApp, u: &User, action: &str) -> (i64, i64, i64) {
-    let x = eventually(&format!("{action} to succeed"), WAIT, || async {
-        let list = app.get(u, &format!("/api/v1/executions?action={action}&status=succeeded")).await;
-        list.body["data"].get(0).cloned()
-    })
-    .await;
-    let enforcement = x["enforcement_id"].as_i64().expect("an enforcement");
-    let event = app.get(u, &format!("/api/v1/enforcements/{enforcement}")).await.body["event_id"].as_i64();
-    (event.expect("an event"), enforcement, x["id"].as_i64().unwrap())
-}
-
 /// History names its tenant and definitions by id (migrations/20261201000002): deleting a
 /// trigger, rule and action through the API (a tenant's role, under row-level security)
 /// keeps their history, with the id cleared as the foreign keys' `ON DELETE SET NULL` did.
@@ -244,8 +239,8 @@ async fn deleted_definitions_leave_their_history_with_the_id_cleared() {
         app.post(&u, "/api/v1/actions", json!({"ref": "h.say", "runner_type": "shell", "command": "echo hi"})).await;
     let r = app.post(&u, "/api/v1/rules", json!({"ref": "h.run", "trigger": "h.hook", "action": "h.say"})).await;
     assert_eq!((t.status, a.status, r.status), (201, 201, 201), "{:?} {:?} {:?}", t.body, a.body, r.body);
-    app.fire(t.body["webhook_url"].as_str().unwrap(), json!({})).await;
-    let (event, enforcement, execution) = one_run(&app, &u, "h.say").await;
+    let hook = t.body["webhook_url"].as_str().unwrap();
+    let (event, enforcement, execution) = fire_and_run(&app, &u, hook, "h.say").await;
     let links = || async {
         sqlx::query_as::<_, (Option<i64>, Option<i64>, Option<i64>, Option<i64>, String, Option<String>)>(
             "SELECT ev.trigger_id, en.rule_id, x.rule_id, x.action_id, x.action_ref, x.rule_ref
