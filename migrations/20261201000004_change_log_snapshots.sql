@@ -58,7 +58,6 @@ DECLARE
     col record;
     message text;
     kept oid;
-    fields text;
     values_ text;
     slots text;
 BEGIN
@@ -70,42 +69,40 @@ BEGIN
     LOOP
         message := entity.name || '_message';
         IF to_regtype(format('attune.%I', message)) IS NULL THEN
-            SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
-              INTO fields
-              FROM pg_attribute a
+            EXECUTE format('CREATE TYPE attune.%I AS ()', message);
+        END IF;
+        kept := (SELECT typrelid FROM pg_type WHERE oid = format('attune.%I', message)::regtype);
+        -- Attributes the table no longer has as they are (dropped, hidden, retyped).
+        FOR col IN
+            SELECT t.attname FROM pg_attribute t
+             WHERE t.attrelid = kept AND t.attnum > 0 AND NOT t.attisdropped
+               AND t.attname <> entity.name || '_id'
+               AND NOT EXISTS (
+                    SELECT 1 FROM pg_attribute a
+                     WHERE a.attrelid = format('attune.%I', entity.name)::regclass
+                       AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = t.attname
+                       AND a.atttypid = t.atttypid AND a.atttypmod = t.atttypmod
+                       AND a.attname <> ALL (entity.hidden))
+        LOOP
+            EXECUTE format('ALTER TYPE attune.%I DROP ATTRIBUTE %I', message, col.attname);
+        END LOOP;
+        -- Columns the type does not have yet (all of them for a new type), then, for a new
+        -- type, `<entity>_id`.
+        FOR col IN
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ FROM pg_attribute a
              WHERE a.attrelid = format('attune.%I', entity.name)::regclass
                AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attname <> ALL (entity.hidden) AND a.attname <> entity.name || '_id';
-            EXECUTE format('CREATE TYPE attune.%I AS (%s, %I bigint)', message, fields, entity.name || '_id');
-        ELSE
-            kept := (SELECT typrelid FROM pg_type WHERE oid = format('attune.%I', message)::regtype);
-            -- Attributes the table no longer has as they are (dropped, hidden, retyped).
-            FOR col IN
-                SELECT t.attname FROM pg_attribute t
-                 WHERE t.attrelid = kept AND t.attnum > 0 AND NOT t.attisdropped
-                   AND t.attname <> entity.name || '_id'
-                   AND NOT EXISTS (
-                        SELECT 1 FROM pg_attribute a
-                         WHERE a.attrelid = format('attune.%I', entity.name)::regclass
-                           AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = t.attname
-                           AND a.atttypid = t.atttypid AND a.atttypmod = t.atttypmod
-                           AND a.attname <> ALL (entity.hidden))
-            LOOP
-                EXECUTE format('ALTER TYPE attune.%I DROP ATTRIBUTE %I', message, col.attname);
-            END LOOP;
-            -- Columns the type does not have yet.
-            FOR col IN
-                SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ FROM pg_attribute a
-                 WHERE a.attrelid = format('attune.%I', entity.name)::regclass
-                   AND a.attnum > 0 AND NOT a.attisdropped
-                   AND a.attname <> ALL (entity.hidden) AND a.attname <> entity.name || '_id'
-                   AND NOT EXISTS (SELECT 1 FROM pg_attribute t
-                                    WHERE t.attrelid = kept AND t.attnum > 0 AND NOT t.attisdropped
-                                      AND t.attname = a.attname)
-                 ORDER BY a.attnum
-            LOOP
-                EXECUTE format('ALTER TYPE attune.%I ADD ATTRIBUTE %I %s', message, col.attname, col.typ);
-            END LOOP;
+               AND a.attname <> ALL (entity.hidden) AND a.attname <> entity.name || '_id'
+               AND NOT EXISTS (SELECT 1 FROM pg_attribute t
+                                WHERE t.attrelid = kept AND t.attnum > 0 AND NOT t.attisdropped
+                                  AND t.attname = a.attname)
+             ORDER BY a.attnum
+        LOOP
+            EXECUTE format('ALTER TYPE attune.%I ADD ATTRIBUTE %I %s', message, col.attname, col.typ);
+        END LOOP;
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute t
+                        WHERE t.attrelid = kept AND NOT t.attisdropped AND t.attname = entity.name || '_id') THEN
+            EXECUTE format('ALTER TYPE attune.%I ADD ATTRIBUTE %I bigint', message, entity.name || '_id');
         END IF;
         -- The row's values in the type's attribute order.
         SELECT string_agg(CASE WHEN t.attname = entity.name || '_id' THEN 'r.id' ELSE format('r.%I', t.attname) END,
