@@ -702,4 +702,11 @@ async fn bench_refuses_a_database_that_is_not_the_servers() {
     let stdout = String::from_utf8_lossy(&right.stdout);
     assert!(right.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&right.stderr));
     assert!(stdout.contains("failed executions:       0"), "{stdout}");
+    // Where accepted → running goes: its two stages, each p50 / p99, none negative (the
+    // API's clock and the database's are the same machine's).
+    let stages = stdout.lines().find(|l| l.starts_with("  of which, p50 / p99:")).expect("the stages line");
+    let figures: Vec<f64> = stages.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(figures.len(), 4, "{stages}");
+    assert!(figures.iter().all(|f| *f >= 0.0), "{stages}");
+    assert!(figures[0] <= figures[1] && figures[2] <= figures[3], "p50 ≤ p99 in each stage: {stages}");
 }

@@ -278,6 +278,10 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         args.events as f64 / total_s.max(1e-9)
     );
     println!("accepted → running  ms:  p50 {r50:.1}  p95 {r95:.1}  p99 {r99:.1}");
+    println!(
+        "  of which, p50 / p99:   {:.1} / {:.1} until the rule engine writes, {:.1} / {:.1} its write, commit and the claim",
+        row.to_write_p50, row.to_write_p99, row.from_write_p50, row.from_write_p99
+    );
     println!("accepted → finished ms:  p50 {f50:.1}  p95 {f95:.1}  p99 {f99:.1}");
     println!(
         "created → finished ms:   p50 {:.1}  p95 {:.1}  p99 {:.1} (the execution's own life)",
