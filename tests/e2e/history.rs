@@ -295,3 +295,38 @@ async fn a_deleted_tenant_takes_its_history_with_it() {
     sqlx::query("DELETE FROM attune.tenant WHERE id = $1").bind(gone.tenant_id).execute(app.pool()).await.unwrap();
     assert_eq!((history(gone.tenant_id).await, history(kept.tenant_id).await), (vec![0, 0, 0], vec![1, 1, 1]));
 }
+
+/// Every partition of the history tables — the first ones and those cut later — is
+/// analyzed only once as many of its rows changed as it holds (migration
+/// `20261201000005_history_analyze_less_often`: each ANALYZE makes every pooled connection
+/// plan its statements again), and a new partition keeps its table's other storage settings.
+#[tokio::test]
+async fn every_partition_is_analyzed_less_often_and_new_ones_keep_their_tables_settings() {
+    let app = TestApp::spawn().await;
+    let partitions = || async {
+        sqlx::query_as::<_, (String, Vec<String>)>(
+            "SELECT c.relname::text, COALESCE(c.reloptions, '{}')
+               FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid JOIN pg_class p ON p.oid = h.inhparent
+              WHERE p.relnamespace = 'attune'::regnamespace AND p.relkind = 'p' AND c.relkind = 'r'
+              ORDER BY 1",
+        )
+        .fetch_all(app.pool())
+        .await
+        .unwrap()
+    };
+    let before = partitions().await;
+    // Sixteen days on, every table is cut: a new partition of each, made by the maintenance.
+    maintain(&app, later(16 * DAY)).await;
+    let after = partitions().await;
+    let new: Vec<&(String, Vec<String>)> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert!(new.iter().any(|(name, _)| name.starts_with("execution_p")), "a new partition of executions: {new:?}");
+    assert!(new.iter().any(|(name, _)| name.starts_with("change_log_p")), "a new partition of the change log: {new:?}");
+    for (name, options) in &after {
+        assert!(options.contains(&"autovacuum_analyze_scale_factor=1.0".to_string()), "{name}: {options:?}");
+        if name.starts_with("execution_p") {
+            // The work table's own settings (migration 5), copied to each partition.
+            assert!(options.contains(&"fillfactor=80".to_string()), "{name}: {options:?}");
+            assert!(options.contains(&"autovacuum_vacuum_threshold=2000".to_string()), "{name}: {options:?}");
+        }
+    }
+}
