@@ -680,12 +680,17 @@ async fn bench_refuses_a_database_that_is_not_the_servers() {
     let app = TestApp::spawn_pipeline().await;
     let u = app.register("bencher").await;
     let other = attune_tests::TestDb::new().await;
+    let probed = tempfile::tempdir().unwrap();
+    let probe = probed.path().to_str().unwrap();
     let bench = |database_url: String| {
         let mut env = app.process_env();
         env.insert("ATTUNE_DATABASE_URL".into(), database_url);
         let args = ["bench", "--events", "3", "--concurrency", "1", "--url", &app.url, "--login", &u.login];
+        // Paced, with the disk's flushes timed meanwhile in a folder of the test's.
+        let paced = ["--rate", "20", "--disk-probe", probe];
         std::process::Command::new(attune_tests::processes::attune_binary())
             .args(args)
+            .args(paced)
             .args(["--password", attune_tests::PASSWORD])
             .envs(env)
             .env_remove("DATABASE_URL")
@@ -709,4 +714,16 @@ async fn bench_refuses_a_database_that_is_not_the_servers() {
     assert_eq!(figures.len(), 4, "{stages}");
     assert!(figures.iter().all(|f| *f >= 0.0), "{stages}");
     assert!(figures[0] <= figures[1] && figures[2] <= figures[3], "p50 ≤ p99 in each stage: {stages}");
+    // The disk's flushes during the paced run: p50 ≤ p99 ≤ max, and how many of them.
+    let disk = stdout.lines().find(|l| l.starts_with("disk flushes ms:")).expect("the disk probe's line");
+    assert!(disk.ends_with(&format!("every 10 ms in {probe}")), "{disk}");
+    let words: Vec<&str> = disk.split_whitespace().collect();
+    let after = |w: &str| {
+        words.iter().position(|x| *x == w).and_then(|i| words[i + 1].trim_end_matches(';').parse::<f64>().ok())
+    };
+    let (p50, p99, max) = (after("p50").unwrap(), after("p99").unwrap(), after("max").unwrap());
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{disk}");
+    let flushes: usize = words[words.iter().position(|x| *x == "of").unwrap() + 1].parse().unwrap();
+    assert!(flushes >= 1, "{disk}");
+    assert_eq!(std::fs::read_dir(probed.path()).unwrap().count(), 0, "the probe's file is gone");
 }

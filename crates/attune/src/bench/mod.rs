@@ -8,8 +8,10 @@
 //! `--mode stream` runs the noop pipeline with `--sockets` WebSocket clients subscribed to
 //! executions and adds the stream's delivery latency ([`stream`]). `--mode workflow` runs
 //! the workflow scenarios of [`workflow`] instead, `--mode python` submits warm python
-//! executions through the API ([`submit`]).
+//! executions through the API ([`submit`]). A paced run (`--rate`) also times the disk's
+//! flushes meanwhile ([`disk`]): they set the floor of its tail.
 
+mod disk;
 mod stream;
 mod submit;
 mod workflow;
@@ -75,6 +77,21 @@ pub struct BenchArgs {
     /// Workflow mode: the server's process id, to report its memory (/proc/<pid>/status).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Paced runs: time the disk's flushes in this folder meanwhile (one on the database's
+    /// disk). Default: the data dir, when the database is its private cluster.
+    #[arg(long, value_name = "DIR")]
+    pub disk_probe: Option<std::path::PathBuf>,
+}
+
+impl BenchArgs {
+    /// The disk probe of a paced run, started ([`disk`]); none for an unpaced one or
+    /// without a folder to probe.
+    fn disk_probe(&self) -> anyhow::Result<Option<disk::Probe>> {
+        match (self.rate, &self.disk_probe) {
+            (Some(_), Some(dir)) => disk::Probe::start(dir).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 struct Api {
@@ -158,7 +175,11 @@ async fn same_database(api: &Api, pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(config: &attune_core::Config, pool: &PgPool, mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.disk_probe.is_none() && config.database.url.is_none() {
+        // The private cluster's WAL is in the data dir.
+        args.disk_probe = Some(config.data_dir.clone());
+    }
     let base = args.url.clone().unwrap_or_else(|| format!("http://{}:{}", config.api.host, config.api.port));
     let password = match args.password.clone().or_else(|| config.auth.admin_password.clone()) {
         Some(p) => p,
@@ -227,6 +248,7 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         args.rate.map(|r| format!(", paced at {r}/s")).unwrap_or_default(),
         args.mode
     );
+    let probe = args.disk_probe()?;
     let started = Instant::now();
     let accepted = fire(&args, |i| {
         let (http, hook) = (http.clone(), hook.clone());
@@ -259,6 +281,7 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let flushes = probe.map(disk::Probe::finish).transpose()?;
 
     let row = sqlx::query_file!("../../sql/bench/pipeline_figures.sql", baseline).fetch_one(pool).await?;
     let (ingest_s, total_s, failed) = (row.ingest_s, row.total_s, row.failed);
@@ -288,6 +311,9 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, args: BenchArgs) -
         row.life_p50, row.life_p95, row.life_p99
     );
     println!("failed executions:       {failed}");
+    if let Some(flushes) = flushes {
+        flushes.print();
+    }
     if let Some(listeners) = listeners {
         let (sockets, latencies) = listeners.finish().await?;
         let p = |q| stream::percentile(&latencies, q);

@@ -31,6 +31,7 @@ pub async fn run(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<(
         args.concurrency,
         args.rate.map(|r| format!(", paced at {r}/s")).unwrap_or_default()
     );
+    let probe = args.disk_probe()?;
     let submitted = super::fire(args, |i| {
         let api = Api { http: api.http.clone(), base: api.base.clone(), token: api.token.clone() };
         async move { submit(&api, i).await }
@@ -43,6 +44,7 @@ pub async fn run(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<(
         sent.push(at);
     }
     wait_finished(pool, &ids).await?;
+    let flushes = probe.map(super::disk::Probe::finish).transpose()?;
 
     let row = sqlx::query_file!("../../sql/bench/submit_figures.sql", &ids, &sent).fetch_one(pool).await?;
     println!();
@@ -57,6 +59,9 @@ pub async fn run(api: &Api, pool: &PgPool, args: &BenchArgs) -> anyhow::Result<(
     );
     println!("created → finished ms:   p50 {:.1}  p95 {:.1}  p99 {:.1}", row.life_p50, row.life_p95, row.life_p99);
     println!("not succeeded:           {}", row.failed);
+    if let Some(flushes) = flushes {
+        flushes.print();
+    }
     if row.failed > 0 {
         bail!("{} of {} executions did not succeed", row.failed, ids.len());
     }
