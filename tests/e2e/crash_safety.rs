@@ -99,6 +99,19 @@ async fn a_killed_worker_is_lost_within_a_second_and_its_actions_die_with_it() {
         .fetch_one(app.pool())
         .await
         .unwrap();
+    // The attempt's row names its process (a label for operators, written within a
+    // moment of the start for an attempt still running): here, the sandbox's outer process.
+    let pid: i32 = eventually("the attempt's pid to be recorded", Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT pid FROM attune.execution_attempt WHERE execution_id = $1 AND attempt = 1",
+        )
+        .bind(id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+    })
+    .await;
+    assert!(!process_gone(pid), "pid {pid} is a live process of the worker's");
 
     worker.kill();
     let killed = Instant::now();

@@ -2,12 +2,23 @@
 //! row itself is written by the claim (`running`, this worker, its start), so a worker that
 //! dies leaves it for the reaper to close as `lost`; the pid tells an operator which
 //! process that was.
+//!
+//! A pid is a label, written within [`GATHER`] of the start: the recorder gathers the
+//! reports of that long before it writes them, and only attempts still running get theirs.
+//! Most attempts of quick actions have ended by then, so they cost no write of their own —
+//! one statement a moment, not one per execution — and their completion never waits for
+//! the lock of a pid being written to the same row.
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 /// Most pids written by one statement.
 const MAX_BATCH: usize = 512;
+
+/// How long the recorder gathers reports before it writes them.
+pub const GATHER: Duration = Duration::from_millis(250);
 
 struct Started {
     execution_id: i64,
@@ -32,6 +43,13 @@ pub fn recorder(pool: PgPool) -> (StartedTx, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(started) => batch.push(started),
+                    Err(_) => break,
+                }
+            }
             let ids: Vec<i64> = batch.iter().map(|s| s.execution_id).collect();
             let attempts: Vec<i32> = batch.iter().map(|s| s.attempt).collect();
             let pids: Vec<i32> = batch.iter().map(|s| s.pid).collect();
