@@ -43,11 +43,14 @@ pub fn recorder(pool: PgPool) -> (StartedTx, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            tokio::time::sleep(GATHER).await;
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(started) => batch.push(started),
-                    Err(_) => break,
+            // A full batch (a backlog) is written at once: the recorder never falls behind.
+            if batch.len() < MAX_BATCH {
+                tokio::time::sleep(GATHER).await;
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(started) => batch.push(started),
+                        Err(_) => break,
+                    }
                 }
             }
             let ids: Vec<i64> = batch.iter().map(|s| s.execution_id).collect();
