@@ -6,7 +6,7 @@
 //! A pid is a label, written within [`GATHER`] of the start: the recorder gathers the
 //! reports of that long before it writes them, and only attempts still running get theirs.
 //! Most attempts of quick actions have ended by then, so they cost no write of their own —
-//! one statement a moment, not one per execution — and their completion never waits for
+//! one statement a moment, not one per execution — and their completion does not wait for
 //! the lock of a pid being written to the same row.
 
 use std::time::Duration;
