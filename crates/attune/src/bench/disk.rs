@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::percentile;
+
 /// One flush every this long.
 const EVERY: Duration = Duration::from_millis(10);
 /// Bytes written before each flush (a WAL page).
@@ -33,17 +35,17 @@ pub struct Probe {
     thread: JoinHandle<std::io::Result<Vec<Duration>>>,
 }
 
-/// What the probe saw.
+/// What the probe saw (times in ms).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flushes {
     pub count: usize,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
     /// Flushes of at least [`STALL`].
     pub stalls: usize,
     /// Their time, added up.
-    pub stalled: Duration,
+    pub stalled: f64,
     /// The folder probed.
     pub dir: PathBuf,
 }
@@ -73,25 +75,19 @@ impl Probe {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 impl Flushes {
-    fn of(mut times: Vec<Duration>, dir: PathBuf) -> Flushes {
-        times.sort_unstable();
-        let at = |q: f64| match times.len() {
-            0 => Duration::ZERO,
-            n => times[((n as f64 * q) as usize).min(n - 1)],
-        };
-        let slow: Vec<&Duration> = times.iter().filter(|t| **t >= STALL).collect();
+    fn of(times: Vec<Duration>, dir: PathBuf) -> Flushes {
+        let mut ms: Vec<f64> = times.into_iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+        ms.sort_unstable_by(f64::total_cmp);
+        let stall = STALL.as_secs_f64() * 1000.0;
+        let slow = ms.iter().filter(|t| **t >= stall);
         Flushes {
-            count: times.len(),
-            p50: at(0.50),
-            p99: at(0.99),
-            max: times.last().copied().unwrap_or_default(),
-            stalls: slow.len(),
-            stalled: slow.into_iter().sum(),
+            count: ms.len(),
+            p50: percentile(&ms, 50.0),
+            p99: percentile(&ms, 99.0),
+            max: percentile(&ms, 100.0),
+            stalls: slow.clone().count(),
+            stalled: slow.sum(),
             dir,
         }
     }
@@ -100,13 +96,13 @@ impl Flushes {
     pub fn print(&self) {
         println!(
             "disk flushes ms:         p50 {:.2}  p99 {:.2}  max {:.2}; {} of {} took ≥ {} ms ({:.0} ms in all) — fdatasync of 8 KiB every {} ms in {}",
-            ms(self.p50),
-            ms(self.p99),
-            ms(self.max),
+            self.p50,
+            self.p99,
+            self.max,
             self.stalls,
             self.count,
             STALL.as_millis(),
-            ms(self.stalled),
+            self.stalled,
             EVERY.as_millis(),
             self.dir.display()
         );
@@ -144,10 +140,11 @@ mod tests {
         times.extend([ms(12), ms(250)]);
         let f = Flushes::of(times, PathBuf::from("/x"));
         assert_eq!(f.count, 100);
-        assert_eq!(f.p50, Duration::from_micros(200));
-        assert_eq!(f.p99, ms(250));
-        assert_eq!(f.max, ms(250));
-        assert_eq!((f.stalls, f.stalled), (2, ms(262)));
+        assert_eq!(f.p50, 0.2);
+        // The bench's percentile (nearest rank over n − 1): the 99th of 100 is the 99th value.
+        assert_eq!(f.p99, 12.0);
+        assert_eq!(f.max, 250.0);
+        assert_eq!((f.stalls, f.stalled), (2, 262.0));
         assert_eq!(Flushes::of(Vec::new(), PathBuf::new()).count, 0);
     }
 
@@ -159,7 +156,7 @@ mod tests {
         let f = probe.finish().unwrap();
         // How many depends on the disk (one flush may stall for longer than the wait).
         assert!(f.count >= 1, "{f:?}");
-        assert!(f.p50 <= f.p99 && f.p99 <= f.max && f.max > Duration::ZERO, "{f:?}");
+        assert!(f.p50 <= f.p99 && f.p99 <= f.max && f.max > 0.0, "{f:?}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the probe's file is removed");
         assert!(Probe::start(&dir.path().join("missing")).is_err());
     }

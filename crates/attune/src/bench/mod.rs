@@ -151,6 +151,15 @@ where
     Ok(outcomes)
 }
 
+/// The `p`-th percentile (0..=100) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
 /// The bench reads its timings from the database; one that is not the server's would
 /// never see the work finish (the bench would wait for nothing). Checked by the bench
 /// pack: made through the API, it must be in the database the bench reads.
@@ -316,7 +325,7 @@ pub async fn run(config: &attune_core::Config, pool: &PgPool, mut args: BenchArg
     }
     if let Some(listeners) = listeners {
         let (sockets, latencies) = listeners.finish().await?;
-        let p = |q| stream::percentile(&latencies, q);
+        let p = |q| percentile(&latencies, q);
         println!("sockets:                 {sockets}, each received all {} changes", 3 * args.events);
         println!(
             "written → received ms:   p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1} ({} messages)",
