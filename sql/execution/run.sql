@@ -19,15 +19,20 @@ WITH now AS (
            $5, $6, $7, $11, $12, 'scheduled', now.at, now.at
       FROM now LEFT JOIN attune.action a ON a.id = $2
     RETURNING e.id, e.tenant_id, e.action_ref, e.parameters, e.attempt, e.max_attempts, e.created_at,
-              attune.execution_change(e) AS change,
-              attune.execution_change(jsonb_populate_record(e, jsonb_build_object(
-                  'status', 'requested', 'scheduled_at', NULL, 'updated_at', e.created_at))) AS requested
+              attune.execution_change(e) AS change
 ), logged AS (
     -- In this order (the log's ids are drawn as the rows are inserted): created, then scheduled.
+    -- `execution.created` carries the row as requested: the scheduled row's message with
+    -- those three fields set back. Made from the message once, not by calling
+    -- execution_change on a changed row: the planner inlines that function, so its
+    -- argument would be computed again for each of the message's fields.
     INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
     SELECT c.tenant_id, 'execution', c.id, s.event, s.data
       FROM created c,
-           LATERAL (VALUES (1, 'execution.created', c.requested),
+           LATERAL (VALUES (1, 'execution.created',
+                            ROW(jsonb_populate_record((c.change).execution, jsonb_build_object(
+                                    'status', 'requested', 'scheduled_at', NULL, 'updated_at', c.created_at)),
+                                NULL, NULL, NULL, NULL)::attune.change_data),
                            (2, 'execution.status_changed', c.change)) AS s(n, event, data)
      ORDER BY s.n
 ), audited AS (

@@ -286,6 +286,23 @@ async fn an_execution_writes_each_of_its_changes() {
     assert_eq!(data["execution_id"], id);
     assert_eq!(data["action_ref"], "core.echo");
     assert!(data.get("secret_params").is_none(), "sealed secrets never leave the database");
+    // `execution.created` is the row as requested: the `scheduled` message but for its
+    // status, its scheduling time (none yet) and its last change (its creation).
+    let first: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT attune.change_json(data)::jsonb FROM attune.change_log
+          WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id LIMIT 2",
+    )
+    .bind(id)
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    let (created, scheduled) = (&first[0], &first[1]);
+    assert!(scheduled["scheduled_at"].is_string(), "{scheduled}");
+    let mut expected = scheduled.clone();
+    expected["status"] = json!("requested");
+    expected["scheduled_at"] = json!(null);
+    expected["updated_at"] = scheduled["created_at"].clone();
+    assert_eq!(created, &expected);
 }
 
 /// The change functions (`attune.<entity>_change`, made from the catalogue by
