@@ -255,3 +255,23 @@ async fn a_pooled_connection_that_died_while_idle_is_replaced() {
     let third = backend().await.expect("the dead connection is found by the check and replaced");
     assert_ne!(third, second);
 }
+
+/// A service loop's kept connection (`attune_core::held::Held`): the same session from one
+/// round to the next; after an error (here the session is ended from outside, as a server
+/// restart would) and a reset, the loop goes on with a new one.
+#[tokio::test]
+async fn a_held_connection_keeps_its_session_and_is_replaced_after_an_error() {
+    let db = TestDb::new().await;
+    let mut held = attune_core::held::Held::new(db.pool.clone());
+    async fn pid(conn: &mut sqlx::PgConnection) -> Result<i32, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await
+    }
+    let first = pid(held.get().await.unwrap()).await.unwrap();
+    assert_eq!(pid(held.get().await.unwrap()).await.unwrap(), first, "the same session is kept");
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(first).execute(&db.pool).await.unwrap();
+    assert!(pid(held.get().await.unwrap()).await.is_err(), "the ended session fails");
+    held.reset();
+    let second = pid(held.get().await.unwrap()).await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(pid(held.get().await.unwrap()).await.unwrap(), second);
+}

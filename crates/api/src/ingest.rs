@@ -20,9 +20,10 @@
 use std::sync::Arc;
 
 use attune_core::db::is_data_exception;
+use attune_core::held::Held;
 use attune_core::wakeup::Hint;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::ApiError;
@@ -70,7 +71,7 @@ impl Ingest {
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..WRITERS {
             let writer = Writer {
-                pool: pool.clone(),
+                conn: Held::new(pool.clone()),
                 receiver: receiver.clone(),
                 batch: batch.max(1),
                 written: written.clone(),
@@ -97,14 +98,15 @@ impl Ingest {
 }
 
 struct Writer {
-    pool: PgPool,
+    /// Its connection, kept from one commit to the next (see `Held`).
+    conn: Held,
     receiver: Arc<Mutex<mpsc::Receiver<Waiting>>>,
     batch: usize,
     written: Hint,
 }
 
 impl Writer {
-    async fn run(self) {
+    async fn run(mut self) {
         loop {
             let batch = {
                 // The leader: holds the queue until it has its batch, then lets the next
@@ -126,15 +128,15 @@ impl Writer {
     }
 
     /// Writes `batch` and answers every request in it.
-    async fn write(&self, batch: Vec<Waiting>) {
+    async fn write(&mut self, batch: Vec<Waiting>) {
         attune_core::metrics::ingest_batch(batch.len());
-        match insert(&self.pool, &batch).await {
+        match self.insert(&batch).await {
             Ok(ids) => self.answer(batch, ids),
             // One request's data spoiled the statement: each on its own, so only it fails.
             Err(e) if batch.len() > 1 && is_data_exception(&e) => {
                 for waiting in batch {
                     let one = vec![waiting];
-                    match insert(&self.pool, &one).await {
+                    match self.insert(&one).await {
                         Ok(ids) => self.answer(one, ids),
                         Err(e) => fail(one, e),
                     }
@@ -142,6 +144,19 @@ impl Writer {
             }
             Err(e) => fail(batch, e),
         }
+    }
+
+    /// [`insert`] on the writer's connection; after an error other than the data's, the
+    /// next statement takes another.
+    async fn insert(&mut self, batch: &[Waiting]) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        let inserted = match self.conn.get().await {
+            Ok(conn) => insert(conn, batch).await,
+            Err(e) => Err(e),
+        };
+        if inserted.as_ref().is_err_and(|e| !is_data_exception(e)) {
+            self.conn.reset();
+        }
+        inserted
     }
 
     /// Answers each request with its event id (`ids[i]` is the i-th request's, if any).
@@ -157,7 +172,7 @@ impl Writer {
 }
 
 /// One statement, one commit for `batch`: the event id of each request, in order.
-async fn insert(pool: &PgPool, batch: &[Waiting]) -> Result<Vec<Option<i64>>, sqlx::Error> {
+async fn insert(conn: &mut PgConnection, batch: &[Waiting]) -> Result<Vec<Option<i64>>, sqlx::Error> {
     let mut keys = Vec::with_capacity(batch.len());
     let mut bodies = Vec::with_capacity(batch.len());
     let mut verified = Vec::with_capacity(batch.len());
@@ -175,7 +190,7 @@ async fn insert(pool: &PgPool, batch: &[Waiting]) -> Result<Vec<Option<i64>>, sq
         &verified,
         &arrived
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let mut ids = vec![None; batch.len()];
     for row in rows {

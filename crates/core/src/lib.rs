@@ -40,6 +40,7 @@ pub mod datastore;
 pub mod db;
 pub mod domain;
 pub mod execution;
+pub mod held;
 pub mod history;
 pub mod keyring;
 pub mod local_pg;

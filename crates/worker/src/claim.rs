@@ -5,7 +5,7 @@
 
 use attune_core::domain::RunnerType;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgConnection};
 
 use crate::registry::Registration;
 
@@ -43,7 +43,7 @@ pub struct Claimed {
 /// concurrency limit (one statement, which also records `execution.started`). Those of
 /// limited actions are claimed apart ([`claim_limited`]), after these have started.
 pub async fn claim(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     worker: &Registration,
     runtimes: &[RunnerType],
     free: usize,
@@ -57,7 +57,7 @@ pub async fn claim(
         &worker.name,
         None::<i64>,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
@@ -65,7 +65,7 @@ pub async fn claim(
 /// locked while its running executions are counted and the free ones claimed, so the
 /// limit holds across every worker.
 pub async fn claim_limited(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     worker: &Registration,
     runtimes: &[RunnerType],
     mut free: usize,
@@ -74,12 +74,12 @@ pub async fn claim_limited(
     // (its row locks, if it takes any, end with the statement), so that common case costs
     // one round trip instead of BEGIN, the look and COMMIT.
     let any = sqlx::query_file_scalar!("../../sql/worker/limited_lock.sql", runtimes as &[RunnerType])
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     if any.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let locked = sqlx::query_file_scalar!("../../sql/worker/limited_lock.sql", runtimes as &[RunnerType])
         .fetch_all(&mut *tx)
         .await?;

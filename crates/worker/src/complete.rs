@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use attune_core::db::is_data_exception;
 use attune_core::domain::{ExecutionStatus, RunnerType};
+use attune_core::held::Held;
 use attune_core::wakeup::{Hint, Tags};
 use attune_core::Shutdown;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use crate::registry::Registration;
@@ -40,12 +41,14 @@ pub struct Finished {
 /// workflow engine when one of the executions is a workflow's task.
 pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished>, lost: Shutdown, changes: Hint) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // One connection for the batches, kept from one to the next (see `Held`).
+    let mut conn = Held::new(pool);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
         if lost.is_cancelled() {
             tracing::warn!(rows = batch.len(), "results dropped: this worker lost its liveness session");
         } else {
-            let in_workflow = write_resilient(&pool, &me, &mut batch, &lost).await;
+            let in_workflow = write_resilient(&mut conn, &me, &mut batch, &lost).await;
             let workflow = if in_workflow { Tags::runners([RunnerType::Workflow]) } else { Tags::NONE };
             changes.poke_tagged(Tags::CHANGES.with(workflow));
         }
@@ -56,16 +59,20 @@ pub async fn run(pool: PgPool, me: Registration, mut rx: mpsc::Receiver<Finished
 
 /// Writes `batch` (retrying until written or lost); true when one of the executions is a
 /// workflow's task (false once lost: nothing was written).
-async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished], lost: &Shutdown) -> bool {
+async fn write_resilient(conn: &mut Held, me: &Registration, batch: &mut [Finished], lost: &Shutdown) -> bool {
     let mut delay = Duration::from_millis(100);
     while !lost.is_cancelled() {
-        match write(pool, me, batch).await {
+        let written = match conn.get().await {
+            Ok(c) => write(c, me, batch).await,
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(in_workflow) => return in_workflow,
             Err(e) if is_data_exception(&e) && batch.len() > 1 => {
                 // Find the bad one(s): write each alone.
                 let mut in_workflow = false;
                 for one in batch.iter_mut() {
-                    in_workflow |= Box::pin(write_resilient(pool, me, std::slice::from_mut(one), lost)).await;
+                    in_workflow |= Box::pin(write_resilient(conn, me, std::slice::from_mut(one), lost)).await;
                 }
                 return in_workflow;
             }
@@ -75,6 +82,7 @@ async fn write_resilient(pool: &PgPool, me: &Registration, batch: &mut [Finished
                 one.outcome = Outcome::failed(format!("the action's result could not be stored: {e}"));
             }
             Err(e) => {
+                conn.reset();
                 tracing::error!(error = %e, executions = batch.len(), "cannot record results; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -113,7 +121,7 @@ impl<'a> Columns<'a> {
     }
 }
 
-async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<bool, sqlx::Error> {
+async fn write(conn: &mut PgConnection, me: &Registration, batch: &[Finished]) -> Result<bool, sqlx::Error> {
     let c = Columns::of(batch);
     let in_workflow = sqlx::query_file_scalar!(
         "../../sql/worker/complete.sql",
@@ -127,7 +135,7 @@ async fn write(pool: &PgPool, me: &Registration, batch: &[Finished]) -> Result<b
         me.id,
         &c.attempts,
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     for f in batch {
         attune_core::metrics::execution_finished(f.outcome.status().as_str(), f.runner_type.as_str());

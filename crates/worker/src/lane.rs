@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attune_core::domain::RunnerType;
+use attune_core::held::Held;
 use attune_core::wakeup::{Channel, Tags};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -66,6 +67,8 @@ impl Lane {
                 None
             }
         };
+        // One connection for the lane's claims, kept from round to round (see `Held`).
+        let mut conn = Held::new(worker.ctx.pool.clone());
         while !worker.shutdown.is_cancelled() {
             let free = self.slots.available_permits();
             if free == 0 {
@@ -83,20 +86,26 @@ impl Lane {
                 continue;
             }
             let started = Instant::now();
-            match claim::claim(&worker.ctx.pool, worker.registration, &self.runtimes, free).await {
+            let claimed = match conn.get().await {
+                Ok(c) => claim::claim(c, worker.registration, &self.runtimes, free).await,
+                Err(e) => Err(e),
+            };
+            match claimed {
                 Ok(claimed) => {
                     let mut took = claimed.len();
                     self.start(&worker, claimed, &results).await;
                     if took < free {
-                        let limited =
-                            claim::claim_limited(&worker.ctx.pool, worker.registration, &self.runtimes, free - took)
-                                .await;
+                        let limited = match conn.get().await {
+                            Ok(c) => claim::claim_limited(c, worker.registration, &self.runtimes, free - took).await,
+                            Err(e) => Err(e),
+                        };
                         match limited {
                             Ok(claimed) => {
                                 took += claimed.len();
                                 self.start(&worker, claimed, &results).await;
                             }
                             Err(e) => {
+                                conn.reset();
                                 tracing::error!(lane = %lane, error = %e, "claim of limited actions failed");
                                 tokio::time::sleep(Duration::from_millis(500)).await;
                             }
@@ -114,6 +123,7 @@ impl Lane {
                     }
                 }
                 Err(e) => {
+                    conn.reset();
                     tracing::error!(lane = %lane, error = %e, "claim failed");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }

@@ -31,10 +31,12 @@ use std::time::{Duration, Instant};
 use attune_core::admission::{admit_rendered, ActionTerms, Admission};
 use attune_core::datastore::{load_for_templates, TemplateItems};
 use attune_core::domain::{templates, ExecutionStatus};
+use attune_core::held::Held;
 use attune_core::wakeup::{Channel, Hint, Tags};
 use attune_core::{Context, Shutdown};
 use minijinja::Environment;
 use serde_json::{json, Value};
+use sqlx::{Connection as _, PgConnection};
 
 use cache::{Rule, RuleCache};
 use write::Matched;
@@ -88,12 +90,19 @@ impl RuleEngine {
         self.scheduled = Some(self.ctx.notifier.hint(Channel::Scheduled));
         self.changes = Some(self.ctx.notifier.hint(Channel::Change));
         let wakeup = self.ctx.notifier.subscribe(&[Channel::Event, Channel::Rule]).await?;
+        // The rounds' connection, kept from one to the next (see `Held`).
+        let mut conn = Held::new(self.ctx.pool.clone());
         while !shutdown.is_cancelled() {
-            match self.round().await {
+            let round = match conn.get().await {
+                Ok(c) => self.round(c).await,
+                Err(e) => Err(e),
+            };
+            match round {
                 // A full batch: there is probably more right away.
                 Ok(n) if n as i64 == BATCH => continue,
                 Ok(_) => {}
                 Err(e) => {
+                    conn.reset();
                     tracing::error!(error = %e, "rule engine round failed; the events stay claimable");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -109,10 +118,10 @@ impl RuleEngine {
         Ok(())
     }
 
-    /// Claims and processes one batch; returns how many events it took.
-    pub async fn round(&mut self) -> Result<usize, sqlx::Error> {
+    /// Claims and processes one batch on `conn`; returns how many events it took.
+    pub async fn round(&mut self, conn: &mut PgConnection) -> Result<usize, sqlx::Error> {
         let started = Instant::now();
-        let mut tx = self.ctx.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         let events =
             sqlx::query_file_as!(EventRow, "../../sql/executor/claim_events.sql", BATCH).fetch_all(&mut *tx).await?;
         if events.is_empty() {
