@@ -87,7 +87,8 @@ impl Flushes {
             p99: percentile(&ms, 99.0),
             max: percentile(&ms, 100.0),
             stalls: slow.clone().count(),
-            stalled: slow.sum(),
+            // From +0: an empty f64 sum is -0, printed "-0".
+            stalled: slow.fold(0.0, |all, t| all + t),
             dir,
         }
     }
@@ -145,6 +146,8 @@ mod tests {
         assert_eq!(f.p99, 12.0);
         assert_eq!(f.max, 250.0);
         assert_eq!((f.stalls, f.stalled), (2, 262.0));
+        let none = Flushes::of(vec![ms(1); 3], PathBuf::new());
+        assert_eq!((none.count, none.stalls, format!("{:.0}", none.stalled)), (3, 0, "0".to_string()));
         assert_eq!(Flushes::of(Vec::new(), PathBuf::new()).count, 0);
     }
 
