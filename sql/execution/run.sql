@@ -7,6 +7,9 @@
 -- `execution.requested` (actor type $8, id $9, login $10) then `execution.scheduled`
 -- (actor `service` `executor`). One row written once, where an insert `requested` and an
 -- update to `scheduled` wrote it twice (and planned a second statement per run).
+-- $13: the definitions' version the action was read at, when it was read before this
+-- transaction (the API's cache of actions, crates/api/src/action_cache.rs): nothing is
+-- inserted, and no row returned, if an action or a rule changed since. NULL: no check.
 WITH now AS (
     SELECT clock_timestamp() AS at
 ), created AS (
@@ -18,6 +21,7 @@ WITH now AS (
            CASE WHEN a.with_items IS NOT NULL THEN 'workflow' ELSE $4 END,
            $5, $6, $7, $11, $12, 'scheduled', now.at, now.at
       FROM now LEFT JOIN attune.action a ON a.id = $2
+     WHERE $13::bigint IS NULL OR $13 = (SELECT version FROM attune.definition_version)
     RETURNING e.id, e.tenant_id, e.action_ref, e.parameters, e.attempt, e.max_attempts, e.created_at,
               attune.execution_change(e) AS change
 ), logged AS (

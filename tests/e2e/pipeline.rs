@@ -513,6 +513,52 @@ async fn nul_characters_and_disabled_actions_are_handled_cleanly() {
     assert!(!rules.contains(&"p.to_off".to_string()), "{rules:?}");
 }
 
+/// The API keeps the actions manual runs name between requests (one look-up less per run,
+/// `crates/api/src/action_cache.rs`), yet each run is admitted on the action as it is now:
+/// disabled, enabled again, its parameters changed, its roles narrowed — each takes effect
+/// at the next request; and what one tenant's runs read is never another's.
+#[tokio::test]
+async fn a_manual_run_sees_its_action_as_it_is_now() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = app.register("cached").await;
+    pack_with_webhook(&app, &u).await;
+    let made =
+        app.post(&u, "/api/v1/actions", json!({"ref": "p.kept", "runner_type": "shell", "command": "true"})).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let path = format!("/api/v1/actions/{}", made.body["id"].as_i64().unwrap());
+    let run = |params: Value| {
+        let (app, u) = (&app, &u);
+        async move { app.post(u, "/api/v1/executions", json!({"action": "p.kept", "parameters": params})).await }
+    };
+    assert_eq!(run(json!({})).await.status, 201);
+    assert_eq!(run(json!({})).await.status, 201, "run again (from the kept action)");
+
+    assert_eq!(app.patch(&u, &path, json!({"enabled": false})).await.status, 200);
+    let refused = run(json!({})).await;
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert_eq!(run(json!({})).await.status, 409, "refused again, on the kept (now current) action");
+    assert_eq!(app.patch(&u, &path, json!({"enabled": true})).await.status, 200);
+    assert_eq!(run(json!({})).await.status, 201);
+
+    let schema = json!({"parameters": {"n": {"type": "integer", "required": true}}});
+    assert_eq!(app.patch(&u, &path, schema).await.status, 200);
+    let invalid = run(json!({})).await;
+    assert_eq!(invalid.status, 422, "{:?}", invalid.body);
+    assert!(invalid.body["error"]["message"].as_str().unwrap().contains('n'), "{:?}", invalid.body);
+    assert_eq!(run(json!({"n": 1})).await.status, 201);
+
+    assert_eq!(app.patch(&u, &path, json!({"run_roles": ["admin"]})).await.status, 200);
+    let runner = app.add_user(&u, "runner", "executor").await;
+    let forbidden = app.post(&runner, "/api/v1/executions", json!({"action": "p.kept", "parameters": {"n": 1}})).await;
+    assert_eq!(forbidden.status, 403, "{:?}", forbidden.body);
+    assert_eq!(run(json!({"n": 2})).await.status, 201, "the admin still may");
+
+    // Another tenant has no action `p.kept`, whatever this one's runs kept.
+    let other = app.register("elsewhere").await;
+    let missing = app.post(&other, "/api/v1/executions", json!({"action": "p.kept", "parameters": {"n": 1}})).await;
+    assert_eq!(missing.status, 404, "{:?}", missing.body);
+}
+
 /// T3.23: canceling a running execution stops its process group (SIGTERM first, so the
 /// action can clean up), keeps its partial output, and ends it `canceled`.
 #[tokio::test]

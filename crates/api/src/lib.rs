@@ -26,6 +26,7 @@
 //! service on the API's port (the notifier's `/ws` in one-process mode), without this
 //! crate depending on it.
 
+pub mod action_cache;
 pub mod app;
 pub mod auth;
 pub mod console;

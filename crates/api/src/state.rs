@@ -5,6 +5,7 @@ use std::sync::Arc;
 use attune_core::wakeup::{Channel, Hint};
 use attune_core::Context;
 
+use crate::action_cache::ActionCache;
 use crate::ingest::Ingest;
 use crate::rate_limit::{AuthThrottle, UserRateLimit};
 
@@ -25,6 +26,8 @@ pub struct ApiState {
     pub change_hint: Hint,
     /// The webhook intake (group commit); pokes `event_hint` after each commit.
     pub ingest: Ingest,
+    /// The actions manual runs named, as last read.
+    pub actions: Arc<ActionCache>,
 }
 
 impl ApiState {
@@ -45,6 +48,7 @@ impl ApiState {
             scheduled_hint: ctx.notifier.hint(Channel::Scheduled),
             cancel_hint: ctx.notifier.hint(Channel::Cancel),
             change_hint: ctx.notifier.hint(Channel::Change),
+            actions: Arc::new(ActionCache::default()),
             ctx,
         }
     }

@@ -131,7 +131,13 @@ pub async fn schedule(conn: &mut PgConnection, decisions: Vec<Decision>) -> Resu
 /// Creates an admitted manual run `scheduled`, with the change-log rows and audit entries of
 /// its creation (`requested`) and its scheduling, in one statement
 /// (`sql/execution/run.sql`). The caller wakes the workers after its commit.
-pub async fn create_run(conn: &mut PgConnection, run: &NewRun) -> Result<Created, sqlx::Error> {
+/// `definitions`: the `attune.definition_version` the action was read at, when it was read
+/// before this transaction; then nothing is created (`None`) if it has moved since.
+pub async fn create_run(
+    conn: &mut PgConnection,
+    run: &NewRun,
+    definitions: Option<i64>,
+) -> Result<Option<Created>, sqlx::Error> {
     let row = sqlx::query_file!(
         "../../sql/execution/run.sql",
         run.tenant_id,
@@ -146,16 +152,17 @@ pub async fn create_run(conn: &mut PgConnection, run: &NewRun) -> Result<Created
         run.actor.login.as_deref(),
         run.max_attempts,
         run.timeout_seconds,
+        definitions,
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(Created {
+    Ok(row.map(|row| Created {
         id: row.id,
         parameters: row.parameters,
         attempt: row.attempt,
         max_attempts: row.max_attempts,
         created_at: row.created_at,
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! `/api/v1/executions`: manual runs, lists, one execution, its children.
 
+use std::sync::Arc;
+
 use attune_core::admission::{admit, ActionTerms};
 use attune_core::audit;
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
@@ -15,6 +17,7 @@ use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::action_cache::CachedAction;
 use crate::auth::{Permission, Principal};
 use crate::db;
 use crate::error::{excerpt, ApiError, ErrorBody};
@@ -179,63 +182,37 @@ async fn create(
 ) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
     who.require(Permission::Run)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    let action = sqlx::query!(
-        r#"SELECT id, ref, runner_type AS "runner_type: RunnerType", param_schema, secret_params, enabled,
-                  timeout_seconds, retry, run_roles
-             FROM attune.action
-            WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"#,
-        body.action,
-        who.tenant_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("action {:?} not found", excerpt(&body.action))))?;
-    who.may_run(&action.r#ref, action.run_roles.as_deref())?;
-    // The same admission the scheduler and the rule engine apply, answered now.
-    let schema = ParamSchema::parse(&action.param_schema);
-    let terms = ActionTerms {
-        action_ref: &action.r#ref,
-        runner_type: action.runner_type,
-        enabled: action.enabled,
-        schema: Some(&schema),
-        secret_names: &action.secret_params,
-        timeout_seconds: action.timeout_seconds,
-        retry: action.retry.as_ref(),
+    // The action as this process last read it (see `action_cache`), else read now.
+    let (mut action, mut cached) = match state.actions.get(who.tenant_id, &body.action) {
+        Some(action) => (action, true),
+        None => (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false),
     };
-    let admission = admit(&state.ctx, &terms, Ok(Value::Object(body.parameters)));
-    match admission.failure_reason {
-        None => {}
-        Some("action_disabled") => return Err(ApiError::Conflict(format!("action {} is disabled", action.r#ref))),
-        Some("invalid_parameters") if schema.is_err() => {
-            return Err(ApiError::Internal(anyhow::anyhow!(
-                "action {}: {}",
-                action.r#ref,
-                admission.error().unwrap_or("")
-            )))
+    let created = loop {
+        let run = match admitted_run(&state, &who, &action, body.parameters.clone()) {
+            Ok(run) => run,
+            Err(refused) => {
+                // A refusal stands once the entry it was made on is known to be current (a
+                // refusal on an entry gone stale is counted in the admission metrics too).
+                if !cached || !definitions_moved(&mut tx, action.version).await? {
+                    return Err(refused);
+                }
+                (action, cached) = (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false);
+                continue;
+            }
+        };
+        // Admitted above with the scheduler's rules, so created `scheduled` (with the trail
+        // of its request and its scheduling, as the scheduler writes it): the workers take
+        // it at once, without a round of the scheduler in between. On a cached entry only
+        // while the definitions have not changed since it was read.
+        match execution::create_run(&mut tx, &run, cached.then_some(action.version)).await? {
+            Some(created) => break created,
+            None => (action, cached) = (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false),
         }
-        Some(_) => return Err(ApiError::Unprocessable(admission.error().unwrap_or("not admitted").to_string())),
-    }
-    let run = NewRun {
-        tenant_id: who.tenant_id,
-        action_id: action.id,
-        action_ref: action.r#ref.clone(),
-        runner_type: action.runner_type,
-        parameters: admission.parameters,
-        secret_params: admission.secret_params,
-        max_attempts: admission.max_attempts,
-        timeout_seconds: admission.timeout_seconds,
-        // An execution's own token has no identity behind it.
-        requested_by: who.execution_id.is_none().then_some(who.identity_id),
-        actor: who.actor(),
     };
-    // Admitted above with the scheduler's rules, so created `scheduled` (with the trail of
-    // its request and its scheduling, as the scheduler writes it): the workers take it at
-    // once, without a round of the scheduler in between.
-    let created = execution::create_run(&mut tx, &run).await?;
     // The answer: the execution as requested.
     let view = ExecutionView {
         id: created.id,
-        action_ref: action.r#ref,
+        action_ref: action.action_ref.clone(),
         status: ExecutionStatus::Requested,
         parameters: created.parameters,
         result: None,
@@ -256,6 +233,96 @@ async fn create(
     tx.commit().await?;
     state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type]));
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Reads the action `name` names for `tenant` (its own, else a system one) and keeps it in
+/// the cache; 404 when there is none.
+async fn read_action(
+    state: &ApiState,
+    tx: &mut PgConnection,
+    tenant: i64,
+    name: &str,
+) -> Result<Arc<CachedAction>, ApiError> {
+    let row = sqlx::query!(
+        r#"SELECT id, ref, runner_type AS "runner_type: RunnerType", param_schema, secret_params, enabled,
+                  timeout_seconds, retry, run_roles,
+                  (SELECT version FROM attune.definition_version) AS "version!"
+             FROM attune.action
+            WHERE ref = $1 AND (tenant_id = $2 OR tenant_id IS NULL) ORDER BY tenant_id NULLS LAST LIMIT 1"#,
+        name,
+        tenant
+    )
+    .fetch_optional(tx)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("action {:?} not found", excerpt(name))))?;
+    let action = Arc::new(CachedAction {
+        id: row.id,
+        schema: ParamSchema::parse(&row.param_schema),
+        action_ref: row.r#ref,
+        runner_type: row.runner_type,
+        secret_params: row.secret_params,
+        enabled: row.enabled,
+        timeout_seconds: row.timeout_seconds,
+        retry: row.retry,
+        run_roles: row.run_roles,
+        version: row.version,
+    });
+    state.actions.put(tenant, name, action.clone());
+    Ok(action)
+}
+
+/// Whether an action or a rule changed since `version` was read.
+async fn definitions_moved(tx: &mut PgConnection, version: i64) -> Result<bool, ApiError> {
+    let now = sqlx::query_scalar!("SELECT version FROM attune.definition_version").fetch_one(tx).await?;
+    Ok(now != version)
+}
+
+/// The run of `action` the caller asks for, admitted with the scheduler's rules; the
+/// refusal otherwise (an action with `run_roles` runs only for those roles; an execution's
+/// own token counts as `executor`).
+fn admitted_run(
+    state: &ApiState,
+    who: &Principal,
+    action: &CachedAction,
+    parameters: Map<String, Value>,
+) -> Result<NewRun, ApiError> {
+    who.may_run(&action.action_ref, action.run_roles.as_deref())?;
+    // The same admission the scheduler and the rule engine apply, answered now.
+    let terms = ActionTerms {
+        action_ref: &action.action_ref,
+        runner_type: action.runner_type,
+        enabled: action.enabled,
+        schema: Some(&action.schema),
+        secret_names: &action.secret_params,
+        timeout_seconds: action.timeout_seconds,
+        retry: action.retry.as_ref(),
+    };
+    let admission = admit(&state.ctx, &terms, Ok(Value::Object(parameters)));
+    match admission.failure_reason {
+        None => {}
+        Some("action_disabled") => return Err(ApiError::Conflict(format!("action {} is disabled", action.action_ref))),
+        Some("invalid_parameters") if action.schema.is_err() => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "action {}: {}",
+                action.action_ref,
+                admission.error().unwrap_or("")
+            )))
+        }
+        Some(_) => return Err(ApiError::Unprocessable(admission.error().unwrap_or("not admitted").to_string())),
+    }
+    Ok(NewRun {
+        tenant_id: who.tenant_id,
+        action_id: action.id,
+        action_ref: action.action_ref.clone(),
+        runner_type: action.runner_type,
+        parameters: admission.parameters,
+        secret_params: admission.secret_params,
+        max_attempts: admission.max_attempts,
+        timeout_seconds: admission.timeout_seconds,
+        // An execution's own token has no identity behind it.
+        requested_by: who.execution_id.is_none().then_some(who.identity_id),
+        actor: who.actor(),
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
