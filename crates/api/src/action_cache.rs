@@ -39,9 +39,8 @@ pub struct CachedAction {
 
 #[derive(Default)]
 struct Entries {
-    /// By tenant, then by the ref the request named.
-    by_tenant: HashMap<i64, HashMap<String, Arc<CachedAction>>>,
-    len: usize,
+    /// By tenant and the ref the request named.
+    by_name: HashMap<(i64, String), Arc<CachedAction>>,
     /// The newest version read.
     version: i64,
 }
@@ -58,7 +57,7 @@ impl ActionCache {
 
     /// The entry for `name` (the ref as the request named it) in `tenant`, if any.
     pub fn get(&self, tenant: i64, name: &str) -> Option<Arc<CachedAction>> {
-        self.lock().by_tenant.get(&tenant)?.get(name).cloned()
+        self.lock().by_name.get(&(tenant, name.to_string())).cloned()
     }
 
     /// Keeps `action`, read just now for `name` in `tenant`.
@@ -68,21 +67,15 @@ impl ActionCache {
             // Read before a change another request has seen already.
             return;
         }
-        if action.version > entries.version || entries.len >= MAX_ENTRIES {
+        if action.version > entries.version || entries.by_name.len() >= MAX_ENTRIES {
             *entries = Entries { version: action.version, ..Entries::default() };
         }
-        if entries.by_tenant.entry(tenant).or_default().insert(name.to_string(), action).is_none() {
-            entries.len += 1;
-        }
+        entries.by_name.insert((tenant, name.to_string()), action);
     }
 
-    /// How many entries are kept.
-    pub fn len(&self) -> usize {
-        self.lock().len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().by_name.len()
     }
 }
 

@@ -182,31 +182,27 @@ async fn create(
 ) -> Result<(StatusCode, Json<ExecutionView>), ApiError> {
     who.require(Permission::Run)?;
     let mut tx = db::tenant_tx(state.pool(), who.tenant_id).await?;
-    // The action as this process last read it (see `action_cache`), else read now.
-    let (mut action, mut cached) = match state.actions.get(who.tenant_id, &body.action) {
-        Some(action) => (action, true),
-        None => (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false),
-    };
-    let created = loop {
+    // The action as this process last read it (see `action_cache`), else (and after it
+    // turned out stale) read now.
+    let mut kept = state.actions.get(who.tenant_id, &body.action);
+    let (action, created) = loop {
+        let (action, cached) = match kept.take() {
+            Some(action) => (action, true),
+            None => (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false),
+        };
         let run = match admitted_run(&state, &who, &action, body.parameters.clone()) {
             Ok(run) => run,
-            Err(refused) => {
-                // A refusal stands once the entry it was made on is known to be current (a
-                // refusal on an entry gone stale is counted in the admission metrics too).
-                if !cached || !definitions_moved(&mut tx, action.version).await? {
-                    return Err(refused);
-                }
-                (action, cached) = (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false);
-                continue;
-            }
+            // A refusal stands once the entry it was made on is known to be current (a
+            // refusal on an entry gone stale is counted in the admission metrics too).
+            Err(refused) if !cached || !definitions_moved(&mut tx, action.version).await? => return Err(refused),
+            Err(_) => continue,
         };
         // Admitted above with the scheduler's rules, so created `scheduled` (with the trail
         // of its request and its scheduling, as the scheduler writes it): the workers take
         // it at once, without a round of the scheduler in between. On a cached entry only
         // while the definitions have not changed since it was read.
-        match execution::create_run(&mut tx, &run, cached.then_some(action.version)).await? {
-            Some(created) => break created,
-            None => (action, cached) = (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false),
+        if let Some(created) = execution::create_run(&mut tx, &run, cached.then_some(action.version)).await? {
+            break (action, created);
         }
     };
     // The answer: the execution as requested.
