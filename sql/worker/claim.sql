@@ -30,8 +30,8 @@ WITH picked AS (
     INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
     SELECT tenant_id, 'execution', id, 'execution.status_changed', change FROM claimed ORDER BY id
 ), attempts AS (
-    INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, started_at)
-    SELECT id, attempt, $1, 'running', clock_timestamp() FROM claimed
+    INSERT INTO attune.execution_attempt (execution_id, attempt, tenant_id, worker_id, status, started_at)
+    SELECT id, attempt, tenant_id, $1, 'running', clock_timestamp() FROM claimed
     ON CONFLICT (execution_id, attempt) DO UPDATE
        SET worker_id = EXCLUDED.worker_id, status = 'running', started_at = EXCLUDED.started_at,
            exit_code = NULL, error = NULL, finished_at = NULL, pid = NULL

@@ -53,8 +53,8 @@ WITH input AS (
     INSERT INTO attune.change_log (tenant_id, entity_type, entity_id, event, data)
     SELECT tenant_id, 'execution', id, 'execution.status_changed', change FROM done ORDER BY id
 ), attempts AS (
-    INSERT INTO attune.execution_attempt (execution_id, attempt, worker_id, status, exit_code, error, started_at, finished_at)
-    SELECT id, attempt, worker_id, outcome, exit_code, error, started_at, clock_timestamp() FROM done
+    INSERT INTO attune.execution_attempt (execution_id, attempt, tenant_id, worker_id, status, exit_code, error, started_at, finished_at)
+    SELECT id, attempt, tenant_id, worker_id, outcome, exit_code, error, started_at, clock_timestamp() FROM done
     ON CONFLICT (execution_id, attempt) DO UPDATE
        SET status = EXCLUDED.status, exit_code = EXCLUDED.exit_code, error = EXCLUDED.error,
            finished_at = EXCLUDED.finished_at

@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 
 use crate::audit::Actor;
 use crate::domain::{ExecutionStatus, RunnerType};
+use crate::handoff::{Claimed, Reservation};
 use crate::keyring::Keyring;
 
 pub const MASK: &str = "********";
@@ -33,13 +34,15 @@ pub struct NewRun {
 }
 
 /// A manual run as created.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Created {
     pub id: i64,
     pub parameters: Value,
     pub attempt: i32,
     pub max_attempts: i32,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Created `running` on the reservation's worker: what the lane needs to run it.
+    pub handed: Option<Claimed>,
 }
 
 /// Splits the secret parameters out: (masked parameters, sealed secrets if any).
@@ -133,10 +136,14 @@ pub async fn schedule(conn: &mut PgConnection, decisions: Vec<Decision>) -> Resu
 /// (`sql/execution/run.sql`). The caller wakes the workers after its commit.
 /// `definitions`: the `attune.definition_version` the action was read at, when it was read
 /// before this transaction; then nothing is created (`None`) if it has moved since.
+/// `here`: a slot kept in a lane of this process ([`crate::handoff`]); the run is created
+/// `running` on its worker when that worker is active and would claim it
+/// ([`Created::handed`]), and the caller hands it on after its commit.
 pub async fn create_run(
     conn: &mut PgConnection,
     run: &NewRun,
     definitions: Option<i64>,
+    here: Option<&Reservation>,
 ) -> Result<Option<Created>, sqlx::Error> {
     let row = sqlx::query_file!(
         "../../sql/execution/run.sql",
@@ -153,15 +160,38 @@ pub async fn create_run(
         run.max_attempts,
         run.timeout_seconds,
         definitions,
+        here.map(|r| r.worker_id),
+        here.map(|r| &*r.worker_name),
     )
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|row| Created {
         id: row.id,
-        parameters: row.parameters,
+        parameters: row.parameters.clone(),
         attempt: row.attempt,
         max_attempts: row.max_attempts,
         created_at: row.created_at,
+        handed: row.handed.then_some(Claimed {
+            id: row.id,
+            tenant_id: row.tenant_id,
+            action_ref: row.action_ref,
+            runner_type: row.runner_type,
+            parameters: row.parameters,
+            secret_params: row.secret_params,
+            attempt: row.attempt,
+            timeout_seconds: row.timeout_seconds,
+            entry_point: row.entry_point,
+            command: row.command,
+            code: row.code,
+            secret_names: row.secret_names,
+            secrets: row.secrets,
+            pack_path: row.pack_path,
+            network: row.network,
+            http: row.http,
+            container: row.container,
+            pack_ref: row.pack_ref,
+            pack_version: row.pack_version,
+        }),
     }))
 }
 

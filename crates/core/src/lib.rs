@@ -13,6 +13,8 @@
 //!   states of executions, enforcements and workers with the execution transition table,
 //!   parameter schemas, templates).
 //! - [`execution`]: creating executions; sealing and unsealing secret parameters.
+//! - [`handoff`]: manual runs handed to a free worker lane of the same process in the
+//!   transaction that creates them (the lanes' register, the claimed row).
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
 //! - [`keyring`]: the encryption keys by version (current and previous), and rotation's
 //!   re-sealing ([`keyring::rotate`]).
@@ -40,6 +42,7 @@ pub mod datastore;
 pub mod db;
 pub mod domain;
 pub mod execution;
+pub mod handoff;
 pub mod held;
 pub mod history;
 pub mod keyring;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::bootstrap::Keys;
+use crate::handoff::Lanes;
 use crate::tokens::TokenKeys;
 use crate::wakeup::Notifier;
 use crate::Config;
@@ -16,7 +17,8 @@ use crate::Config;
 pub type Shutdown = tokio_util::sync::CancellationToken;
 
 /// What a service needs: settings, the pool, the process's keys, its token signer
-/// (built from the config once) and its wake-ups (one LISTEN connection for all services).
+/// (built from the config once), its wake-ups (one LISTEN connection for all services)
+/// and the register of its worker lanes that take hand-offs.
 #[derive(Clone)]
 pub struct Context {
     pub config: Arc<Config>,
@@ -24,6 +26,8 @@ pub struct Context {
     pub keys: Arc<Keys>,
     pub tokens: Arc<TokenKeys>,
     pub notifier: Notifier,
+    /// This process's worker lanes that take manual runs handed to them.
+    pub lanes: Lanes,
 }
 
 impl Context {
@@ -31,14 +35,21 @@ impl Context {
         let auth = &config.auth;
         let tokens = TokenKeys::new(&keys.jwt_secret, auth.access_token_ttl_seconds, auth.refresh_token_ttl_seconds);
         let notifier = Notifier::new(pool.clone());
-        Context { config: Arc::new(config), pool, keys: Arc::new(keys), tokens: Arc::new(tokens), notifier }
+        Context {
+            config: Arc::new(config),
+            pool,
+            keys: Arc::new(keys),
+            tokens: Arc::new(tokens),
+            notifier,
+            lanes: Lanes::default(),
+        }
     }
 
-    /// The same settings and keys over another pool, with wake-ups of its own: how another
+    /// The same settings and keys over another pool, with wake-ups and lanes of its own: how another
     /// process sharing the database sees it (tests run several "processes" in one).
     pub fn with_pool(&self, pool: PgPool) -> Context {
         let notifier = Notifier::new(pool.clone());
-        Context { pool, notifier, ..self.clone() }
+        Context { pool, notifier, lanes: Lanes::default(), ..self.clone() }
     }
 }
 

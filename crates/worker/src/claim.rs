@@ -4,40 +4,10 @@
 //! have started, so their look costs those no round trip.
 
 use attune_core::domain::RunnerType;
-use serde_json::Value;
+pub use attune_core::handoff::Claimed;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::registry::Registration;
-
-/// A claimed execution with what running it needs (one row of `sql/worker/claim.sql`).
-#[derive(Debug)]
-pub struct Claimed {
-    pub id: i64,
-    pub tenant_id: i64,
-    pub action_ref: String,
-    pub runner_type: RunnerType,
-    /// Non-secret parameters (secret ones masked).
-    pub parameters: Value,
-    /// The secret parameters, sealed.
-    pub secret_params: Option<Vec<u8>>,
-    pub attempt: i32,
-    pub timeout_seconds: Option<i32>,
-    pub entry_point: Option<String>,
-    pub command: Option<String>,
-    pub code: Option<String>,
-    /// Names of the action's secret parameters.
-    pub secret_names: Vec<String>,
-    /// The datastore keys the action declares as secrets.
-    pub secrets: Vec<String>,
-    pub pack_path: Option<String>,
-    pub network: bool,
-    /// The action's `http` block (runner `http`).
-    pub http: Option<Value>,
-    /// The action's `container` block (runner `container`).
-    pub container: Option<Value>,
-    pub pack_ref: Option<String>,
-    pub pack_version: Option<String>,
-}
 
 /// Claims up to `free` executions of `runtimes` for `worker` of actions without a
 /// concurrency limit (one statement, which also records `execution.started`). Those of

@@ -1,14 +1,16 @@
 //! One lane's claim loop: take up to the free slots' worth of scheduled executions of the
-//! lane's runner types, run each on its own task, hand results to the completer.
+//! lane's runner types, run each on its own task, hand results to the completer; while idle,
+//! take the manual runs this process's API hands over (`attune_core::handoff`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attune_core::domain::RunnerType;
+use attune_core::handoff::{Claimed, Handed};
 use attune_core::held::Held;
 use attune_core::wakeup::{Channel, Tags};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use attune_core::{Context, Shutdown};
 
@@ -54,7 +56,8 @@ impl Lane {
     }
 
     /// Claims and starts executions until shutdown, then waits for the ones it started to
-    /// finish.
+    /// finish. While idle it also takes manual runs the API of this process hands to it
+    /// (`attune_core::handoff`).
     pub async fn run(self, worker: Shared<'_>, results: mpsc::Sender<Finished>) -> anyhow::Result<()> {
         let lane = names(&self.runtimes);
         // Woken by executions of its runner types only. Without hints (the LISTEN
@@ -67,14 +70,22 @@ impl Lane {
                 None
             }
         };
+        let registration = worker.registration;
+        let mut door = worker.ctx.lanes.enter(registration.id, &registration.name, &self.runtimes, self.slots.clone());
         // One connection for the lane's claims, kept from round to round (see `Held`).
         let mut conn = Held::new(worker.ctx.pool.clone());
         while !worker.shutdown.is_cancelled() {
-            let free = self.slots.available_permits();
+            // This round's slots: every free one (a hand-off may take one meanwhile).
+            let mut slots: Vec<_> = std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok()).collect();
+            let free = slots.len();
             if free == 0 {
-                // Every slot busy: wait for one to free up (or for shutdown).
+                // Every slot busy (or kept for a hand-off): wait for one to free up.
                 tokio::select! {
                     permit = self.slots.clone().acquire_owned() => drop(permit),
+                    Some(handed) = door.handed.recv() => {
+                        self.start_handed(&worker, handed, &results).await;
+                        continue;
+                    }
                     _ = worker.shutdown.cancelled() => break,
                 }
                 // Executions tend to finish together (in-process ones at once): let the
@@ -87,22 +98,22 @@ impl Lane {
             }
             let started = Instant::now();
             let claimed = match conn.get().await {
-                Ok(c) => claim::claim(c, worker.registration, &self.runtimes, free).await,
+                Ok(c) => claim::claim(c, registration, &self.runtimes, free).await,
                 Err(e) => Err(e),
             };
             match claimed {
                 Ok(claimed) => {
                     let mut took = claimed.len();
-                    self.start(&worker, claimed, &results).await;
+                    self.start(&worker, claimed, &mut slots, &results).await;
                     if took < free {
                         let limited = match conn.get().await {
-                            Ok(c) => claim::claim_limited(c, worker.registration, &self.runtimes, free - took).await,
+                            Ok(c) => claim::claim_limited(c, registration, &self.runtimes, free - took).await,
                             Err(e) => Err(e),
                         };
                         match limited {
                             Ok(claimed) => {
                                 took += claimed.len();
-                                self.start(&worker, claimed, &results).await;
+                                self.start(&worker, claimed, &mut slots, &results).await;
                             }
                             Err(e) => {
                                 conn.reset();
@@ -128,57 +139,91 @@ impl Lane {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
-            match &wakeup {
-                Some(w) => w.wait(POLL, worker.shutdown).await,
-                None => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(POLL) => {}
-                        _ = worker.shutdown.cancelled() => {}
+            drop(slots);
+            // Nothing more waits for this lane (as of its last look): it takes hand-offs
+            // until a hint (or the poll interval, or shutdown) ends the wait.
+            let wait = async {
+                match &wakeup {
+                    Some(w) => w.wait(POLL, worker.shutdown).await,
+                    None => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(POLL) => {}
+                            _ = worker.shutdown.cancelled() => {}
+                        }
                     }
                 }
+            };
+            tokio::pin!(wait);
+            door.set_idle(true);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    Some(handed) = door.handed.recv() => self.start_handed(&worker, handed, &results).await,
+                }
+            }
+            door.set_idle(false);
+        }
+        // Drain: claim nothing more and take no more hand-offs, start what was handed
+        // before, let what runs finish.
+        tracing::info!(worker = %registration.name, lane = %lane, "draining");
+        door.close();
+        let all = self.slots.acquire_many(self.capacity as u32);
+        tokio::pin!(all);
+        loop {
+            tokio::select! {
+                _ = &mut all => break,
+                Some(handed) = door.handed.recv() => self.start_handed(&worker, handed, &results).await,
             }
         }
-        // Drain: claim nothing more, let what runs finish.
-        tracing::info!(worker = %worker.registration.name, lane = %lane, "draining");
-        let _all = self.slots.acquire_many(self.capacity as u32).await;
         Ok(())
     }
 
-    /// Prepares and starts what was claimed (committed `running`).
-    async fn start(&self, worker: &Shared<'_>, claimed: Vec<claim::Claimed>, results: &mpsc::Sender<Finished>) {
+    /// Prepares and starts what was claimed (committed `running`), each in one of `slots`.
+    async fn start(
+        &self,
+        worker: &Shared<'_>,
+        claimed: Vec<Claimed>,
+        slots: &mut Vec<OwnedSemaphorePermit>,
+        results: &mpsc::Sender<Finished>,
+    ) {
         if claimed.is_empty() {
             return;
         }
         attune_core::metrics::claim_batch(claimed.len());
         worker.ctx.notifier.hint(Channel::Claimed).poke();
         for job in prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await {
-            self.spawn(worker, job, results.clone());
+            let slot = slots.pop().expect("claimed no more than the round's slots");
+            spawn(worker, job, slot, results.clone());
         }
     }
 
-    /// Runs `job` on its own task, in one of the lane's free slots.
-    fn spawn(&self, worker: &Shared<'_>, job: Job, results: mpsc::Sender<Finished>) {
-        let permit = self.slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
-        let running = worker.running.clone();
-        running.fetch_add(1, Ordering::Relaxed);
-        attune_core::metrics::worker_slots(1.0);
-        let cancels = worker.cancels.clone();
-        tokio::spawn(async move {
-            let outcome = runners::run(&job).await;
-            cancels.lock().expect("cancels lock").remove(&job.execution_id);
-            let finished = Finished {
-                execution_id: job.execution_id,
-                attempt: job.attempt,
-                tenant_id: job.tenant_id,
-                action_ref: job.action_ref,
-                runner_type: job.runner_type,
-                outcome,
-            };
-            // The completer lives until every sender is gone, so this cannot fail.
-            let _ = results.send(finished).await;
-            running.fetch_sub(1, Ordering::Relaxed);
-            attune_core::metrics::worker_slots(-1.0);
-            drop(permit);
-        });
+    /// Starts a run handed over by the API (committed `running` here), in the slot kept for it.
+    async fn start_handed(&self, worker: &Shared<'_>, handed: Handed, results: &mpsc::Sender<Finished>) {
+        self.start(worker, vec![handed.claimed], &mut vec![handed.slot], results).await;
     }
+}
+
+/// Runs `job` on its own task, in `slot` (given back when it ends).
+fn spawn(worker: &Shared<'_>, job: Job, slot: OwnedSemaphorePermit, results: mpsc::Sender<Finished>) {
+    let running = worker.running.clone();
+    running.fetch_add(1, Ordering::Relaxed);
+    attune_core::metrics::worker_slots(1.0);
+    let cancels = worker.cancels.clone();
+    tokio::spawn(async move {
+        let outcome = runners::run(&job).await;
+        cancels.lock().expect("cancels lock").remove(&job.execution_id);
+        let finished = Finished {
+            execution_id: job.execution_id,
+            attempt: job.attempt,
+            tenant_id: job.tenant_id,
+            action_ref: job.action_ref,
+            runner_type: job.runner_type,
+            outcome,
+        };
+        // The completer lives until every sender is gone, so this cannot fail.
+        let _ = results.send(finished).await;
+        running.fetch_sub(1, Ordering::Relaxed);
+        attune_core::metrics::worker_slots(-1.0);
+        drop(slot);
+    });
 }

@@ -185,7 +185,7 @@ async fn create(
     // The action as this process last read it (see `action_cache`), else (and after it
     // turned out stale) read now.
     let mut kept = state.actions.get(who.tenant_id, &body.action);
-    let (action, created) = loop {
+    let (action, created, here) = loop {
         let (action, cached) = match kept.take() {
             Some(action) => (action, true),
             None => (read_action(&state, &mut tx, who.tenant_id, &body.action).await?, false),
@@ -199,10 +199,14 @@ async fn create(
         };
         // Admitted above with the scheduler's rules, so created `scheduled` (with the trail
         // of its request and its scheduling, as the scheduler writes it): the workers take
-        // it at once, without a round of the scheduler in between. On a cached entry only
-        // while the definitions have not changed since it was read.
-        if let Some(created) = execution::create_run(&mut tx, &run, cached.then_some(action.version)).await? {
-            break (action, created);
+        // it at once, without a round of the scheduler in between — or, when a worker lane
+        // of this process is idle, created `running` on it and handed over after the commit
+        // (`attune_core::handoff`). On a cached entry only while the definitions have not
+        // changed since it was read.
+        let here = state.ctx.lanes.reserve(action.runner_type);
+        let version = cached.then_some(action.version);
+        if let Some(created) = execution::create_run(&mut tx, &run, version, here.as_ref()).await? {
+            break (action, created, here);
         }
     };
     // The answer: the execution as requested.
@@ -227,7 +231,10 @@ async fn create(
         depth: None,
     };
     tx.commit().await?;
-    state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type]));
+    match (here, created.handed) {
+        (Some(here), Some(claimed)) => here.hand(claimed),
+        _ => state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type])),
+    }
     Ok((StatusCode::CREATED, Json(view)))
 }
 
