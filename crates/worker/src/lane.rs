@@ -104,6 +104,9 @@ impl Lane {
             match claimed {
                 Ok(claimed) => {
                     let mut took = claimed.len();
+                    if took > 0 {
+                        attune_core::metrics::claim_batch(took);
+                    }
                     self.start(&worker, claimed, &mut slots, &results).await;
                     if took < free {
                         let limited = match conn.get().await {
@@ -112,6 +115,9 @@ impl Lane {
                         };
                         match limited {
                             Ok(claimed) => {
+                                if !claimed.is_empty() {
+                                    attune_core::metrics::claim_batch(claimed.len());
+                                }
                                 took += claimed.len();
                                 self.start(&worker, claimed, &mut slots, &results).await;
                             }
@@ -189,7 +195,6 @@ impl Lane {
         if claimed.is_empty() {
             return;
         }
-        attune_core::metrics::claim_batch(claimed.len());
         worker.ctx.notifier.hint(Channel::Claimed).poke();
         for job in prepare::jobs(worker.ctx, worker.cancels, worker.started, claimed).await {
             let slot = slots.pop().expect("claimed no more than the round's slots");
@@ -199,6 +204,7 @@ impl Lane {
 
     /// Starts a run handed over by the API (committed `running` here), in the slot kept for it.
     async fn start_handed(&self, worker: &Shared<'_>, handed: Handed, results: &mpsc::Sender<Finished>) {
+        attune_core::metrics::handed();
         self.start(worker, vec![handed.claimed], &mut vec![handed.slot], results).await;
     }
 }
