@@ -77,6 +77,80 @@ async fn wait_running(app: &TestApp, id: i64) {
     .await;
 }
 
+/// A manual run handed to a lane of the API's own process (`attune serve api,worker`) is
+/// committed `running` on that worker by the API's statement: when the process is killed
+/// while it runs, the reaper moves it on as it would a claimed one — failed `worker_lost`,
+/// its attempt closed `lost` — and its action dies with the process.
+#[tokio::test]
+async fn a_run_handed_within_a_killed_process_is_lost_with_it() {
+    let app = TestApp::spawn().await;
+    app.start_executor();
+    let u = setup(&app, "handy").await;
+    let marker = format!("3000.{}", rand::thread_rng().gen_range(100_000..999_999));
+    action(&app, &u, json!({"ref": "c.stay", "runner_type": "shell", "command": format!("sleep {marker}")})).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = app.process_env();
+    env.insert("ATTUNE_API_HOST".into(), "127.0.0.1".into());
+    env.insert("ATTUNE_API_PORT".into(), port.to_string());
+    let spec = Spec { args: vec!["serve".into(), "api,worker".into()], env, as_pid_one: false };
+    let mut both = ServiceProcess::start(&spec);
+    both.wait_for_log("worker registered", Duration::from_secs(60));
+    // Its lanes are idle once their first claim round found nothing; a poll round may
+    // take one out of idleness for a moment: runs are tried until one is handed.
+    let mut handed = None;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let res = app
+            .http
+            .post(format!("http://127.0.0.1:{port}/api/v1/executions"))
+            .bearer_auth(&u.token)
+            .json(&json!({"action": "c.stay"}))
+            .send()
+            .await
+            .expect("the process's API answers");
+        assert_eq!(res.status().as_u16(), 201);
+        let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        let (same_tx,): (bool,) = sqlx::query_as(
+            "SELECT count(DISTINCT xmin::text) = 1 AND count(*) = 2 FROM attune.audit_log
+              WHERE entity_type = 'execution' AND entity_id = $1 AND action IN ('execution.requested', 'execution.started')",
+        )
+        .bind(id.to_string())
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+        if same_tx {
+            handed = Some(id);
+            break;
+        }
+    }
+    let id = handed.expect("none of 10 runs was handed to the process's idle lane");
+    wait_running(&app, id).await;
+    eventually("the handed run's process to start", Duration::from_secs(10), || async {
+        (!sleepers(&marker).is_empty()).then_some(())
+    })
+    .await;
+
+    both.kill();
+    let ex = eventually("the handed run to be moved on", Duration::from_secs(10), || async {
+        let ex = app.get(&u, &format!("/api/v1/executions/{id}")).await.body;
+        (ex["status"] != "running").then_some(ex)
+    })
+    .await;
+    assert_eq!(ex["status"], "failed", "{ex}");
+    assert_eq!(ex["result"]["failure_reason"], "worker_lost");
+    let attempt: String =
+        sqlx::query_scalar("SELECT status FROM attune.execution_attempt WHERE execution_id = $1 AND attempt = 1")
+            .bind(id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(attempt, "lost");
+    eventually("its action process to die", Duration::from_secs(5), || async {
+        pids_with(&marker).is_empty().then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_killed_worker_is_lost_within_a_second_and_its_actions_die_with_it() {
     let app = TestApp::spawn().await;
