@@ -834,3 +834,94 @@ async fn a_task_timeout_bounds_its_child_and_the_policy_applies() {
         .unwrap();
     assert_eq!(bound, Some(1), "the task's timeout, not the action's");
 }
+
+/// A workflow's task due now, created by the engine of a process whose worker has an idle
+/// lane, is created `running` on it and handed over after the step's commit
+/// (`attune_core::handoff`), with the trail a claim writes: change log created (as
+/// scheduled) → running → succeeded, audit scheduled → started (by the worker) →
+/// succeeded, one attempt on that worker in the task's tenant. Its next task sees its result.
+#[tokio::test]
+async fn tasks_due_now_are_handed_to_an_idle_lane_with_a_claims_trail() {
+    let app = TestApp::spawn_pipeline().await;
+    let u = setup(&app, "handwf").await;
+    let step = "def run(params):\n    return {'step': params['step'], 'previous': params.get('previous')}\n";
+    action(&app, &u, json!({"ref": "wf.step", "runner_type": "python", "code": step})).await;
+    let tasks: Vec<Value> = (1..=6)
+        .map(|i| {
+            let mut t = json!({"name": format!("t{i}"), "action": "wf.step",
+                               "input": {"step": i, "previous": format!("{{{{ task_t{}.result.output.step }}}}", i - 1)}});
+            if i > 1 {
+                t["depends_on"] = json!([format!("t{}", i - 1)]);
+            } else {
+                t["input"] = json!({"step": 1});
+            }
+            t
+        })
+        .collect();
+    workflow(&app, &u, "chain", json!({"tasks": tasks})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ex = run(&app, &u, "wf.chain", json!({})).await;
+    assert_eq!(ex["status"], "succeeded", "{ex}");
+    let kids = children(&app, &u, id(&ex)).await;
+    let steps: Vec<(i64, Value)> = kids
+        .iter()
+        .map(|k| (k["result"]["output"]["step"].as_i64().unwrap(), k["result"]["output"]["previous"].clone()))
+        .collect();
+    let expected: Vec<(i64, Value)> = (1..=6).map(|i| (i, if i == 1 { Value::Null } else { json!(i - 1) })).collect();
+    assert_eq!(steps, expected, "each task ran once, in order, on its predecessor's result");
+
+    let mut handed = 0;
+    for kid in &kids {
+        let kid = id(kid);
+        let changes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT event, attune.change_json(data)->>'status' FROM attune.change_log
+              WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
+        )
+        .bind(kid)
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+        let audits: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT action, actor_type,
+                    xmin::text = (SELECT xmin::text FROM attune.audit_log s
+                                   WHERE s.entity_type = 'execution' AND s.entity_id = a.entity_id
+                                     AND s.action = 'execution.scheduled')
+               FROM attune.audit_log a WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
+        )
+        .bind(kid.to_string())
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+        let attempts: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT a.worker_id, a.tenant_id FROM attune.execution_attempt a WHERE a.execution_id = $1")
+                .bind(kid)
+                .fetch_all(app.pool())
+                .await
+                .unwrap();
+        let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            changes,
+            s(&[
+                ("execution.created", "scheduled"),
+                ("execution.status_changed", "running"),
+                ("execution.status_changed", "succeeded")
+            ]),
+            "task {kid}"
+        );
+        let actions: Vec<(String, String)> = audits.iter().map(|(a, t, _)| (a.clone(), t.clone())).collect();
+        assert_eq!(
+            actions,
+            s(&[
+                ("execution.scheduled", "service"),
+                ("execution.started", "worker"),
+                ("execution.succeeded", "worker")
+            ]),
+            "task {kid}"
+        );
+        assert_eq!(attempts.len(), 1, "task {kid}: one attempt");
+        assert_eq!(attempts[0].1, u.tenant_id, "task {kid}: in its tenant");
+        // Started in the transaction that scheduled it: handed, not claimed.
+        handed += audits[1].2 as usize;
+    }
+    assert!(handed > 0, "none of the 6 tasks was handed to the idle lane");
+}

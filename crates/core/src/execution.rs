@@ -171,27 +171,7 @@ pub async fn create_run(
         attempt: row.attempt,
         max_attempts: row.max_attempts,
         created_at: row.created_at,
-        handed: row.handed.then_some(Claimed {
-            id: row.id,
-            tenant_id: row.tenant_id,
-            action_ref: row.action_ref,
-            runner_type: row.runner_type,
-            parameters: row.parameters,
-            secret_params: row.secret_params,
-            attempt: row.attempt,
-            timeout_seconds: row.timeout_seconds,
-            entry_point: row.entry_point,
-            command: row.command,
-            code: row.code,
-            secret_names: row.secret_names,
-            secrets: row.secrets,
-            pack_path: row.pack_path,
-            network: row.network,
-            http: row.http,
-            container: row.container,
-            pack_ref: row.pack_ref,
-            pack_version: row.pack_version,
-        }),
+        handed: row.handed.then_some(crate::claimed_from_row!(row)),
     }))
 }
 

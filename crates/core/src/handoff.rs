@@ -1,12 +1,14 @@
-//! Hand-off within a process: a manual run given to a free slot of a worker lane of the
-//! API's own process in the transaction that creates it (`attune up` runs every service in
-//! one process), instead of being created `scheduled` for a claim.
+//! Hand-off within a process: a manual run (or a workflow task due now) given to a free
+//! slot of a worker lane of the process that creates it, in the transaction that creates it
+//! (`attune up` runs every service in one process), instead of being created `scheduled`
+//! for a claim. The API's run statement (`sql/execution/run.sql`) and the workflow engine's
+//! (`sql/workflow/insert_children.sql`) do it.
 //!
 //! A claim costs a worker a round trip and a commit of its own after the run's commit, and
 //! the wake-up in between: about a third of a warm action's overhead (docs/benchmarks.md).
 //! Handed, the run is created `running` on that worker, with the claim's trail (change-log
-//! row, audit entry, the attempt's row) in the API's statement (`sql/execution/run.sql`);
-//! after the commit the lane gets the row over a channel and starts it as one it claimed.
+//! row, audit entry, the attempt's row) in the creating statement; after the commit the
+//! lane gets the row over a channel and starts it as one it claimed.
 //! The database stays the truth: committed `running` on a worker is what a claim commits,
 //! so a process that dies after the commit leaves what a dead worker's claim leaves, and
 //! the reaper moves it on (`sql/workers/reap_lost.sql`); a transaction that fails gives the
@@ -57,6 +59,38 @@ pub struct Claimed {
     pub container: Option<Value>,
     pub pack_ref: Option<String>,
     pub pack_version: Option<String>,
+}
+
+/// A [`Claimed`] from a row of a statement that returns what running an execution needs
+/// under the claim's column names (`sql/worker/claim.sql`, `sql/execution/run.sql`,
+/// `sql/workflow/insert_children.sql`): the rows of the checked query macros are types of
+/// their own, one per statement.
+#[macro_export]
+macro_rules! claimed_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        $crate::handoff::Claimed {
+            id: row.id,
+            tenant_id: row.tenant_id,
+            action_ref: row.action_ref,
+            runner_type: row.runner_type,
+            parameters: row.parameters,
+            secret_params: row.secret_params,
+            attempt: row.attempt,
+            timeout_seconds: row.timeout_seconds,
+            entry_point: row.entry_point,
+            command: row.command,
+            code: row.code,
+            secret_names: row.secret_names,
+            secrets: row.secrets,
+            pack_path: row.pack_path,
+            network: row.network,
+            http: row.http,
+            container: row.container,
+            pack_ref: row.pack_ref,
+            pack_version: row.pack_version,
+        }
+    }};
 }
 
 /// A committed execution handed to a lane, with the slot kept for it.

@@ -13,7 +13,7 @@
 //!   states of executions, enforcements and workers with the execution transition table,
 //!   parameter schemas, templates).
 //! - [`execution`]: creating executions; sealing and unsealing secret parameters.
-//! - [`handoff`]: manual runs handed to a free worker lane of the same process in the
+//! - [`handoff`]: manual runs and workflow tasks handed to a free worker lane of the same process in the
 //!   transaction that creates them (the lanes' register, the claimed row).
 //! - [`crypto`]: AES-256-GCM sealing of secrets at rest.
 //! - [`keyring`]: the encryption keys by version (current and previous), and rotation's

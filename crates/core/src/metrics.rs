@@ -78,8 +78,8 @@ pub fn claim_batch(n: usize) {
     metrics::histogram!("attune_claim_batch_size").record(n as f64);
 }
 
-/// A manual run handed to an idle lane of the API's process instead of claimed
-/// ([`crate::handoff`]).
+/// A manual run or workflow task handed to an idle lane of the process that created it
+/// instead of claimed ([`crate::handoff`]).
 pub fn handed() {
     handle();
     metrics::counter!("attune_executions_handed_total").increment(1);

@@ -1,6 +1,6 @@
 //! One lane's claim loop: take up to the free slots' worth of scheduled executions of the
 //! lane's runner types, run each on its own task, hand results to the completer; while idle,
-//! take the manual runs this process's API hands over (`attune_core::handoff`).
+//! take the manual runs and workflow tasks this process hands over (`attune_core::handoff`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -56,8 +56,8 @@ impl Lane {
     }
 
     /// Claims and starts executions until shutdown, then waits for the ones it started to
-    /// finish. While idle it also takes manual runs the API of this process hands to it
-    /// (`attune_core::handoff`).
+    /// finish. While idle it also takes the manual runs and workflow tasks this process
+    /// hands to it (`attune_core::handoff`).
     pub async fn run(self, worker: Shared<'_>, results: mpsc::Sender<Finished>) -> anyhow::Result<()> {
         let lane = names(&self.runtimes);
         // Woken by executions of its runner types only. Without hints (the LISTEN

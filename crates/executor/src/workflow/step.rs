@@ -12,6 +12,7 @@ use attune_core::domain::templates::{value_reads, DatastoreReads};
 use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::unseal_parameters;
+use attune_core::handoff::{Claimed, Reservation};
 use attune_core::wakeup::Tags;
 use attune_core::Context as Ctx;
 use minijinja::Environment;
@@ -28,8 +29,8 @@ pub const START_BATCH: i64 = 50;
 /// Workflows looked at per round for each kind of pending work.
 pub const PENDING_BATCH: i64 = 200;
 
-/// What a committed step should wake.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a committed step should wake, and hand over.
+#[derive(Debug, Default)]
 pub struct Pokes {
     /// The runner types of the children admitted (`scheduled`): whom to wake — the
     /// workers, the inquiry opener, the engine itself (child workflows).
@@ -42,10 +43,21 @@ pub struct Pokes {
     /// taken (more may wait), or a nested workflow that ended or changed status (its
     /// parent's step) — the engines are woken for it, not only the change-log readers.
     pub again: bool,
+    /// Tasks created `running` on an idle lane of this process: handed over once committed
+    /// (`attune_core::handoff`).
+    pub handed: Vec<(Reservation, Claimed)>,
 }
 
 impl Pokes {
+    /// Hands the tasks created `running` here to their lanes: call once committed.
+    fn hand_over(&mut self) {
+        for (here, claimed) in self.handed.drain(..) {
+            here.hand(claimed);
+        }
+    }
+
     fn merge(&mut self, other: Pokes) {
+        self.handed.extend(other.handed);
         self.scheduled = self.scheduled.with(other.scheduled);
         self.cancel |= other.cancel;
         self.progress |= other.progress;
@@ -187,6 +199,7 @@ impl Engine {
             }
         }
         tx.commit().await?;
+        pokes.hand_over();
         for (id, saved) in started {
             self.states.put(id, saved);
         }
@@ -291,6 +304,7 @@ impl Engine {
         let (mut pokes, version) =
             self.apply(&mut tx, &parent, &mut flow, &cx, &actions, Save::ChangedSince(&tasks_before)).await?;
         tx.commit().await?;
+        pokes.hand_over();
         if let Some(version) = version {
             self.states.put(id, saved(version, flow, reads));
         }
@@ -312,7 +326,7 @@ impl Engine {
         let mut pokes = Pokes::default();
         let created = std::mem::take(&mut flow.created);
         if !created.is_empty() {
-            pokes.scheduled = self.insert_children(tx, parent, &created, actions).await?;
+            (pokes.scheduled, pokes.handed) = self.insert_children(tx, parent, &created, actions).await?;
             pokes.progress = true;
         }
         if flow.cancel {
@@ -370,9 +384,12 @@ impl Engine {
         parent: &Parent,
         children: &[super::flow::NewChild],
         actions: &Actions,
-    ) -> Result<Tags, sqlx::Error> {
+    ) -> Result<(Tags, Vec<(Reservation, Claimed)>), sqlx::Error> {
         let mut c = Columns::default();
-        let mut admitted = Tags::NONE;
+        // Per element: its runner type when admitted `scheduled`, and the slot kept for it
+        // in an idle lane of this process, if any (a task due now: see insert_children.sql).
+        let mut scheduled = Vec::with_capacity(children.len());
+        let mut kept = Vec::with_capacity(children.len());
         for child in children {
             let Some(action) = actions.get(&child.action_ref) else { continue };
             let mut names = action.secret_names.clone();
@@ -388,9 +405,13 @@ impl Engine {
                 retry: action.retry.as_ref(),
             };
             let admission = admit_rendered(&self.ctx, &terms, child.parameters.clone());
-            if admission.status == ExecutionStatus::Scheduled {
-                admitted = admitted.with(Tags::runners([action.runner_type]));
-            }
+            let admitted = admission.status == ExecutionStatus::Scheduled;
+            scheduled.push(admitted.then_some(action.runner_type));
+            let here = (admitted && child.delay_seconds <= 0.0).then(|| self.ctx.lanes.reserve(action.runner_type));
+            let here = here.flatten();
+            c.worker_ids.push(here.as_ref().map(|r| r.worker_id));
+            c.worker_names.push(here.as_ref().map(|r| r.worker_name.to_string()));
+            kept.push(here);
             c.statuses.push(admission.status);
             c.results.push(admission.result);
             c.max_attempts.push(admission.max_attempts);
@@ -406,7 +427,7 @@ impl Engine {
             c.delays.push(child.delay_seconds);
             c.timeouts.push(admission.timeout_seconds);
         }
-        sqlx::query_file_scalar!(
+        let rows = sqlx::query_file!(
             "../../sql/workflow/insert_children.sql",
             &c.tenant_ids,
             &c.parent_ids,
@@ -422,10 +443,20 @@ impl Engine {
             &c.statuses as &[ExecutionStatus],
             &c.results as &[Option<Value>],
             &c.max_attempts,
+            &c.worker_ids as &[Option<i64>],
+            &c.worker_names as &[Option<String>],
         )
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(admitted)
+        let mut handed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let n = row.n as usize - 1;
+            let Some(here) = kept.get_mut(n).and_then(Option::take) else { continue };
+            scheduled[n] = None;
+            handed.push((here, attune_core::claimed_from_row!(row)));
+        }
+        // The workers are woken for the tasks left `scheduled` only.
+        Ok((Tags::runners(scheduled.into_iter().flatten()), handed))
     }
 
     /// The tenant's datastore items the definition's templates read (none: no query).
@@ -461,6 +492,8 @@ struct Columns {
     statuses: Vec<ExecutionStatus>,
     results: Vec<Option<Value>>,
     max_attempts: Vec<i32>,
+    worker_ids: Vec<Option<i64>>,
+    worker_names: Vec<Option<String>>,
 }
 
 /// The flow of a workflow execution about to start: its action's definition (or the
