@@ -374,6 +374,13 @@ impl LocalPostgres {
         );
         if durability == Durability::Ephemeral {
             settings.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+            // A test process drops its database at its end with its (single-threaded)
+            // runtime blocked: a connection of its own caught mid-handshake then answers
+            // nothing, and PostgreSQL 15's DROP DATABASE waits for every backend of the
+            // cluster to absorb a signal barrier, which one in authentication does not —
+            // every test's DROP (and every gap wait of the change-log readers, behind those
+            // transactions) stalled for the default 60 s. Ended after 2 s instead.
+            settings.push_str("authentication_timeout = '2s'\n");
         }
         let path = self.data_dir.join("attune.conf");
         fs::write(&path, settings).map_err(io(&path))?;
