@@ -124,9 +124,15 @@ async fn a_run_handed_within_a_killed_process_is_lost_with_it() {
         }
     }
     let id = handed.expect("none of 10 runs was handed to the process's idle lane");
-    wait_running(&app, id).await;
-    eventually("the handed run's process to start", Duration::from_secs(10), || async {
-        (!sleepers(&marker).is_empty()).then_some(())
+    // Started by the lane it was handed to: its attempt names its process.
+    eventually("the handed run's process to be recorded", Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT pid FROM attune.execution_attempt WHERE execution_id = $1 AND attempt = 1",
+        )
+        .bind(id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
     })
     .await;
 

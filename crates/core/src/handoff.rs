@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::RunnerType;
@@ -191,6 +192,49 @@ impl Drop for Door {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Commits `tx`, which created `handed` `running` on their reservations' workers, then hands
+/// each to its lane. Both happen on a task of their own, so they finish even when the
+/// caller's future is dropped meanwhile (a client that hung up, a request's timeout): a run
+/// committed `running` on a live worker and never handed would stay so until that worker
+/// restarts. A commit that answers an error may still have committed (the connection went
+/// down with the answer): the runs found committed on their worker are handed all the same.
+pub async fn commit_and_hand(
+    pool: &PgPool,
+    tx: Transaction<'static, Postgres>,
+    handed: Vec<(Reservation, Claimed)>,
+) -> Result<(), sqlx::Error> {
+    if handed.is_empty() {
+        return tx.commit().await;
+    }
+    let pool = pool.clone();
+    let task = tokio::spawn(async move {
+        let committed = tx.commit().await;
+        let handed = match &committed {
+            Ok(()) => handed,
+            Err(_) => {
+                let ids: Vec<i64> = handed.iter().map(|(_, c)| c.id).collect();
+                let there = sqlx::query!("SELECT id, worker_id FROM attune.execution WHERE id = ANY($1)", &ids)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(executions = ?ids, error = %e,
+                            "a commit answered an error and its runs cannot be looked up: those committed stay running until their worker restarts");
+                        Vec::new()
+                    });
+                handed
+                    .into_iter()
+                    .filter(|(r, c)| there.iter().any(|t| t.id == c.id && t.worker_id == Some(r.worker_id)))
+                    .collect()
+            }
+        };
+        for (here, claimed) in handed {
+            here.hand(claimed);
+        }
+        committed
+    });
+    task.await.unwrap_or_else(|e| Err(sqlx::Error::Protocol(format!("the commit's task failed: {e}"))))
 }
 
 impl Reservation {

@@ -33,6 +33,8 @@ pub struct Shared<'a> {
     pub cancels: &'a Cancels,
     /// Where started processes' pids are reported.
     pub started: &'a StartedTx,
+    /// Cancelled when this worker lost its liveness session: what it holds is the reaper's.
+    pub lost: &'a Shutdown,
 }
 
 /// `builtin,shell,python`, for logs.
@@ -75,6 +77,10 @@ impl Lane {
         // One connection for the lane's claims, kept from round to round (see `Held`).
         let mut conn = Held::new(worker.ctx.pool.clone());
         while !worker.shutdown.is_cancelled() {
+            // What was handed over while this lane was busy claiming, first.
+            while let Ok(handed) = door.handed.try_recv() {
+                self.start_handed(&worker, handed, &results).await;
+            }
             // This round's slots: every free one (a hand-off may take one meanwhile).
             let mut slots: Vec<_> = std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok()).collect();
             let free = slots.len();
@@ -97,12 +103,16 @@ impl Lane {
                 continue;
             }
             let started = Instant::now();
+            // Whether this round saw the queue (a failed claim did not: then the lane does not
+            // offer its slots, which could pass work it did not see).
+            let mut looked = false;
             let claimed = match conn.get().await {
                 Ok(c) => claim::claim(c, registration, &self.runtimes, free).await,
                 Err(e) => Err(e),
             };
             match claimed {
                 Ok(claimed) => {
+                    looked = true;
                     let mut took = claimed.len();
                     if took > 0 {
                         attune_core::metrics::claim_batch(took);
@@ -160,7 +170,7 @@ impl Lane {
                 }
             };
             tokio::pin!(wait);
-            door.set_idle(true);
+            door.set_idle(looked);
             loop {
                 tokio::select! {
                     _ = &mut wait => break,
@@ -202,8 +212,14 @@ impl Lane {
         }
     }
 
-    /// Starts a run handed over by the API (committed `running` here), in the slot kept for it.
+    /// Starts a run handed over (committed `running` here), in the slot kept for it — unless
+    /// this worker was lost meanwhile: the reaper moves such a run on (retried elsewhere or
+    /// failed), so it must not start here too.
     async fn start_handed(&self, worker: &Shared<'_>, handed: Handed, results: &mpsc::Sender<Finished>) {
+        if worker.lost.is_cancelled() {
+            tracing::warn!(execution = handed.claimed.id, "not started: this worker was lost; the reaper moves it on");
+            return;
+        }
         attune_core::metrics::handed();
         self.start(worker, vec![handed.claimed], &mut vec![handed.slot], results).await;
     }

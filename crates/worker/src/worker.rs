@@ -69,7 +69,7 @@ impl Worker {
         &self.registration.name
     }
 
-    fn shared<'a>(&'a self, stop_claiming: &'a Shutdown, started: &'a StartedTx) -> Shared<'a> {
+    fn shared<'a>(&'a self, stop_claiming: &'a Shutdown, lost: &'a Shutdown, started: &'a StartedTx) -> Shared<'a> {
         Shared {
             ctx: &self.ctx,
             shutdown: stop_claiming,
@@ -77,6 +77,7 @@ impl Worker {
             running: &self.running,
             cancels: &self.cancels,
             started,
+            lost,
         }
     }
 
@@ -130,8 +131,8 @@ impl Worker {
         let in_process = Lane::new(in_process, IN_PROCESS_SLOTS);
         let (started, recorder) = attempts::recorder(self.ctx.pool.clone());
         let (a, b) = tokio::join!(
-            processes.run(self.shared(&stop_claiming, &started), tx.clone()),
-            in_process.run(self.shared(&stop_claiming, &started), tx)
+            processes.run(self.shared(&stop_claiming, &lost, &started), tx.clone()),
+            in_process.run(self.shared(&stop_claiming, &lost, &started), tx)
         );
         // Every sender is gone once both lanes drained: the completer flushes and ends.
         let _ = completer.await;

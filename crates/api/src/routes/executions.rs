@@ -6,6 +6,7 @@ use attune_core::admission::{admit, ActionTerms};
 use attune_core::audit;
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::{self, NewRun};
+use attune_core::handoff;
 use attune_core::wakeup::Tags;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -230,10 +231,11 @@ async fn create(
         item_index: None,
         depth: None,
     };
-    tx.commit().await?;
-    match (here, created.handed) {
-        (Some(here), Some(claimed)) => here.hand(claimed),
-        _ => state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type])),
+    let handed: Vec<_> = here.zip(created.handed).into_iter().collect();
+    let scheduled = handed.is_empty();
+    handoff::commit_and_hand(state.pool(), tx, handed).await?;
+    if scheduled {
+        state.scheduled_hint.poke_tagged(Tags::runners([action.runner_type]));
     }
     Ok((StatusCode::CREATED, Json(view)))
 }

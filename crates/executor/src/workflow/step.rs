@@ -12,7 +12,7 @@ use attune_core::domain::templates::{value_reads, DatastoreReads};
 use attune_core::domain::workflow::{with_items_shorthand, WorkflowDef, MAX_DEPTH};
 use attune_core::domain::{ExecutionStatus, ParamSchema, RunnerType};
 use attune_core::execution::unseal_parameters;
-use attune_core::handoff::{Claimed, Reservation};
+use attune_core::handoff::{self, Claimed, Reservation};
 use attune_core::wakeup::Tags;
 use attune_core::Context as Ctx;
 use minijinja::Environment;
@@ -43,19 +43,12 @@ pub struct Pokes {
     /// taken (more may wait), or a nested workflow that ended or changed status (its
     /// parent's step) — the engines are woken for it, not only the change-log readers.
     pub again: bool,
-    /// Tasks created `running` on an idle lane of this process: handed over once committed
-    /// (`attune_core::handoff`).
+    /// Tasks created `running` on an idle lane of this process: handed over with the commit
+    /// (`attune_core::handoff::commit_and_hand`).
     pub handed: Vec<(Reservation, Claimed)>,
 }
 
 impl Pokes {
-    /// Hands the tasks created `running` here to their lanes: call once committed.
-    fn hand_over(&mut self) {
-        for (here, claimed) in self.handed.drain(..) {
-            here.hand(claimed);
-        }
-    }
-
     fn merge(&mut self, other: Pokes) {
         self.handed.extend(other.handed);
         self.scheduled = self.scheduled.with(other.scheduled);
@@ -198,8 +191,7 @@ impl Engine {
                 }
             }
         }
-        tx.commit().await?;
-        pokes.hand_over();
+        handoff::commit_and_hand(&self.ctx.pool, tx, std::mem::take(&mut pokes.handed)).await?;
         for (id, saved) in started {
             self.states.put(id, saved);
         }
@@ -303,8 +295,7 @@ impl Engine {
         let changed = consumed || !flow.created.is_empty() || before != (flow.active, flow.abort_error.is_some());
         let (mut pokes, version) =
             self.apply(&mut tx, &parent, &mut flow, &cx, &actions, Save::ChangedSince(&tasks_before)).await?;
-        tx.commit().await?;
-        pokes.hand_over();
+        handoff::commit_and_hand(&self.ctx.pool, tx, std::mem::take(&mut pokes.handed)).await?;
         if let Some(version) = version {
             self.states.put(id, saved(version, flow, reads));
         }
