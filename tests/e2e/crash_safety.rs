@@ -70,6 +70,21 @@ async fn status_of(app: &TestApp, id: i64) -> String {
         .unwrap()
 }
 
+/// The process of execution `id`'s first attempt, once its worker recorded it (within a
+/// moment of the start for an attempt still running).
+async fn first_attempt_pid(app: &TestApp, id: i64) -> i32 {
+    eventually("the attempt's pid to be recorded", Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT pid FROM attune.execution_attempt WHERE execution_id = $1 AND attempt = 1",
+        )
+        .bind(id)
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+    })
+    .await
+}
+
 async fn wait_running(app: &TestApp, id: i64) {
     eventually(&format!("execution {id} to run"), Duration::from_secs(30), || async {
         (status_of(app, id).await == "running").then_some(())
@@ -125,16 +140,7 @@ async fn a_run_handed_within_a_killed_process_is_lost_with_it() {
     }
     let id = handed.expect("none of 10 runs was handed to the process's idle lane");
     // Started by the lane it was handed to: its attempt names its process.
-    eventually("the handed run's process to be recorded", Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, Option<i32>>(
-            "SELECT pid FROM attune.execution_attempt WHERE execution_id = $1 AND attempt = 1",
-        )
-        .bind(id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap()
-    })
-    .await;
+    first_attempt_pid(&app, id).await;
 
     both.kill();
     let ex = eventually("the handed run to be moved on", Duration::from_secs(10), || async {
@@ -181,16 +187,7 @@ async fn a_killed_worker_is_lost_within_a_second_and_its_actions_die_with_it() {
         .unwrap();
     // The attempt's row names its process (a label for operators, written within a
     // moment of the start for an attempt still running): here, the sandbox's outer process.
-    let pid: i32 = eventually("the attempt's pid to be recorded", Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, Option<i32>>(
-            "SELECT pid FROM attune.execution_attempt WHERE execution_id = $1 AND attempt = 1",
-        )
-        .bind(id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap()
-    })
-    .await;
+    let pid = first_attempt_pid(&app, id).await;
     assert!(!process_gone(pid), "pid {pid} is a live process of the worker's");
 
     worker.kill();

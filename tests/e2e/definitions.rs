@@ -136,6 +136,15 @@ async fn t3_11_system_packs_are_shared_and_read_only() {
     assert_eq!(a_refs, vec!["core".to_string(), "mine".to_string()]);
 }
 
+/// Makes the rest of `tx` run as the API's role confined to `tenant`, as the API's requests do.
+async fn as_api(tx: &mut sqlx::PgConnection, tenant: i64) {
+    sqlx::query("SELECT set_config('role', 'attune_api', true), set_config('attune.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(tx)
+        .await
+        .unwrap();
+}
+
 /// Row-level security confines the API's role even when a query has no tenant filter.
 #[tokio::test]
 async fn rls_blocks_cross_tenant_access_even_without_the_application_filter() {
@@ -147,11 +156,7 @@ async fn rls_blocks_cross_tenant_access_even_without_the_application_filter() {
 
     let mut conn = sqlx::PgConnection::connect_with(&app.db.connect_options()).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SELECT set_config('role', 'attune_api', true), set_config('attune.tenant_id', $1, true)")
-        .bind(a.tenant_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    as_api(&mut tx, a.tenant_id).await;
     let refs: Vec<String> =
         sqlx::query_scalar("SELECT ref FROM attune.pack ORDER BY ref").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(refs, vec!["apack", "core"], "no WHERE clause, yet only A's and system packs");
@@ -183,11 +188,7 @@ async fn rls_blocks_cross_tenant_access_even_without_the_application_filter() {
     let theirs = theirs.body["id"].as_i64().unwrap();
     for (execution, tenant) in [(1, b.tenant_id), (theirs, a.tenant_id)] {
         let mut tx = conn.begin().await.unwrap();
-        sqlx::query("SELECT set_config('role', 'attune_api', true), set_config('attune.tenant_id', $1, true)")
-            .bind(a.tenant_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        as_api(&mut tx, a.tenant_id).await;
         let attempt = sqlx::query(
             "INSERT INTO attune.execution_attempt (execution_id, attempt, tenant_id, status) VALUES ($1, 1, $2, 'running')",
         )
