@@ -16,8 +16,10 @@
 //!
 //! A lane offers its slots only while it is idle — its last claim round found fewer
 //! executions than it had slots, and no hint has woken it since — so a hand-off never
-//! overtakes work already waiting for it. A lane that stops claiming (shutdown, lost
-//! worker) leaves the register first, then still starts what was handed to it before.
+//! overtakes work already waiting for it (at most one round's worth, when a hint arrives
+//! as a slot is kept). A lane that stops claiming leaves the register first, then still
+//! starts what was handed to it before — unless its worker was lost: the reaper moves such
+//! runs on. The commit and the hand-over go together ([`commit_and_hand`]).
 //!
 //! Each [`Context`](crate::Context) has its own register: a context made for another
 //! process (`Context::with_pool`) sees none of this one's lanes.
