@@ -125,15 +125,7 @@ async fn a_run_handed_within_a_killed_process_is_lost_with_it() {
             .expect("the process's API answers");
         assert_eq!(res.status().as_u16(), 201);
         let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-        let (same_tx,): (bool,) = sqlx::query_as(
-            "SELECT count(DISTINCT xmin::text) = 1 AND count(*) = 2 FROM attune.audit_log
-              WHERE entity_type = 'execution' AND entity_id = $1 AND action IN ('execution.requested', 'execution.started')",
-        )
-        .bind(id.to_string())
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
-        if same_tx {
+        if app.trail(id).await.handed {
             handed = Some(id);
             break;
         }

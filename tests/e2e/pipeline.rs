@@ -559,45 +559,6 @@ async fn a_manual_run_sees_its_action_as_it_is_now() {
     assert_eq!(missing.status, 404, "{:?}", missing.body);
 }
 
-/// How manual run `id` came to run, read from what it wrote: its change-log events (with
-/// the status each message carries), its audit entries (action, actor type), whether its
-/// `execution.started` entry was written in the transaction that created it (a hand-off
-/// within the process), and its attempt rows (worker, tenant).
-async fn run_trail(app: &TestApp, id: i64) -> (Vec<(String, String)>, Vec<(String, String)>, bool, Vec<(i64, i64)>) {
-    let pool = app.pool();
-    let changes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT event, attune.change_json(data)->>'status' FROM attune.change_log
-          WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let audits: Vec<(String, String)> = sqlx::query_as(
-        "SELECT action, actor_type FROM attune.audit_log WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
-    )
-    .bind(id.to_string())
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let (same_tx,): (bool,) = sqlx::query_as(
-        "SELECT count(DISTINCT xmin::text) = 1 FROM attune.audit_log
-          WHERE entity_type = 'execution' AND entity_id = $1 AND action IN ('execution.requested', 'execution.started')",
-    )
-    .bind(id.to_string())
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let attempts: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT a.worker_id, a.tenant_id FROM attune.execution_attempt a WHERE a.execution_id = $1 ORDER BY a.attempt",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    (changes, audits, same_tx, attempts)
-}
-
 /// A manual run whose process has an idle worker lane is created `running` on it and handed
 /// over after the commit (`attune_core::handoff`), with the same trail a claim writes: the
 /// change log's created → scheduled → running → succeeded, the audit's requested →
@@ -640,16 +601,16 @@ async fn a_manual_run_is_handed_to_an_idle_lane_of_its_process_with_a_claims_tra
         let id = run.body["id"].as_i64().unwrap();
         let ex = app.finished_execution(&u, id).await;
         assert_eq!(ex["status"], "succeeded", "{ex}");
-        let (changes, audits, same_tx, attempts) = run_trail(&app, id).await;
-        assert_eq!(changes, expected_changes);
-        assert_eq!(audits, expected_audits);
+        let trail = app.trail(id).await;
+        assert_eq!(trail.changes, expected_changes);
+        assert_eq!(trail.audits, expected_audits);
         let worker: i64 = sqlx::query_scalar("SELECT worker_id FROM attune.execution WHERE id = $1")
             .bind(id)
             .fetch_one(app.pool())
             .await
             .unwrap();
-        assert_eq!(attempts, vec![(worker, tenant)], "one attempt, on the execution's worker, in its tenant");
-        handed += same_tx as usize;
+        assert_eq!(trail.attempts, vec![(worker, tenant)], "one attempt, on the execution's worker, in its tenant");
+        handed += trail.handed as usize;
     }
     assert!(handed > 0, "none of 5 runs was handed to the idle lane");
 
@@ -662,10 +623,10 @@ async fn a_manual_run_is_handed_to_an_idle_lane_of_its_process_with_a_claims_tra
     assert_eq!(run.status, 201, "{:?}", run.body);
     let id = run.body["id"].as_i64().unwrap();
     assert_eq!(api.finished_execution(&u, id).await["status"], "succeeded");
-    let (changes, audits, same_tx, attempts) = run_trail(&api, id).await;
-    assert_eq!((changes, audits), (expected_changes, expected_audits));
-    assert!(!same_tx, "claimed by the worker in a transaction of its own");
-    assert_eq!(attempts.len(), 1);
+    let trail = api.trail(id).await;
+    assert_eq!((trail.changes, trail.audits), (expected_changes, expected_audits));
+    assert!(!trail.handed, "claimed by the worker in a transaction of its own");
+    assert_eq!(trail.attempts.len(), 1);
 }
 
 /// T3.23: canceling a running execution stops its process group (SIGTERM first, so the

@@ -873,34 +873,10 @@ async fn tasks_due_now_are_handed_to_an_idle_lane_with_a_claims_trail() {
     let mut handed = 0;
     for kid in &kids {
         let kid = id(kid);
-        let changes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT event, attune.change_json(data)->>'status' FROM attune.change_log
-              WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
-        )
-        .bind(kid)
-        .fetch_all(app.pool())
-        .await
-        .unwrap();
-        let audits: Vec<(String, String, bool)> = sqlx::query_as(
-            "SELECT action, actor_type,
-                    xmin::text = (SELECT xmin::text FROM attune.audit_log s
-                                   WHERE s.entity_type = 'execution' AND s.entity_id = a.entity_id
-                                     AND s.action = 'execution.scheduled')
-               FROM attune.audit_log a WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
-        )
-        .bind(kid.to_string())
-        .fetch_all(app.pool())
-        .await
-        .unwrap();
-        let attempts: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT a.worker_id, a.tenant_id FROM attune.execution_attempt a WHERE a.execution_id = $1")
-                .bind(kid)
-                .fetch_all(app.pool())
-                .await
-                .unwrap();
+        let trail = app.trail(kid).await;
         let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
         assert_eq!(
-            changes,
+            trail.changes,
             s(&[
                 ("execution.created", "scheduled"),
                 ("execution.status_changed", "running"),
@@ -908,9 +884,8 @@ async fn tasks_due_now_are_handed_to_an_idle_lane_with_a_claims_trail() {
             ]),
             "task {kid}"
         );
-        let actions: Vec<(String, String)> = audits.iter().map(|(a, t, _)| (a.clone(), t.clone())).collect();
         assert_eq!(
-            actions,
+            trail.audits,
             s(&[
                 ("execution.scheduled", "service"),
                 ("execution.started", "worker"),
@@ -918,10 +893,10 @@ async fn tasks_due_now_are_handed_to_an_idle_lane_with_a_claims_trail() {
             ]),
             "task {kid}"
         );
-        assert_eq!(attempts.len(), 1, "task {kid}: one attempt");
-        assert_eq!(attempts[0].1, u.tenant_id, "task {kid}: in its tenant");
+        assert_eq!(trail.attempts.len(), 1, "task {kid}: one attempt");
+        assert_eq!(trail.attempts[0].1, u.tenant_id, "task {kid}: in its tenant");
         // Started in the transaction that scheduled it: handed, not claimed.
-        handed += audits[1].2 as usize;
+        handed += trail.handed as usize;
     }
     assert!(handed > 0, "none of the 6 tasks was handed to the idle lane");
 }

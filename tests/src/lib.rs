@@ -384,6 +384,21 @@ pub struct User {
     pub refresh_token: String,
 }
 
+/// What an execution wrote on its way to running ([`TestApp::trail`]).
+#[derive(Debug)]
+pub struct Trail {
+    /// Its change-log events, each with the status its message carries, in order.
+    pub changes: Vec<(String, String)>,
+    /// Its audit entries (action, actor type), in order.
+    pub audits: Vec<(String, String)>,
+    /// Whether its `execution.started` entry was written in the transaction of its first
+    /// entry (requested, or scheduled for a workflow's task): handed to a lane of the
+    /// creating process (`attune_core::handoff`), not claimed.
+    pub handed: bool,
+    /// Its attempt rows (worker, tenant), in order.
+    pub attempts: Vec<(i64, i64)>,
+}
+
 /// An HTTP answer: status and JSON body (Null when the body is empty or not JSON).
 #[derive(Debug)]
 pub struct Answer {
@@ -483,6 +498,47 @@ impl TestApp {
             token,
             refresh_token: a.body["refresh_token"].as_str().unwrap().to_string(),
         }
+    }
+
+    /// What execution `id` wrote on its way to running, read from the database (see [`Trail`]).
+    pub async fn trail(&self, id: i64) -> Trail {
+        let pool = self.pool();
+        let changes = sqlx::query_as(
+            "SELECT event, attune.change_json(data)->>'status' FROM attune.change_log
+              WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let audits = sqlx::query_as(
+            "SELECT action, actor_type FROM attune.audit_log WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let handed = sqlx::query_scalar(
+            "SELECT COALESCE(
+                 (SELECT xmin::text FROM attune.audit_log
+                   WHERE entity_type = 'execution' AND entity_id = $1 ORDER BY id LIMIT 1)
+                 = (SELECT xmin::text FROM attune.audit_log
+                     WHERE entity_type = 'execution' AND entity_id = $1 AND action = 'execution.started'
+                     ORDER BY id LIMIT 1),
+                 false)",
+        )
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let attempts = sqlx::query_as(
+            "SELECT worker_id, tenant_id FROM attune.execution_attempt WHERE execution_id = $1 ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        Trail { changes, audits, handed, attempts }
     }
 
     /// Waits until execution `id` has ended (any final status) and returns it.
